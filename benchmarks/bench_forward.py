@@ -1,0 +1,84 @@
+"""Forward-model and log-density throughput (issue: foundation, step 9).
+
+    python benchmarks/bench_forward.py [--batch 100000] [--repeats 5]
+
+Prints one Markdown table row per measurement (paste into BENCHMARKS.md) and
+writes benchmarks/results/forward.json. Times exclude compilation; each number
+is the median of --repeats runs on a batch of prior draws inside the grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sedppl.model.forward import PARAMS
+from sedppl.model.generative import log_joint, sed_model
+from sedppl.model.simulate import NoiseModel, prior_predictive
+
+
+def _median_time(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--library", default="phoenix")
+    args = parser.parse_args()
+
+    model = sed_model(args.library)
+    nb = len(model.bands)
+    err, mask = NoiseModel(p_missing=0.0).draw(jax.random.key(0), 2048, nb)
+    pool = prior_predictive(jax.random.key(1), model, err, mask)
+    idx = np.resize(np.arange(2048), args.batch)
+    params = jnp.asarray(np.column_stack([pool[p] for p in PARAMS])[idx])
+    log10_theta = jnp.asarray(pool["log10_theta"][idx])
+    mags, errs, masks = jnp.asarray(pool["mag"][idx]), jnp.asarray(err)[idx], jnp.asarray(mask)[idx]
+
+    forward = jax.jit(jax.vmap(model.forward.magnitudes))
+    t_fwd = _median_time(forward, params, log10_theta, repeats=args.repeats)
+
+    def one_logp(p, t, e, m, y):
+        values = dict(zip(PARAMS, p)) | {"log10_theta": t}
+        return log_joint(model, values, e, m, y)
+
+    logp_grad = jax.jit(jax.vmap(jax.value_and_grad(one_logp, argnums=(0, 1))))
+    t_grad = _median_time(logp_grad, params, log10_theta, errs, masks, mags, repeats=args.repeats)
+
+    device = jax.devices()[0]
+    result = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {device.platform}:{device.device_kind}, "
+                   f"{jax.local_device_count()} device(s), jax {jax.__version__}",
+        "library": args.library, "bands": nb, "batch": args.batch,
+        "forward_evals_per_s": args.batch / t_fwd,
+        "logdensity_grad_evals_per_s": args.batch / t_grad,
+    }
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "forward.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"| {result['date']} | {result['machine']} | forward, {nb} bands, batch {args.batch} | "
+          f"{result['forward_evals_per_s']:.3g} /s |")
+    print(f"| {result['date']} | {result['machine']} | log-density + gradient, batch {args.batch} | "
+          f"{result['logdensity_grad_evals_per_s']:.3g} /s |")
+
+
+if __name__ == "__main__":
+    main()

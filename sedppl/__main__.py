@@ -1,0 +1,5 @@
+import sys
+
+from sedppl.io.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Diagnostics: simulation-based calibration, coverage, method comparison (ArviZ). Not built yet."""

@@ -1,0 +1,1 @@
+"""Catalogs in and results out (astropy tables, Parquet, ArviZ netCDF), and the command line."""

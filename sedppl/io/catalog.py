@@ -1,0 +1,188 @@
+"""Reading and checking photometric catalogs.
+
+A catalog is a table (astropy Table, CSV, ECSV, FITS or Parquet) with an ``id``
+column and, for any subset of registry bands, ``<band>`` and ``<band>_err``
+columns in magnitudes. Empty or NaN cells mean the band is absent. Other
+columns (coordinates, true parameters of a simulation) are carried along.
+
+Problems with the whole file raise ``CatalogError`` naming the column or ids;
+problems with one star flag that star (``Catalog.flags``) and the rest goes on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from ..model.passbands import REGISTRY, SURVEY_BANDS
+
+MIN_BANDS = 3
+FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".parquet": "parquet"}
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be read as a whole."""
+
+
+@dataclass
+class Catalog:
+    """Magnitudes, errors and presence masks of n stars in a fixed band order."""
+
+    ids: np.ndarray  # (n,) str
+    bands: tuple[str, ...]
+    mag: np.ndarray  # (n, nb), NaN where absent
+    err: np.ndarray  # (n, nb), NaN where absent
+    mask: np.ndarray  # (n, nb) bool, True where the band is present and usable
+    flags: np.ndarray  # (n,) str, "" for a usable star
+    extra: Table  # the other columns, row-aligned
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.flags == ""
+
+    @property
+    def n_bands(self) -> np.ndarray:
+        return self.mask.sum(axis=1)
+
+    def flag_report(self) -> list[str]:
+        return [f"star {str(i)!r}: {f}" for i, f in zip(self.ids, self.flags) if f]
+
+    def to_table(self) -> Table:
+        table = Table({"id": self.ids})
+        for j, band in enumerate(self.bands):
+            table[band] = np.where(self.mask[:, j], self.mag[:, j], np.nan)
+            table[f"{band}_err"] = np.where(self.mask[:, j], self.err[:, j], np.nan)
+        for name in self.extra.colnames:
+            table[name] = self.extra[name]
+        return table
+
+
+def read_table(source) -> Table:
+    """A Table from a path (format from the extension) or a Table/DataFrame."""
+    if isinstance(source, Table):
+        return source
+    if hasattr(source, "to_dict") and hasattr(source, "columns"):
+        return Table.from_pandas(source)
+    path = Path(source)
+    if not path.exists():
+        raise CatalogError(f"catalog file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CatalogError(f"catalog file {path} is empty")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise CatalogError(f"catalog file {path}: unknown extension {path.suffix!r}; use one of {sorted(FORMATS)}")
+    try:
+        return Table.read(path, format=fmt)
+    except Exception as err:  # astropy raises many types for malformed files
+        raise CatalogError(f"catalog file {path} could not be read as {fmt}: {err}") from err
+
+
+def write_table(table: Table, path: str | Path) -> Path:
+    """Write a table in the format its extension names (CSV, ECSV, FITS, Parquet)."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown extension {path.suffix!r}; use one of {sorted(FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.write(path, format=fmt, overwrite=True)
+    return path
+
+
+def _float_column(table: Table, name: str) -> np.ndarray:
+    col = table[name]
+    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if np.ma.is_masked(col) or hasattr(col, "mask") else None
+    if values is None:
+        try:
+            values = np.asarray(col, dtype=float)
+        except (TypeError, ValueError):
+            values = np.array([_to_float(v) for v in col])
+    return values
+
+
+def _to_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan if str(value).strip() in ("", "--", "nan", "NaN", "null", "None") else _bad(value)
+
+
+def _bad(value):
+    raise CatalogError(f"cannot read {value!r} as a number")
+
+
+def _band_columns(table: Table) -> list[str]:
+    cols = set(table.colnames)
+    bands = []
+    for name in table.colnames:
+        if name.endswith("_err"):
+            base = name[: -len("_err")]
+            if base not in REGISTRY:
+                raise CatalogError(
+                    f"unknown band column {base!r} (found {name!r}); known bands: {', '.join(SURVEY_BANDS)}"
+                )
+            if base not in cols:
+                raise CatalogError(f"error column {name!r} has no magnitude column {base!r}")
+        elif name in REGISTRY:
+            if f"{name}_err" not in cols:
+                raise CatalogError(f"band column {name!r} has no error column {name + '_err'!r}")
+            bands.append(name)
+    return bands
+
+
+def read_catalog(source, bands=None, min_bands: int = MIN_BANDS) -> Catalog:
+    """Read and check a catalog; see the module docstring for the rules."""
+    table = read_table(source)
+    if len(table) == 0:
+        raise CatalogError("catalog has no rows")
+    if "id" not in table.colnames:
+        raise CatalogError(f"catalog has no 'id' column; columns are {table.colnames}")
+    ids = np.array([str(v).strip() for v in table["id"]])
+    if np.any(ids == "") or np.any(ids == "--"):
+        rows = np.nonzero((ids == "") | (ids == "--"))[0][:5]
+        raise CatalogError(f"catalog rows {rows.tolist()} have an empty 'id'")
+    dupes = [i for i, c in Counter(ids).items() if c > 1]
+    if dupes:
+        raise CatalogError(f"duplicate ids in catalog: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}")
+    present_bands = _band_columns(table)
+    if bands is None:
+        bands = tuple(present_bands)
+    else:
+        bands = tuple(bands)
+        unknown = [b for b in bands if b not in REGISTRY]
+        if unknown:
+            raise CatalogError(f"unknown band(s) requested: {unknown}")
+    if not bands:
+        raise CatalogError(f"catalog has no band columns; expected '<band>' and '<band>_err' for bands in {SURVEY_BANDS}")
+
+    n = len(table)
+    mag = np.full((n, len(bands)), np.nan)
+    err = np.full((n, len(bands)), np.nan)
+    problems: list[list[str]] = [[] for _ in range(n)]
+    for j, band in enumerate(bands):
+        if band not in present_bands:
+            continue
+        try:
+            m, e = _float_column(table, band), _float_column(table, f"{band}_err")
+        except CatalogError as exc:
+            raise CatalogError(f"column {band!r} or {band + '_err'!r}: {exc}") from None
+        for i in np.nonzero(np.isinf(m))[0]:
+            problems[i].append(f"{band}: infinite magnitude")
+        bad_err = np.isfinite(m) & ~(np.isfinite(e) & (e > 0))
+        for i in np.nonzero(bad_err)[0]:
+            problems[i].append(f"{band}: magnitude without a positive finite error ({band}_err={e[i]})")
+        mag[:, j], err[:, j] = m, e
+    mask = np.isfinite(mag) & np.isfinite(err) & (err > 0)
+    n_present = mask.sum(axis=1)
+    for i in np.nonzero(n_present < min_bands)[0]:
+        problems[i].append(f"only {n_present[i]} usable band(s), need at least {min_bands}")
+    flags = np.array(["; ".join(p) for p in problems], dtype=object).astype(str)
+    used = {"id"} | {c for b in present_bands for c in (b, f"{b}_err")}
+    extra = table[[c for c in table.colnames if c not in used]] if len(table.colnames) > len(used) else Table()
+    return Catalog(ids, bands, mag, err, mask, flags, extra)

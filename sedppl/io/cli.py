@@ -1,0 +1,130 @@
+"""Command-line interface: ``sedppl <command>``. Each command mirrors a Python function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..model.passbands import SURVEY_BANDS
+
+
+def _cmd_bands(args) -> int:
+    from ..model.passbands import describe
+
+    rows = describe()
+    print(f"{'name':<12} {'system':<6} {'lambda_eff[um]':>14}  source")
+    for r in rows:
+        print(f"{r['name']:<12} {r['system']:<6} {r['lambda_eff_um']:>14.4f}  {r['source']}")
+    return 0
+
+
+def _cmd_prior(args) -> int:
+    from ..model.priors import DEFAULT_PRIOR_TOML, Prior
+
+    if args.file is None:
+        print(DEFAULT_PRIOR_TOML, end="")
+        return 0
+    prior = Prior.load(args.file)
+    from ..model.atmospheres import load_library
+
+    bounds = load_library(args.library).bounds
+    for name, (lo, hi) in prior.support(bounds).items():
+        print(f"{name:<12} {lo:>10.4g} {hi:>10.4g}   {prior.to_dict()[name]['dist']}")
+    print(f"sys_floor    {prior.sys_floor}")
+    return 0
+
+
+def _cmd_simulate(args) -> int:
+    import jax
+
+    from ..model.generative import sed_model
+    from ..model.priors import Prior
+    from ..model.simulate import NoiseModel, simulate_catalog
+    from .catalog import write_table
+
+    prior = Prior.load(args.prior) if args.prior else Prior.default()
+    model = sed_model(args.library, args.bands, prior)
+    noise = NoiseModel(args.err_min, args.err_max, args.p_missing, args.min_bands)
+    table = simulate_catalog(jax.random.key(args.seed), args.n, model, noise)
+    path = write_table(table, args.out)
+    print(f"wrote {len(table)} simulated stars in {len(model.bands)} bands to {path}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .catalog import read_catalog
+
+    catalog = read_catalog(args.catalog, bands=args.bands)
+    print(f"{args.catalog}: {len(catalog)} stars, bands {', '.join(catalog.bands)}")
+    print(f"usable: {int(catalog.usable.sum())}, flagged: {int((~catalog.usable).sum())}")
+    for line in catalog.flag_report():
+        print("  " + line)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    result = run_demo(args.out, args.n, args.seed, args.library)
+    print(f"simulated catalog: {result['catalog']} ({result['n_usable']}/{result['n_stars']} stars usable)")
+    print(f"SED figure:        {result['figure']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sedppl", description="Bayesian stellar SED fitting: NUTS and NPE on one model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bands", help="list the passband registry")
+    p.set_defaults(func=_cmd_bands)
+
+    p = sub.add_parser("prior", help="print the default prior file, or the resolved support of a prior file")
+    p.add_argument("file", nargs="?", type=Path, help="a prior TOML file to check")
+    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.set_defaults(func=_cmd_prior)
+
+    p = sub.add_parser("simulate", help="simulate a catalog from the model's prior predictive")
+    p.add_argument("n", type=int, help="number of stars")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output table (.csv, .ecsv, .fits or .parquet)")
+    p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
+    p.add_argument("--bands", nargs="+", default=list(SURVEY_BANDS), metavar="BAND")
+    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--err-min", type=float, default=0.005, help="smallest per-band error [mag] (log-uniform)")
+    p.add_argument("--err-max", type=float, default=0.1, help="largest per-band error [mag] (log-uniform)")
+    p.add_argument("--p-missing", type=float, default=0.2, help="chance that each band is absent")
+    p.add_argument("--min-bands", type=int, default=3, help="fewest bands a simulated star keeps")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("check", help="read a catalog and report flagged stars")
+    p.add_argument("catalog", type=Path)
+    p.add_argument("--bands", nargs="+", metavar="BAND")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("demo", help="run the demo on the embedded defaults (offline)")
+    p.add_argument("--out", type=Path, default=Path("sedppl-demo"))
+    p.add_argument("--n", type=int, default=50, help="stars to simulate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz"))
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    from ..model.priors import PriorError
+    from .catalog import CatalogError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CatalogError, PriorError, KeyError, ValueError) as err:
+        print(f"sedppl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `sedppl bands | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Model-atmosphere grids: nodes, validity, and multilinear interpolation.
+
+A grid holds values on the nodes of (log10 Teff, logg, [M/H]); not every node
+exists (Phoenix lacks hot low-gravity models, BOSZ has holes). A point is
+*valid* when it lies inside a cell whose eight corners all exist: only there
+is interpolation defined, and the model's log-density is -inf elsewhere.
+Missing nodes are filled with their nearest existing node so that values and
+gradients stay finite everywhere; validity is carried separately.
+
+Libraries (data in ``sedppl/model/data``, provenance in PROVENANCE.md):
+
+- ``phoenix``  Phoenix spectra (default), 2300-12000 K, [alpha/M] = 0.
+- ``kurucz``   Kurucz (1993) spectra, 3500-50000 K.
+- ``bosz``     BOSZ synthetic photometry only (no spectra), 2800-16000 K.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float
+from scipy.ndimage import distance_transform_edt
+
+LIBRARIES = ("phoenix", "kurucz", "bosz")
+SPECTRAL_LIBRARIES = ("phoenix", "kurucz")
+FLOOR_DEX = 30.0  # values are floored this far below a spectrum's peak (as in the data files)
+
+
+class Grid(eqx.Module):
+    """Values on a (log Teff, logg, [M/H]) node grid, with a trailing value axis."""
+
+    name: str = eqx.field(static=True)
+    log_teff_nodes: Float[Array, " nt"]
+    logg_nodes: Float[Array, " ng"]
+    mh_nodes: Float[Array, " nz"]
+    values: Float[Array, "nt ng nz nv"]
+    has_node: Bool[Array, "nt ng nz"]
+    cell_valid: Bool[Array, "nt-1 ng-1 nz-1"]
+    node_range: tuple[tuple[float, float], ...] = eqx.field(static=True)
+
+    @property
+    def axes(self) -> tuple[Array, Array, Array]:
+        return self.log_teff_nodes, self.logg_nodes, self.mh_nodes
+
+    @property
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        """Box that contains every valid point: teff [K], logg, mh."""
+        return dict(zip(("teff", "logg", "mh"), self.node_range))
+
+    def locate(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike):
+        """Lower cell index, fractional position in the cell, and validity of one point."""
+        point = (jnp.log10(teff), jnp.asarray(logg), jnp.asarray(mh))
+        index, frac, inside = [], [], []
+        for x, nodes in zip(point, self.axes):
+            i = jnp.clip(jnp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)
+            index.append(i)
+            frac.append((x - nodes[i]) / (nodes[i + 1] - nodes[i]))
+            inside.append((x >= nodes[0]) & (x <= nodes[-1]))
+        valid = inside[0] & inside[1] & inside[2] & self.cell_valid[index[0], index[1], index[2]]
+        return jnp.stack(index), jnp.stack(frac), valid
+
+    def is_valid(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> Bool[Array, ""]:
+        return self.locate(teff, logg, mh)[2]
+
+    def interpolate(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> Float[Array, " nv"]:
+        """Multilinear interpolation in (log Teff, logg, [M/H]); finite everywhere."""
+        index, frac, _ = self.locate(teff, logg, mh)
+        frac = jnp.clip(frac, 0.0, 1.0)
+        corners = jax.lax.dynamic_slice(
+            self.values, (index[0], index[1], index[2], 0), (2, 2, 2, self.values.shape[-1])
+        )
+        w = [jnp.stack([1.0 - f, f]) for f in frac]
+        weights = w[0][:, None, None] * w[1][None, :, None] * w[2][None, None, :]
+        return jnp.tensordot(weights.astype(corners.dtype), corners, axes=3)
+
+
+class SpectralGrid(Grid):
+    """A grid of log10(lambda F_lambda) surface-flux spectra [erg s^-1 cm^-2]."""
+
+    wavelength_aa: Float[Array, " nv"]
+
+
+class PhotometricGrid(Grid):
+    """A grid of log10 band-mean surface F_lambda [erg s^-1 cm^-2 A^-1], one value per band."""
+
+    bands: tuple[str, ...] = eqx.field(static=True)
+
+
+def _node_cube(teff, logg, mh, values) -> tuple[np.ndarray, ...]:
+    """Scatter per-model rows onto the node cube; fill holes from the nearest node."""
+    axes = [np.unique(a) for a in (teff, logg, mh)]
+    idx = tuple(np.searchsorted(ax, a) for ax, a in zip(axes, (teff, logg, mh)))
+    shape = tuple(len(ax) for ax in axes)
+    has = np.zeros(shape, bool)
+    has[idx] = True
+    cube = np.zeros(shape + values.shape[1:], np.float32)
+    cube[idx] = values
+    nearest = distance_transform_edt(~has, return_distances=False, return_indices=True)
+    cube = cube[tuple(nearest)]
+    valid = np.ones(tuple(n - 1 for n in shape), bool)
+    for corner in np.ndindex(2, 2, 2):
+        valid &= has[tuple(slice(c, c + n - 1) for c, n in zip(corner, shape))]
+    return axes, cube, has, valid
+
+
+def _data_file(name: str):
+    return resources.files("sedppl.model.data").joinpath(f"{name}.npz")
+
+
+@functools.cache
+def load_library(name: str = "phoenix") -> Grid:
+    """Load an atmosphere library shipped with sedppl (cached; no network)."""
+    if name not in LIBRARIES:
+        raise ValueError(f"Unknown atmosphere library {name!r}; choose one of {LIBRARIES}")
+    with _data_file(name).open("rb") as fh:
+        data = dict(np.load(fh))
+    if name in SPECTRAL_LIBRARIES:
+        below_peak = np.cumsum(data["millidex_steps"].astype(np.int32), axis=1) / 1000.0
+        values = data["log_peak"][:, None] + below_peak
+    else:
+        values = data["log_band_flam"]
+        values = np.where(np.isfinite(values), values, np.nanmin(values, axis=0) - FLOOR_DEX)
+    axes, cube, has, valid = _node_cube(data["teff"], data["logg"], data["mh"], values)
+    common = dict(
+        name=name,
+        log_teff_nodes=jnp.asarray(np.log10(axes[0]), jnp.float32),
+        logg_nodes=jnp.asarray(axes[1], jnp.float32),
+        mh_nodes=jnp.asarray(axes[2], jnp.float32),
+        values=jnp.asarray(cube),
+        has_node=jnp.asarray(has),
+        cell_valid=jnp.asarray(valid),
+        node_range=tuple((float(ax[0]), float(ax[-1])) for ax in axes),
+    )
+    if name in SPECTRAL_LIBRARIES:
+        return SpectralGrid(**common, wavelength_aa=jnp.asarray(data["wavelength_aa"], jnp.float32))
+    return PhotometricGrid(**common, bands=tuple(str(b) for b in data["bands"]))
+
+
+def node_table(grid: Grid) -> np.ndarray:
+    """(n_present, 3) array of (teff, logg, mh) of the nodes that exist."""
+    it, ig, iz = np.nonzero(np.asarray(grid.has_node))
+    return np.stack(
+        [10 ** np.asarray(grid.log_teff_nodes)[it], np.asarray(grid.logg_nodes)[ig], np.asarray(grid.mh_nodes)[iz]],
+        axis=1,
+    )

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from sedppl.io.catalog import read_catalog
+from sedppl.io.cli import main
+from sedppl.model.passbands import SURVEY_BANDS
+
+
+def test_bands_lists_the_registry(capsys):
+    assert main(["bands"]) == 0
+    out = capsys.readouterr().out
+    for band in SURVEY_BANDS:
+        assert band in out
+
+
+def test_simulate_writes_a_readable_reproducible_catalog(tmp_path):
+    args = ["simulate", "40", "--seed", "5", "--bands", "gaia_g", "gaia_bp", "gaia_rp", "2mass_ks", "wise_w1"]
+    assert main(args + ["--out", str(tmp_path / "a.csv")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b.parquet")]) == 0
+    a, b = read_catalog(tmp_path / "a.csv"), read_catalog(tmp_path / "b.parquet")
+    assert len(a) == 40 and a.bands == ("gaia_g", "gaia_bp", "gaia_rp", "2mass_ks", "wise_w1")
+    np.testing.assert_allclose(a.mag, b.mag, atol=1e-5)
+    assert "true_teff" in a.extra.colnames
+
+
+def test_prior_file_is_taken_and_checked(tmp_path, capsys):
+    assert main(["prior"]) == 0
+    default = capsys.readouterr().out
+    narrow = default.replace("loc = 3.13\nscale = 0.18", "loc = 3.6\nscale = 0.01")
+    path = tmp_path / "narrow.toml"
+    path.write_text(narrow)
+    assert main(["simulate", "30", "--prior", str(path), "--out", str(tmp_path / "n.csv")]) == 0
+    rv = read_catalog(tmp_path / "n.csv").extra["true_rv"]
+    assert abs(np.mean(rv) - 3.6) < 0.01
+    bad = tmp_path / "bad.toml"
+    bad.write_text(default.replace('dist = "uniform"\nlow = 0.1', 'dist = "unifrom"\nlow = 0.1'))
+    assert main(["simulate", "5", "--prior", str(bad), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "[logg]: unknown dist 'unifrom'" in capsys.readouterr().err
+
+
+def test_check_reports_flagged_stars(tmp_path, capsys):
+    path = tmp_path / "c.csv"
+    path.write_text("id,gaia_g,gaia_g_err,2mass_j,2mass_j_err,wise_w1,wise_w1_err\n"
+                    "good,10,0.01,9,0.02,8.5,0.03\nbad,10,0,9,0.02,8.5,0.03\n")
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "usable: 1, flagged: 1" in out and "star 'bad': gaia_g" in out
+
+
+def test_module_entry_point_reports_errors_cleanly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sedppl", "check", str(tmp_path / "none.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,88 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sedppl.model.atmospheres import node_table
+from sedppl.model.forward import MAS_IN_RAD, dilution_mag, forward_model
+from sedppl.model.passbands import SURVEY_BANDS, synthetic_magnitude
+
+R_SUN_CM, PC_CM = 6.957e10, 3.0856775814913673e18
+
+
+def test_exact_at_grid_nodes_against_direct_synthetic_photometry(phoenix):
+    """At a node, the JAX forward model equals speclite photometry of the stored spectrum."""
+    fm = forward_model("phoenix", SURVEY_BANDS)
+    wave = np.asarray(phoenix.wavelength_aa, float)
+    nodes = node_table(phoenix)
+    rng = np.random.default_rng(1)
+    checked = 0
+    for teff, logg, mh in nodes[rng.permutation(len(nodes))]:
+        params = jnp.array([teff, logg, mh, 0.0, 3.1])
+        if not bool(fm.in_grid(params)):
+            continue
+        log_lam_flam = np.asarray(phoenix.interpolate(teff, logg, mh), float)
+        flam = 10**log_lam_flam / wave
+        ref = np.array([synthetic_magnitude(b, wave, flam) for b in fm.bands])
+        ours = np.asarray(fm.surface_magnitudes(params))
+        finite = ref < 0  # bands where the star emits measurably (surface mags are ~ -40)
+        np.testing.assert_allclose(ours[finite], ref[finite], atol=2e-3)
+        checked += 1
+        if checked == 8:
+            break
+    assert checked == 8
+
+
+# Willmer (2018, ApJS 236, 47), Table 3: absolute magnitudes of the Sun (Vega system).
+WILLMER_SUN = {"bessell_v": 4.81, "gaia_g": 4.67, "gaia_bp": 5.03, "gaia_rp": 4.18,
+               "2mass_j": 3.67, "2mass_h": 3.32, "2mass_ks": 3.27, "wise_w1": 3.26, "wise_w2": 3.28}
+
+
+def test_solar_model_at_10pc_reproduces_willmer():
+    fm = forward_model("phoenix", tuple(WILLMER_SUN))
+    theta_mas = 2 * R_SUN_CM / (10 * PC_CM) / MAS_IN_RAD
+    mags = np.asarray(fm.magnitudes(jnp.array([5772.0, 4.44, 0.0, 0.0, 3.1]), np.log10(theta_mas)))
+    np.testing.assert_allclose(mags, list(WILLMER_SUN.values()), atol=0.05)
+
+
+def test_extinction_is_applied_to_the_spectrum_not_per_band():
+    """A_G/A_V rises with Teff (the bandpass-weighted curve changes with the SED)."""
+    fm = forward_model("phoenix", ("gaia_g",))
+    a_g = []
+    for teff in (3500.0, 10000.0):
+        clean = jnp.array([teff, 4.5, 0.0, 0.0, 3.1])
+        a_g.append(float(fm.surface_magnitudes(clean.at[3].set(0.01))[0] - fm.surface_magnitudes(clean)[0]) / 0.01)
+    assert a_g[1] - a_g[0] > 0.1
+
+
+def test_finite_everywhere_including_off_grid_and_extreme_dust():
+    fm = forward_model("phoenix", SURVEY_BANDS)
+    rng = np.random.default_rng(2)
+    params = np.column_stack([
+        rng.uniform(1000, 20000, 500), rng.uniform(-2, 8, 500), rng.uniform(-6, 3, 500),
+        rng.uniform(0, 20, 500), rng.uniform(1.5, 7, 500),
+    ])
+    mags = jax.vmap(fm.magnitudes)(jnp.asarray(params, jnp.float32), jnp.zeros(500))
+    assert np.all(np.isfinite(np.asarray(mags)))
+    grads = jax.vmap(jax.grad(lambda p: jnp.sum(fm.magnitudes(p, 0.0))))(jnp.asarray(params, jnp.float32))
+    assert np.all(np.isfinite(np.asarray(grads)))
+
+
+def test_vmap_equals_loop_and_scale_is_a_pure_offset():
+    fm = forward_model("phoenix", ("gaia_g", "2mass_ks"))
+    params = jnp.array([[4000.0, 4.6, -0.3, 0.5, 3.0], [7000.0, 4.0, 0.2, 2.0, 3.6]])
+    batched = jax.jit(jax.vmap(fm.magnitudes))(params, jnp.array([-1.0, 0.5]))
+    looped = jnp.stack([fm.magnitudes(params[0], -1.0), fm.magnitudes(params[1], 0.5)])
+    np.testing.assert_allclose(batched, looped, atol=1e-4)
+    shift = fm.magnitudes(params[0], 0.0) - fm.magnitudes(params[0], 1.0)
+    np.testing.assert_allclose(shift, 5.0, atol=1e-4)
+    assert float(dilution_mag(0.0) - dilution_mag(1.0)) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("library", ["kurucz", "bosz"])
+def test_other_libraries_agree_with_phoenix_for_the_sun(library):
+    bands = ("gaia_bp", "gaia_rp", "2mass_j", "2mass_ks", "wise_w1")
+    sun = jnp.array([5772.0, 4.44, 0.0, 0.3, 3.1])
+    ref = np.asarray(forward_model("phoenix", bands).surface_magnitudes(sun))
+    other = np.asarray(forward_model(library, bands).surface_magnitudes(sun))
+    np.testing.assert_allclose(np.diff(other), np.diff(ref), atol=0.06)

@@ -1,0 +1,73 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from sedppl.model.forward import PARAMS
+from sedppl.model.generative import log_joint, log_prior, sed_model
+from sedppl.model.simulate import NoiseModel, simulate_catalog
+
+
+@pytest.fixture(scope="module")
+def star(model):
+    err = jnp.full(len(model.bands), 0.03)
+    mask = jnp.ones(len(model.bands), bool).at[3:6].set(False)
+    truth = {"teff": 5200.0, "logg": 4.5, "mh": -0.2, "av": 0.4, "rv": 3.2, "log10_theta": -1.3}
+    mu = model.forward.magnitudes(jnp.array([truth[p] for p in PARAMS]), truth["log10_theta"])
+    mag = jnp.where(mask, mu + 0.01, jnp.nan)
+    return truth, err, mask, mag
+
+
+def test_scale_marginal_model_is_the_integral_of_the_full_model(model, star):
+    """log p(params, mag) with the scale integrated analytically == numerical integral of the full log-joint."""
+    truth, err, mask, mag = star
+    marginal = sed_model(prior=model.prior, marginalize_scale=True)
+    params = {p: truth[p] for p in PARAMS}
+    lj = jax.jit(lambda t: log_joint(model, {**params, "log10_theta": t}, err, mask, mag))
+    peak = float(lj(truth["log10_theta"]))
+    integral, _ = quad(lambda t: np.exp(float(lj(t)) - peak), -1.5, -1.1, points=[-1.3], limit=200)
+    ref = peak + np.log(integral)
+    assert float(log_joint(marginal, params, err, mask, mag)) == pytest.approx(ref, abs=2e-3)
+
+
+def test_log_joint_is_minus_infinity_off_the_grid(model, star):
+    truth, err, mask, mag = star
+    off = {**truth, "teff": 11900.0, "logg": 0.2}
+    assert float(log_joint(model, off, err, mask, mag)) == -np.inf
+    assert float(log_prior(model, off)) == -np.inf
+    assert np.isfinite(float(log_prior(model, truth)))
+
+
+def test_missing_bands_do_not_change_the_likelihood_when_nan(model, star):
+    truth, err, mask, mag = star
+    a = log_joint(model, truth, err, mask, mag)
+    b = log_joint(model, truth, err, mask, jnp.where(mask, mag, 99.0))
+    assert float(a) == float(b)
+
+
+def test_simulated_catalog_is_inside_prior_and_grid(model):
+    table = simulate_catalog(jax.random.key(3), 300, model, NoiseModel(p_missing=0.9))
+    support = model.support()
+    for p, (lo, hi) in support.items():
+        assert np.all((table[f"true_{p}"] >= lo) & (table[f"true_{p}"] <= hi)), p
+    params = jnp.asarray(np.column_stack([table[f"true_{p}"] for p in PARAMS]))
+    assert bool(jnp.all(jax.vmap(model.forward.in_grid)(params)))
+    present = np.column_stack([np.isfinite(table[b]) for b in model.bands])
+    errors = np.column_stack([table[f"{b}_err"] for b in model.bands])[present]
+    assert present.sum(axis=1).min() >= 3
+    assert 0.005 <= errors.min() and errors.max() <= 0.1
+    assert 0.75 < 1 - present.mean() < 0.9  # p_missing=0.9, with at least 3 of 26 kept
+
+
+def test_simulation_is_reproducible_and_noise_matches_the_model(model):
+    a = simulate_catalog(jax.random.key(7), 400, model)
+    b = simulate_catalog(jax.random.key(7), 400, model)
+    assert np.array_equal(np.asarray(a["gaia_g"]), np.asarray(b["gaia_g"]), equal_nan=True)
+    # standardised residuals of the simulated magnitudes against the noiseless model are N(0, 1)
+    params = jnp.asarray(np.column_stack([a[f"true_{p}"] for p in PARAMS]))
+    mu = np.asarray(jax.vmap(model.forward.magnitudes)(params, jnp.asarray(a["true_log10_theta"])))
+    mag = np.column_stack([a[b] for b in model.bands])
+    sig = np.sqrt(np.column_stack([a[f"{b}_err"] for b in model.bands]) ** 2 + model.prior.sys_floor**2)
+    z = ((mag - mu) / sig)[np.isfinite(mag)]
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
