@@ -95,26 +95,24 @@ def write_table(table: Table, path: str | Path) -> Path:
     return path
 
 
-def _float_column(table: Table, name: str) -> np.ndarray:
+_ABSENT_TEXT = {"", "--", "nan", "null", "none"}
+
+
+def _float_column(table: Table, name: str) -> tuple[np.ndarray, dict[int, str]]:
+    """A column as floats (absent -> NaN) and the rows whose text is not a number."""
     col = table[name]
-    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if np.ma.is_masked(col) or hasattr(col, "mask") else None
-    if values is None:
+    if col.dtype.kind in "biuf":
+        return np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), {}
+    values, unreadable = np.full(len(col), np.nan), {}
+    for i, cell in enumerate(col):
+        text = "" if np.ma.is_masked(cell) else str(cell).strip()
+        if text.lower() in _ABSENT_TEXT:
+            continue
         try:
-            values = np.asarray(col, dtype=float)
-        except (TypeError, ValueError):
-            values = np.array([_to_float(v) for v in col])
-    return values
-
-
-def _to_float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return np.nan if str(value).strip() in ("", "--", "nan", "NaN", "null", "None") else _bad(value)
-
-
-def _bad(value):
-    raise CatalogError(f"cannot read {value!r} as a number")
+            values[i] = float(text)
+        except ValueError:
+            unreadable[i] = f"{name}: cannot read {text!r} as a number"
+    return values, unreadable
 
 
 def _band_columns(table: Table) -> list[str]:
@@ -168,10 +166,9 @@ def read_catalog(source, bands=None, min_bands: int = MIN_BANDS) -> Catalog:
     for j, band in enumerate(bands):
         if band not in present_bands:
             continue
-        try:
-            m, e = _float_column(table, band), _float_column(table, f"{band}_err")
-        except CatalogError as exc:
-            raise CatalogError(f"column {band!r} or {band + '_err'!r}: {exc}") from None
+        (m, bad_m), (e, bad_e) = _float_column(table, band), _float_column(table, f"{band}_err")
+        for i, message in (bad_m | bad_e).items():
+            problems[i].append(message)
         for i in np.nonzero(np.isinf(m))[0]:
             problems[i].append(f"{band}: infinite magnitude")
         bad_err = np.isfinite(m) & ~(np.isfinite(e) & (e > 0))

@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (CatalogError, PriorError, KeyError, ValueError) as err:
-        print(f"sedppl {args.command}: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"sedppl {args.command}: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `sedppl bands | head`
         sys.stderr.close()

@@ -39,7 +39,18 @@ def log10_theta_from_dilution(dilution: ArrayLike) -> Float[Array, ""]:
     return -jnp.asarray(dilution) / 5.0 - np.log10(MAS_IN_RAD / 2.0)
 
 
-class SpectralForwardModel(eqx.Module):
+class _ForwardModel(eqx.Module):
+    """Shared interface: surface magnitudes, diluted by the angular diameter."""
+
+    def surface_magnitudes(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
+        raise NotImplementedError
+
+    def magnitudes(self, params: Float[Array, " 5"], log10_theta_mas: ArrayLike) -> Float[Array, " nb"]:
+        """Observed magnitudes of a star of angular diameter 10**log10_theta_mas mas."""
+        return self.surface_magnitudes(params) + dilution_mag(log10_theta_mas)
+
+
+class SpectralForwardModel(_ForwardModel):
     """Forward model on a spectral library: extinction multiplies the spectrum before integration."""
 
     grid: SpectralGrid
@@ -73,12 +84,8 @@ class SpectralForwardModel(eqx.Module):
         relative = 10.0 ** jnp.maximum(log_flux - peak, -FLOOR_DEX)
         return -2.5 * (jnp.log10(self.weights @ relative) + peak)
 
-    def magnitudes(self, params: Float[Array, " 5"], log10_theta_mas: ArrayLike) -> Float[Array, " nb"]:
-        """Observed magnitudes of a star of angular diameter 10**log10_theta_mas mas."""
-        return self.surface_magnitudes(params) + dilution_mag(log10_theta_mas)
 
-
-class PhotometricForwardModel(eqx.Module):
+class PhotometricForwardModel(_ForwardModel):
     """Forward model on a photometry-only library (BOSZ).
 
     Extinction of each band is the Phoenix model's reddening at the same
@@ -120,9 +127,6 @@ class PhotometricForwardModel(eqx.Module):
         unreddened = params.at[3].set(0.0)
         extinction = self.reddening.surface_magnitudes(params) - self.reddening.surface_magnitudes(unreddened)
         return -2.5 * log_band_flam + self.band_norm_mag + extinction
-
-    def magnitudes(self, params: Float[Array, " 5"], log10_theta_mas: ArrayLike) -> Float[Array, " nb"]:
-        return self.surface_magnitudes(params) + dilution_mag(log10_theta_mas)
 
 
 ForwardModel = SpectralForwardModel | PhotometricForwardModel

@@ -56,10 +56,20 @@ class SEDModel(eqx.Module):
         lo, hi = self.support()[SCALE]
         return float(dilution_mag(hi)), float(dilution_mag(lo))
 
-    def __call__(self, mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike | None = None) -> None:
+    def sample_prior(self) -> tuple[Array, Array | None]:
+        """The prior part of the model (NumPyro sites): the five parameters, restricted to the
+        grid, and the scale unless it is marginalised. Returns (params, log10_theta or None)."""
         priors = self.distributions()
         params = jnp.stack([numpyro.sample(name, priors[name]) for name in PARAMS])
         numpyro.factor("in_grid", jnp.where(self.forward.in_grid(params), 0.0, -jnp.inf))
+        if self.marginalize_scale:
+            return params, None
+        log10_theta = numpyro.sample(SCALE, priors[SCALE])
+        numpyro.deterministic("theta_mas", 10.0**log10_theta)
+        return params, log10_theta
+
+    def __call__(self, mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike | None = None) -> None:
+        params, log10_theta = self.sample_prior()
         surface = self.forward.surface_magnitudes(params)
         sigma = total_sigma(mag_err, self.prior.sys_floor)
         mask = jnp.asarray(mask, bool)
@@ -70,8 +80,6 @@ class SEDModel(eqx.Module):
                 "mag_marginal", scale_marginal_log_likelihood(surface, mag, sigma, mask, self.dilution_bounds())
             )
             return
-        log10_theta = numpyro.sample(SCALE, priors[SCALE])
-        numpyro.deterministic("theta_mas", 10.0**log10_theta)
         mu = surface + dilution_mag(log10_theta)
         obs = None if mag is None else sanitize(mag, mask, mu)
         numpyro.sample("mag", masked_normal(mu, sigma, mask), obs=obs)
@@ -95,14 +103,15 @@ def log_joint(model: SEDModel, values: dict[str, Array], mag_err: ArrayLike, mas
 
 
 def log_prior(model: SEDModel, values: dict[str, Array]) -> Array:
-    """log prior density of the five parameters (and the scale if present), restricted to the grid."""
-    priors = model.distributions()
+    """log prior density of ``values`` under the model's own prior part (-inf off the grid).
+
+    Without ``log10_theta`` in ``values`` (or with a scale-marginalised model) it
+    is the prior of the five stellar parameters alone.
+    """
     values = {k: jnp.asarray(v) for k, v in values.items()}
-    params = jnp.stack([values[p] for p in PARAMS])
-    total = sum(priors[p].log_prob(values[p]) for p in PARAMS)
-    if SCALE in values:
-        total = total + priors[SCALE].log_prob(values[SCALE])
-    return jnp.where(model.forward.in_grid(params), total, -jnp.inf)
+    if SCALE not in values and not model.marginalize_scale:
+        model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+    return log_density(model.sample_prior, (), {}, values)[0]
 
 
 def stack_params(values: dict[str, ArrayLike]) -> Array:

@@ -45,6 +45,7 @@ def test_nan_and_empty_cells_mean_absent(tmp_path):
         ({"2mass_j_err": [0.02, 0.02, np.nan]}, "c", "2mass_j: magnitude without"),
         ({"wise_w1": [8.5, np.inf, 10.5]}, "b", "wise_w1: infinite magnitude"),
         ({"gaia_g": [np.nan, 11.0, 12.0]}, "a", "only 2 usable band(s)"),
+        ({"gaia_g": ["10.0", "eleven", "12"]}, "b", "gaia_g: cannot read 'eleven' as a number"),
     ],
 )
 def test_bad_rows_flag_the_star_and_the_rest_goes_on(changes, star, words):

@@ -86,3 +86,13 @@ def test_other_libraries_agree_with_phoenix_for_the_sun(library):
     ref = np.asarray(forward_model("phoenix", bands).surface_magnitudes(sun))
     other = np.asarray(forward_model(library, bands).surface_magnitudes(sun))
     np.testing.assert_allclose(np.diff(other), np.diff(ref), atol=0.06)
+
+
+def test_model_vega_has_vega_system_colours_near_zero():
+    """A Phoenix model at Vega's parameters (9600 K, logg 4.0, [M/H] -0.5) has Vega colours ~ 0."""
+    from sedppl.model.passbands import REGISTRY
+
+    bands = ("bessell_v", "gaia_bp", "gaia_g", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks", "wise_w1", "wise_w2")
+    mags = np.asarray(forward_model("phoenix", bands).surface_magnitudes(jnp.array([9600.0, 4.0, -0.5, 0.0, 3.1])))
+    colours = np.diff(mags - np.array([REGISTRY[b].vega_mag for b in bands]))
+    assert np.max(np.abs(colours)) < 0.05
