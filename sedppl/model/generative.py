@@ -18,7 +18,6 @@ posterior is the same.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -117,8 +116,3 @@ def log_prior(model: SEDModel, values: dict[str, Array]) -> Array:
 def stack_params(values: dict[str, ArrayLike]) -> Array:
     """dict of per-parameter arrays -> (..., 5) array in PARAMS order."""
     return jnp.stack([jnp.asarray(values[p]) for p in PARAMS], axis=-1)
-
-
-def in_grid_batch(model: SEDModel, params: ArrayLike) -> Array:
-    """Validity of a (n, 5) batch of parameters."""
-    return jax.vmap(model.forward.in_grid)(jnp.asarray(params))
