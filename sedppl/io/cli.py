@@ -63,6 +63,23 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _cmd_fit(args) -> int:
+    from ..inference.nuts import NUTSConfig
+    from .catalog import read_catalog
+    from .fit import fit_catalog
+
+    catalog = read_catalog(args.catalog, bands=args.bands)
+    for line in catalog.flag_report():
+        print(f"not fitted: {line}", file=sys.stderr)
+    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
+    result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
+                         config=config, seed=args.seed, progress=not args.quiet)
+    flagged = int((result.summary["flag"] != "").sum())
+    print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged")
+    print(f"wrote {args.out / 'summary.parquet'} and {args.out / 'posterior.nc'}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -101,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("catalog", type=Path)
     p.add_argument("--bands", nargs="+", metavar="BAND")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("fit", help="fit a catalog; writes DIR/summary.parquet and DIR/posterior.nc")
+    p.add_argument("catalog", type=Path)
+    p.add_argument("--method", default="nuts", choices=("nuts",))
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
+    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("demo", help="run the demo on the embedded defaults (offline)")
     p.add_argument("--out", type=Path, default=Path("sedppl-demo"))

@@ -34,6 +34,11 @@ def dilution_mag(log10_theta_mas: ArrayLike) -> Float[Array, ""]:
     return -5.0 * (jnp.asarray(log10_theta_mas) + np.log10(MAS_IN_RAD / 2.0))
 
 
+def log10_theta_from_dilution(dilution: ArrayLike) -> Float[Array, ""]:
+    """Inverse of :func:`dilution_mag`: log10 of the angular diameter in mas."""
+    return -jnp.asarray(dilution) / 5.0 - np.log10(MAS_IN_RAD / 2.0)
+
+
 class _ForwardModel(eqx.Module):
     """Shared interface: surface magnitudes, diluted by the angular diameter."""
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array, ArrayLike
 from numpyro.infer.util import log_density
 
-from .forward import PARAMS, ForwardModel, dilution_mag, forward_model
+from .forward import MAS_IN_RAD, PARAMS, ForwardModel, dilution_mag, forward_model
 from .likelihood import masked_normal, sanitize, scale_marginal_log_likelihood, total_sigma
 from .passbands import SURVEY_BANDS
 from .priors import SCALE, Prior
@@ -52,8 +53,8 @@ class SEDModel(eqx.Module):
         return self.prior.support(self.grid_bounds)
 
     def dilution_bounds(self) -> tuple[float, float]:
-        lo, hi = self.support()[SCALE]
-        return float(dilution_mag(hi)), float(dilution_mag(lo))
+        lo, hi = self.support()[SCALE]  # static numbers: stay in NumPy so this works under jit
+        return tuple(float(-5.0 * (x + np.log10(MAS_IN_RAD / 2.0))) for x in (hi, lo))
 
     def sample_prior(self) -> tuple[Array, Array | None]:
         """The prior part of the model (NumPyro sites): the five parameters, restricted to the

@@ -53,3 +53,21 @@ def test_module_entry_point_reports_errors_cleanly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "sedppl", "check", str(tmp_path / "none.csv")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fit_command_writes_summary_and_posterior(tmp_path, capsys):
+    from astropy.table import Table
+
+    cat = tmp_path / "c.csv"
+    assert main(["simulate", "2", "--seed", "1", "--bands", "gaia_g", "gaia_bp", "gaia_rp", "2mass_ks",
+                 "--out", str(cat)]) == 0
+    with open(cat, "a") as fh:
+        fh.write("nan_star,nan,0.01,nan,0.01,12.0,0.01,11.0,0.02" + ",nan" * 7 + "\n")
+    out = tmp_path / "fit"
+    assert main(["fit", str(cat), "--out", str(out), "--chains", "2", "--draws", "50", "--warmup", "50",
+                 "--no-retry", "--quiet"]) == 0
+    summary = Table.read(out / "summary.parquet")
+    assert list(summary["id"]) == ["sim0", "sim1", "nan_star"]
+    assert "only 2 usable band(s)" in summary["flag"][2]
+    assert (out / "posterior.nc").exists()
+    assert "fitted 2/3 stars" in capsys.readouterr().out

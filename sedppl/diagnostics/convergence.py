@@ -1,0 +1,54 @@
+"""Per-star MCMC diagnostics via ArviZ: rank-normalised R-hat, bulk and tail ESS, divergences, tree depth.
+
+A star *fails* when its worst R-hat exceeds ``rhat_max`` (1.01), its smallest
+bulk or tail ESS is under ``ess_min`` (400), or it has any divergent
+transition. Failures are flagged, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz_stats as azs
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ConvergenceCriteria:
+    rhat_max: float = 1.01
+    ess_min: float = 400.0
+    max_divergent: int = 0
+
+
+def star_diagnostics(
+    params: dict[str, np.ndarray], diverging: np.ndarray, tree_depth: np.ndarray, step_size: np.ndarray,
+    max_tree_depth: int, criteria: ConvergenceCriteria = ConvergenceCriteria(),
+) -> dict[str, float | int | str]:
+    """Diagnostics of one star: params name -> (chain, draw); the rest (chain, draw) or (chain,)."""
+    draws = np.stack(list(params.values()), axis=-1)  # (chain, draw, n_param)
+    rhat = np.asarray(azs.rhat(draws, chain_axis=0, draw_axis=1))
+    ess_bulk = np.asarray(azs.ess(draws, method="bulk", chain_axis=0, draw_axis=1))
+    ess_tail = np.asarray(azs.ess(draws, method="tail", prob=0.1, chain_axis=0, draw_axis=1))
+    out = {
+        "rhat_max": float(np.nanmax(rhat)) if np.isfinite(rhat).any() else np.inf,
+        "ess_bulk_min": float(np.nanmin(ess_bulk)) if np.isfinite(ess_bulk).any() else 0.0,
+        "ess_tail_min": float(np.nanmin(ess_tail)) if np.isfinite(ess_tail).any() else 0.0,
+        "n_divergent": int(np.sum(diverging)),
+        "n_max_treedepth": int(np.sum(tree_depth >= max_tree_depth)),
+        "step_size": float(np.mean(step_size)),
+    }
+    out["flag"] = failure_reason(out, criteria)
+    return out
+
+
+def failure_reason(diag: dict, criteria: ConvergenceCriteria = ConvergenceCriteria()) -> str:
+    """Short reason a star fails the criteria ('' when it passes)."""
+    reasons = []
+    if not diag["rhat_max"] <= criteria.rhat_max:
+        reasons.append(f"rhat {diag['rhat_max']:.3f} > {criteria.rhat_max}")
+    ess = min(diag["ess_bulk_min"], diag["ess_tail_min"])
+    if not ess >= criteria.ess_min:
+        reasons.append(f"ess {ess:.0f} < {criteria.ess_min:.0f}")
+    if diag["n_divergent"] > criteria.max_divergent:
+        reasons.append(f"{diag['n_divergent']} divergent")
+    return "; ".join(reasons)

@@ -1,0 +1,193 @@
+"""NUTS on the model's own log-density: BlackJAX per star over a catalog, NumPyro as the reference.
+
+The log-density is NumPyro's potential of the one ``SEDModel`` (via
+``initialize_model``), never a second copy. We sample the scale-marginalised
+model -- the five stellar parameters -- and then draw the angular diameter
+exactly from its Gaussian conditional (``likelihood.scale_conditional``,
+truncated to the prior's range). This removes the strongest posterior
+correlation (theta with Teff) from the sampler's work without changing the
+joint posterior.
+
+Each star has its own chains, initial points (best of a few prior draws per
+chain), window adaptation and set of present bands. Stars are batched:
+
+- ``lax.map`` on CPU: stars run one after another inside one compiled call, so
+  a slow star does not hold back the others. On the 2-core development
+  machine it beat ``vmap`` (see BENCHMARKS.md, "NUTS batching").
+- chunked ``vmap`` on GPU, where lockstep is the price of using the device's
+  width (not yet measured here: no GPU was lent to this task).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer.util import initialize_model
+from tqdm.auto import tqdm
+
+from ..model.forward import PARAMS, log10_theta_from_dilution
+from ..model.generative import SEDModel
+from ..model.likelihood import scale_conditional, total_sigma
+
+
+@dataclass(frozen=True)
+class NUTSConfig:
+    """Sampler settings (hashable, so they can be static under jit)."""
+
+    chains: int = 4
+    draws: int = 1000
+    warmup: int = 1000
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    dense_mass: bool = True  # 5 parameters: a dense mass matrix is cheap and follows the Teff-A_V ridge
+    init_candidates: int = 64  # prior draws per chain; the most probable one starts the chain
+    batch: str = "auto"  # "map", "vmap" or "auto" (map on CPU, vmap on GPU)
+    stars_per_call: int = 8  # stars per compiled call (progress bar granularity)
+    retry: bool = True  # refit flagged stars once with twice the warm-up
+
+
+@dataclass
+class StarDraws:
+    """Draws and sampler statistics of a batch of stars (leading axis: star)."""
+
+    params: dict[str, np.ndarray]  # name -> (star, chain, draw), constrained; includes theta_mas
+    diverging: np.ndarray  # (star, chain, draw) bool
+    tree_depth: np.ndarray  # (star, chain, draw) int
+    acceptance: np.ndarray  # (star, chain, draw)
+    step_size: np.ndarray  # (star, chain)
+    seconds: np.ndarray  # (star,) wall time share of each star
+
+
+class NUTSSampler:
+    """Batched BlackJAX NUTS for one ``SEDModel`` (must marginalise the scale)."""
+
+    def __init__(self, model: SEDModel, config: NUTSConfig = NUTSConfig()):
+        if not model.marginalize_scale:
+            model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+        self.model, self.config = model, config
+        nb = len(model.bands)
+        template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
+        info = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
+        self._potential, self._constrain = info.potential_fn, info.postprocess_fn
+        priors = model.distributions()
+        self._priors = {p: priors[p] for p in PARAMS}
+        batch = config.batch
+        if batch == "auto":
+            batch = "map" if jax.default_backend() == "cpu" else "vmap"
+        self._batch = batch
+        self._compiled = jax.jit(self._run_batch)
+
+    # -- one star ---------------------------------------------------------------
+    def logdensity(self, z: dict, err, mask, mag):
+        return -self._potential(err, mask, mag)(z)
+
+    def _initial_positions(self, key, logdensity):
+        """Best of ``init_candidates`` prior draws, independently per chain (unconstrained)."""
+        cfg = self.config
+        keys = jax.random.split(key, len(PARAMS))
+        shape = (cfg.chains, cfg.init_candidates)
+        z = {p: biject_to(d.support).inv(d.sample(k, shape)) for (p, d), k in zip(self._priors.items(), keys)}
+        logp = jax.vmap(jax.vmap(logdensity))(z)
+        logp = jnp.where(jnp.isfinite(logp), logp, -jnp.inf)
+        best = jnp.argmax(logp, axis=1)
+        return {p: v[jnp.arange(cfg.chains), best] for p, v in z.items()}
+
+    def _run_star(self, key, err, mask, mag):
+        cfg = self.config
+        logdensity = lambda z: self.logdensity(z, err, mask, mag)  # noqa: E731
+        k_init, k_chains = jax.random.split(key)
+
+        def one_chain(key, z0):
+            k_warm, k_draw = jax.random.split(key)
+            warmup = blackjax.window_adaptation(
+                blackjax.nuts, logdensity, is_mass_matrix_diagonal=not cfg.dense_mass,
+                target_acceptance_rate=cfg.target_accept,
+                adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=cfg.max_tree_depth,
+            )
+            (state, params), _ = warmup.run(k_warm, z0, num_steps=cfg.warmup)
+            step = blackjax.nuts(logdensity, **params).step  # params carry max_num_doublings
+
+            def body(state, k):
+                state, info = step(k, state)
+                return state, (state.position, info.is_divergent, info.num_trajectory_expansions, info.acceptance_rate)
+
+            _, out = jax.lax.scan(body, state, jax.random.split(k_draw, cfg.draws))
+            return *out, params["step_size"]
+
+        z0 = self._initial_positions(k_init, logdensity)
+        z, div, depth, acc, step_size = jax.vmap(one_chain)(jax.random.split(k_chains, cfg.chains), z0)
+        params = jax.vmap(jax.vmap(self._constrain(err, mask, mag)))(z)
+        return params, div, depth, acc, step_size
+
+    def _theta(self, key, params, err, mask, mag):
+        """Exact draws of log10 theta [mas] from its conditional given each draw of the five parameters."""
+        sigma = total_sigma(err, self.model.prior.sys_floor)
+        d_lo, d_hi = self.model.dilution_bounds()
+
+        def one(k, p):
+            surface = self.model.forward.surface_magnitudes(jnp.stack([p[n] for n in PARAMS]))
+            mean, sd = scale_conditional(surface, mag, sigma, mask)
+            d = mean + sd * jax.random.truncated_normal(k, (d_lo - mean) / sd, (d_hi - mean) / sd)
+            return log10_theta_from_dilution(d)
+
+        flat = {n: v.reshape(-1) for n, v in params.items()}
+        keys = jax.random.split(key, flat[PARAMS[0]].shape[0])
+        return jax.vmap(one)(keys, flat).reshape(params[PARAMS[0]].shape)
+
+    def _run_one(self, key, err, mask, mag):
+        k_nuts, k_theta = jax.random.split(key)
+        params, div, depth, acc, step_size = self._run_star(k_nuts, err, mask, mag)
+        params = {n: params[n] for n in PARAMS}
+        params["theta_mas"] = 10.0 ** self._theta(k_theta, params, err, mask, mag)
+        return params, div, depth, acc, step_size
+
+    def _run_batch(self, keys, err, mask, mag):
+        if self._batch == "vmap":
+            return jax.vmap(self._run_one)(keys, err, mask, mag)
+        return jax.lax.map(lambda a: self._run_one(*a), (keys, err, mask, mag))
+
+    # -- many stars ---------------------------------------------------------------
+    def sample(self, key, err, mask, mag, progress: bool = True) -> StarDraws:
+        """Sample every star (rows of err/mask/mag; absent bands may hold NaN)."""
+        err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
+        mask = mask.astype(bool)
+        err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
+        n, size = len(mag), self.config.stars_per_call
+        keys = jax.random.split(key, n)
+        chunks, seconds = [], np.zeros(n)
+        with tqdm(total=n, desc="NUTS", unit="star", disable=not progress) as bar:
+            for start in range(0, n, size):
+                rows = np.arange(start, min(start + size, n))
+                padded = np.resize(rows, size)  # fixed shape: one compilation
+                t0 = time.perf_counter()
+                out = jax.block_until_ready(self._compiled(keys[padded], err[padded], mask[padded], mag[padded]))
+                seconds[rows] = (time.perf_counter() - t0) / len(rows)
+                chunks.append(jax.tree.map(lambda a: np.asarray(a)[: len(rows)], out))
+                bar.update(len(rows))
+        params, div, depth, acc, step_size = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
+        return StarDraws(params, div.astype(bool), depth, acc, step_size, seconds)
+
+    def with_config(self, **changes) -> NUTSSampler:
+        return NUTSSampler(self.model, replace(self.config, **changes))
+
+
+def numpyro_reference(key, model: SEDModel, err, mask, mag, chains=4, draws=1000, warmup=1000) -> dict[str, np.ndarray]:
+    """Single-star NumPyro ``MCMC(NUTS)`` on the full model (theta sampled): the reference path."""
+    from numpyro.infer import MCMC, NUTS
+
+    if model.marginalize_scale:
+        model = SEDModel(model.forward, model.prior, marginalize_scale=False)
+    mask = np.asarray(mask, bool)
+    err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
+    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method="vectorized", progress_bar=False)
+    mcmc.run(key, jnp.asarray(err), jnp.asarray(mask), jnp.asarray(mag))
+    samples = mcmc.get_samples(group_by_chain=True)
+    return {k: np.asarray(v) for k, v in samples.items() if k in PARAMS + ("theta_mas",)}

@@ -1,0 +1,42 @@
+import numpy as np
+
+from sedppl.diagnostics.convergence import star_diagnostics
+from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values, uniformity_pvalue
+
+
+def _diag(params, diverging=None):
+    shape = next(iter(params.values())).shape
+    diverging = np.zeros(shape, bool) if diverging is None else diverging
+    return star_diagnostics(params, diverging, np.full(shape, 3), np.full(shape[0], 0.1), max_tree_depth=10)
+
+
+def test_well_mixed_chains_pass():
+    rng = np.random.default_rng(0)
+    d = _diag({"a": rng.normal(size=(4, 1000)), "b": rng.normal(size=(4, 1000))})
+    assert d["flag"] == "" and d["rhat_max"] < 1.01 and d["ess_bulk_min"] > 400
+
+
+def test_disagreeing_chains_few_draws_and_divergences_are_flagged():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 1000))
+    x[0] += 3.0
+    assert "rhat" in _diag({"a": x})["flag"]
+    walk = np.cumsum(rng.normal(size=(4, 1000)), axis=1)
+    assert "ess" in _diag({"a": walk})["flag"]
+    div = np.zeros((4, 1000), bool)
+    div[2, 10] = True
+    assert "1 divergent" in _diag({"a": rng.normal(size=(4, 1000))}, div)["flag"]
+
+
+def test_pit_and_coverage_of_a_calibrated_posterior():
+    rng = np.random.default_rng(2)
+    n = 2000
+    mu = rng.normal(size=n)
+    truth = mu + rng.normal(size=n)  # posterior N(mu, 1) is exact for truth ~ N(mu, 1)
+    draws = mu[:, None] + rng.normal(size=(n, 400))
+    pit = pit_values(draws, truth)
+    for level in (0.68, 0.95):
+        lo, hi = binomial_band(level, n)
+        assert lo < interval_coverage(pit, level) < hi
+    assert uniformity_pvalue(pit) > 0.01
+    assert uniformity_pvalue(pit_values(draws * 0.5, truth)) < 1e-6  # overconfident posterior is caught

@@ -1,0 +1,93 @@
+"""NUTS on the model: agreement with the NumPyro reference, and interval coverage on simulations."""
+
+import arviz_stats as azs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
+from sedppl.inference.nuts import NUTSConfig, NUTSSampler, numpyro_reference
+from sedppl.io.catalog import read_catalog
+from sedppl.io.fit import REPORTED, fit_catalog
+from sedppl.model.forward import PARAMS
+from sedppl.model.generative import sed_model
+from sedppl.model.simulate import NoiseModel, simulate_catalog
+
+BANDS = ("gaia_g", "gaia_bp", "gaia_rp", "sdss_u", "ps1_g", "ps1_i", "2mass_j", "2mass_h", "2mass_ks", "wise_w1", "wise_w2")
+
+
+def test_blackjax_agrees_with_the_numpyro_reference():
+    """Same star, same model: posterior means agree within Monte Carlo error, and so do 16/84% quantiles."""
+    model = sed_model(bands=BANDS)
+    truth = jnp.array([5400.0, 4.5, -0.2, 0.4, 3.1])
+    mu = model.forward.magnitudes(truth, -1.0)
+    err = np.full(len(BANDS), 0.02)
+    mag = np.asarray(mu) + np.random.default_rng(0).normal(0, 0.0283, len(BANDS))  # err and floor in quadrature
+    mask = np.ones(len(BANDS), bool)
+    ours = NUTSSampler(model, NUTSConfig(chains=2, draws=500, warmup=500, stars_per_call=1)).sample(
+        jax.random.key(0), err[None], mask[None], mag[None], progress=False)
+    ref = numpyro_reference(jax.random.key(1), model, err, mask, mag, chains=2, draws=500, warmup=500)
+    for p in ("teff", "logg", "av", "theta_mas"):
+        a, b = ours.params[p][0], ref[p]
+        se = np.hypot(float(azs.mcse(a, chain_axis=0, draw_axis=1)), float(azs.mcse(b, chain_axis=0, draw_axis=1)))
+        assert abs(a.mean() - b.mean()) < 4 * se + 1e-6 * abs(b.mean()), p
+        for q in (0.16, 0.84):
+            se_q = np.hypot(*[float(azs.mcse(x, method="quantile", prob=q, chain_axis=0, draw_axis=1)) for x in (a, b)])
+            assert abs(np.quantile(a, q) - np.quantile(b, q)) < 4 * se_q, (p, q)
+
+
+@pytest.fixture(scope="module")
+def simulated_fit(tmp_path_factory):
+    model = sed_model(bands=BANDS)
+    table = simulate_catalog(jax.random.key(11), 30, model, NoiseModel(p_missing=0.3))
+    broken = {c: np.nan for c in table.colnames if c != "id"} | {"id": "broken", "gaia_g": 10.0, "gaia_g_err": -1.0}
+    table.add_row(broken)  # rejected by input validation
+    out = tmp_path_factory.mktemp("fit")
+    config = NUTSConfig(chains=2, draws=300, warmup=300, retry=False)
+    return table, fit_catalog(read_catalog(table), "nuts", out=out, config=config, progress=False), out
+
+
+def test_intervals_cover_the_truth_at_nominal_rates(simulated_fit):
+    table, result, _ = simulated_fit
+    post = result.posterior["posterior"]
+    ids = list(post["star"].values)
+    rows = [list(table["id"]).index(i) for i in ids]
+    pits = np.concatenate([pit_values(np.moveaxis(post[p].values, -1, 0), np.asarray(table[f"true_{p}"])[rows])
+                           for p in REPORTED])
+    for level in (0.68, 0.95):
+        lo, hi = binomial_band(level, len(pits))
+        assert lo < interval_coverage(pits, level) < hi, level
+
+
+def test_fit_outputs(simulated_fit):
+    import xarray as xr
+    from astropy.table import Table
+
+    table, result, out = simulated_fit
+    summary = Table.read(out / "summary.parquet")
+    assert len(summary) == 31 and list(summary["id"]) == list(table["id"])
+    for p in ("teff", "logg", "mh", "av", "rv", "theta_mas"):
+        for q in ("median", "p16", "p84"):
+            assert f"{p}_{q}" in summary.colnames
+    for col in ("id", "method", "n_bands", "rhat_max", "ess_bulk_min", "n_divergent", "seconds", "flag"):
+        assert col in summary.colnames
+    broken = summary[summary["id"] == "broken"][0]
+    assert broken["flag"].startswith("input:") and np.isnan(broken["teff_median"])
+    fitted = summary[summary["id"] != "broken"]
+    assert np.all(fitted["teff_p16"] <= fitted["teff_median"]) and np.all(fitted["teff_median"] <= fitted["teff_p84"])
+    assert np.all(fitted["seconds"] > 0)
+    tree = xr.open_datatree(out / "posterior.nc")
+    assert tree["posterior"]["teff"].dims == ("chain", "draw", "star") and tree["posterior"].sizes["star"] == 30
+    assert "diverging" in tree["sample_stats"]
+
+
+def test_draws_stay_inside_the_prior_support(simulated_fit):
+    _, result, _ = simulated_fit
+    support = sed_model(bands=BANDS).support()
+    post = result.posterior["posterior"]
+    for p in PARAMS:
+        lo, hi = support[p]
+        assert float(post[p].min()) >= lo and float(post[p].max()) <= hi, p
+    theta = np.log10(post["theta_mas"].values)
+    assert theta.min() >= support["log10_theta"][0] and theta.max() <= support["log10_theta"][1]
