@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-retry", action="store_true", help="do not refit flagged stars")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sbc_nuts")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -40,7 +41,7 @@ def main() -> None:
     table = simulate_catalog(jax.random.key(args.seed), args.n, sed_model())
     write_table(table, args.out / "catalog.parquet")
     catalog = read_catalog(table)
-    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup)
+    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
     result = fit_catalog(catalog, "nuts", out=args.out, config=config, seed=args.seed + 1)
     seconds = time.time() - t0
 
@@ -51,7 +52,8 @@ def main() -> None:
     flagged = int(np.sum(result.summary["flag"] != ""))
     lines = [
         f"# SBC of NUTS ({date.today().isoformat()})", "",
-        f"`python validation/sbc_nuts.py --n {args.n} --chains {args.chains} --draws {args.draws} --warmup {args.warmup}`"
+        f"`python validation/sbc_nuts.py --n {args.n} --chains {args.chains} --draws {args.draws} --warmup {args.warmup}"
+        f"{' --no-retry' if args.no_retry else ''}`"
         f" on {jax.default_backend()} ({jax.device_count()} device), {seconds / 60:.1f} min in all.", "",
         f"{n} stars from the default prior's predictive (all bands possible, p_missing 0.2, errors 0.005-0.1 mag);"
         f" {flagged} flagged by the convergence criteria (kept in the statistics).", "",

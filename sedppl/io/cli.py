@@ -83,9 +83,12 @@ def _cmd_fit(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    result = run_demo(args.out, args.n, args.seed, args.library)
+    result = run_demo(args.out, args.n, args.n_fit, args.seed, args.library)
     print(f"simulated catalog: {result['catalog']} ({result['n_usable']}/{result['n_stars']} stars usable)")
     print(f"SED figure:        {result['figure']}")
+    print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior.nc "
+          f"({result['flagged']} flagged by the convergence checks)")
+    print(f"corner plot:       {result['corner']}")
     return 0
 
 
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the demo on the embedded defaults (offline)")
     p.add_argument("--out", type=Path, default=Path("sedppl-demo"))
     p.add_argument("--n", type=int, default=50, help="stars to simulate")
+    p.add_argument("--n-fit", type=int, default=4, help="of which to fit with NUTS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz"))
     p.set_defaults(func=_cmd_demo)

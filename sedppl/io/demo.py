@@ -52,12 +52,28 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
     return path
 
 
-def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, seed: int = 0, library: str = "phoenix") -> dict:
-    """Simulate ``n_stars`` with the default prior, check the catalog round-trips, draw the SED figure."""
+def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4, seed: int = 0,
+             library: str = "phoenix") -> dict:
+    """Simulate ``n_stars`` with the default prior, draw the SED figure, fit ``n_fit`` of them with NUTS
+    and draw a corner plot of the first against its truth."""
+    from ..diagnostics.corner import corner
+    from ..inference.nuts import NUTSConfig
+    from .fit import REPORTED, fit_catalog
+
     out = Path(out)
     model = sed_model(library)
     table = simulate_catalog(jax.random.key(seed), n_stars, model, NoiseModel())
     catalog_path = write_table(table, out / "catalog.parquet")
     catalog = read_catalog(catalog_path)
     figure = plot_extinction_seds(out / "sed_extinction.png", library)
-    return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()), "figure": figure}
+    subset = table[:n_fit]
+    result = fit_catalog(read_catalog(subset), "nuts", out=out / "nuts", library=library, seed=seed,
+                         config=NUTSConfig(chains=4, draws=500, warmup=500, retry=False))
+    star = str(subset["id"][0])
+    post = result.posterior["posterior"].sel(star=star)
+    truth = {p: float(subset[f"true_{p}"][0]) for p in REPORTED}
+    corner({p: post[p].values for p in REPORTED}, out / "corner.png", truth,
+           title=f"{star}: NUTS posterior (blue) and truth (red)")
+    return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()),
+            "figure": figure, "fit": out / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
+            "flagged": int((result.summary["flag"] != "").sum())}

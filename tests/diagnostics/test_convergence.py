@@ -40,3 +40,12 @@ def test_pit_and_coverage_of_a_calibrated_posterior():
         assert lo < interval_coverage(pit, level) < hi
     assert uniformity_pvalue(pit) > 0.01
     assert uniformity_pvalue(pit_values(draws * 0.5, truth)) < 1e-6  # overconfident posterior is caught
+
+
+def test_corner_plot_writes_a_figure(tmp_path):
+    from sedppl.diagnostics.corner import corner
+
+    rng = np.random.default_rng(3)
+    draws = {"teff": rng.normal(5000, 100, (2, 200)), "av": rng.normal(1, 0.1, (2, 200))}
+    corner(draws, tmp_path / "c.png", truth={"teff": 5000.0, "av": 1.0}, title="test")
+    assert (tmp_path / "c.png").stat().st_size > 10_000

@@ -1,0 +1,71 @@
+"""NUTS throughput: converged stars per minute, and the NumPyro reference's time per star.
+
+    python benchmarks/bench_nuts.py [--sizes 1 16] [--chains 4 --draws 1000 --warmup 1000] [--batch auto]
+
+For each catalog size, stars are simulated from the default prior and sampled
+twice; the second (compiled) run is timed. "Converged" means the star passes
+the ArviZ criteria (R-hat <= 1.01, bulk and tail ESS >= 400, no divergence).
+The issue's sizes (1, 100, 1000) are for a GPU; on the 2-core CPU use small ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+
+from sedppl.diagnostics.convergence import star_diagnostics
+from sedppl.inference.nuts import NUTSConfig, NUTSSampler, numpyro_reference
+from sedppl.io.catalog import read_catalog
+from sedppl.io.fit import REPORTED
+from sedppl.model.generative import sed_model
+from sedppl.model.simulate import simulate_catalog
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--batch", default="auto", choices=("auto", "map", "vmap"))
+    parser.add_argument("--reference-stars", type=int, default=2, help="stars timed on the NumPyro path")
+    args = parser.parse_args()
+    model = sed_model()
+    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, batch=args.batch)
+    device = jax.devices()[0]
+    rows = []
+    for n in args.sizes:
+        catalog = read_catalog(simulate_catalog(jax.random.key(n), n, model))
+        sampler = NUTSSampler(model, NUTSConfig(**{**config.__dict__, "stars_per_call": min(n, 16)}))
+        sampler.sample(jax.random.key(0), catalog.err, catalog.mask, catalog.mag, progress=False)
+        t0 = time.perf_counter()
+        draws = sampler.sample(jax.random.key(1), catalog.err, catalog.mask, catalog.mag, progress=False)
+        seconds = time.perf_counter() - t0
+        ok = [not star_diagnostics({p: draws.params[p][i] for p in REPORTED}, draws.diverging[i],
+                                   draws.tree_depth[i], draws.step_size[i], config.max_tree_depth)["flag"]
+              for i in range(n)]
+        rows.append({"stars": n, "seconds": seconds, "converged": int(sum(ok)),
+                     "converged_per_min": sum(ok) / (seconds / 60), "stars_per_min": n / (seconds / 60)})
+        print(rows[-1], flush=True)
+    catalog = read_catalog(simulate_catalog(jax.random.key(99), args.reference_stars, model))
+    t0 = time.perf_counter()
+    for i in range(args.reference_stars):
+        numpyro_reference(jax.random.key(i), model, catalog.err[i], catalog.mask[i], catalog.mag[i],
+                          args.chains, args.draws, args.warmup)
+    ref = (time.perf_counter() - t0) / args.reference_stars
+    result = {"date": date.today().isoformat(), "device": f"{device.platform}:{device.device_kind}",
+              "jax": jax.__version__, "config": config.__dict__, "blackjax": rows,
+              "numpyro_reference_seconds_per_star": ref}
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "nuts.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
