@@ -57,7 +57,7 @@ def main() -> None:
     for i in range(args.reference_stars):
         numpyro_reference(jax.random.key(i), model, catalog.err[i], catalog.mask[i], catalog.mag[i],
                           args.chains, args.draws, args.warmup)
-    ref = (time.perf_counter() - t0) / args.reference_stars
+    ref = (time.perf_counter() - t0) / args.reference_stars if args.reference_stars else None
     result = {"date": date.today().isoformat(), "device": f"{device.platform}:{device.device_kind}",
               "jax": jax.__version__, "config": config.__dict__, "blackjax": rows,
               "numpyro_reference_seconds_per_star": ref}
