@@ -65,11 +65,30 @@ def main() -> None:
                      f"{uniformity_pvalue(pits[p]):.3f} |")
     lines += ["", f"Calibrated coverage lies in [{band68[0]:.3f}, {band68[1]:.3f}] (68%) and "
               f"[{band95[0]:.3f}, {band95[1]:.3f}] (95%) with 3-sigma binomial noise for {n} stars.", "",
-              "Flag reasons (first 10): " + "; ".join(sorted({str(f) for f in result.summary["flag"] if f})[:10]), "",
+              "Flag reasons (stars; one star can have several): " + flag_counts(result.summary["flag"]), "",
+              outside_note(pits, result.summary["flag"]), "",
               f"Throughput: {np.sum(result.summary['flag'] == '') / (np.sum(result.summary['seconds']) / 60):.1f} "
               f"converged stars per minute (sampling time only).", "", "![SBC](sbc_ecdf.png)"]
     (args.out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def flag_counts(flags) -> str:
+    kinds = {"rhat": "R-hat > 1.01", "modes": "of which R-hat > 1.2 (chains in different modes?)",
+             "ess": "ESS < 400", "divergent": "divergences", "input": "input rejected"}
+    counts = {k: sum(1 for f in flags if (k in f if k != "modes" else "modes?" in f)) for k in kinds}
+    return "; ".join(f"{label} {counts[k]}" for k, label in kinds.items())
+
+
+def outside_note(pits, flags) -> str:
+    """How many truths lie outside every draw (PIT 0 or 1), and in which kind of star."""
+    flagged = np.asarray([bool(f) for f in flags])
+    parts = []
+    for p, u in pits.items():
+        out = (u <= 0.0) | (u >= 1.0)
+        if out.any():
+            parts.append(f"{p} {int(out.sum())} ({int((out & flagged).sum())} in flagged stars)")
+    return "Truths outside all draws: " + (", ".join(parts) if parts else "none") + "."
 
 
 if __name__ == "__main__":

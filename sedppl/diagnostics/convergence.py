@@ -13,6 +13,9 @@ import arviz_stats as azs
 import numpy as np
 
 
+MULTIMODAL_RHAT = 1.2  # above this, chains usually sit in separate modes rather than mix slowly
+
+
 @dataclass(frozen=True)
 class ConvergenceCriteria:
     rhat_max: float = 1.01
@@ -45,7 +48,8 @@ def failure_reason(diag: dict, criteria: ConvergenceCriteria = ConvergenceCriter
     """Short reason a star fails the criteria ('' when it passes)."""
     reasons = []
     if not diag["rhat_max"] <= criteria.rhat_max:
-        reasons.append(f"rhat {diag['rhat_max']:.3f} > {criteria.rhat_max}")
+        hint = " (chains in different modes?)" if not diag["rhat_max"] <= MULTIMODAL_RHAT else ""
+        reasons.append(f"rhat {diag['rhat_max']:.3f} > {criteria.rhat_max}{hint}")
     ess = min(diag["ess_bulk_min"], diag["ess_tail_min"])
     if not ess >= criteria.ess_min:
         reasons.append(f"ess {ess:.0f} < {criteria.ess_min:.0f}")

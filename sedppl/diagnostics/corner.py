@@ -7,15 +7,21 @@ import numpy as np
 LABELS = {"teff": "Teff [K]", "logg": "logg", "mh": "[M/H]", "av": "A_V", "rv": "R_V", "theta_mas": "theta [mas]"}
 
 
-def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = None, title: str = "") -> None:
-    """Pairwise scatter and marginal histograms of ``draws`` (name -> any shape), truths as lines."""
+def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = None, title: str = "",
+           overlay: dict[str, np.ndarray] | None = None, labels: tuple[str, str] = ("", "")) -> None:
+    """Pairwise scatter and marginal histograms of ``draws`` (name -> any shape), truths as lines.
+
+    ``overlay`` (same names) is drawn on top in another colour, e.g. NPE over NUTS;
+    ``labels`` name the two sets in a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(draws)
-    flat = {n: np.asarray(v).reshape(-1) for n, v in draws.items()}
+    sets = [({n: np.asarray(v).reshape(-1) for n, v in draws.items()}, "C0")]
+    if overlay is not None:
+        sets.append(({n: np.asarray(overlay[n]).reshape(-1) for n in names}, "C1"))
     k = len(names)
     fig, axes = plt.subplots(k, k, figsize=(1.9 * k, 1.9 * k), squeeze=False)
     for i, yi in enumerate(names):
@@ -25,10 +31,13 @@ def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = 
                 ax.axis("off")
                 continue
             if i == j:
-                ax.hist(flat[xj], bins=40, color="C0", histtype="stepfilled", alpha=0.6)
+                edges = np.histogram_bin_edges(np.concatenate([f[xj] for f, _ in sets]), bins=40)
+                for f, colour in sets:
+                    ax.hist(f[xj], bins=edges, color=colour, histtype="stepfilled", alpha=0.45, density=True)
                 ax.set_yticks([])
             else:
-                ax.plot(flat[xj], flat[yi], ".", ms=1, alpha=0.2, color="C0", rasterized=True)
+                for f, colour in sets:
+                    ax.plot(f[xj], f[yi], ".", ms=1, alpha=0.2, color=colour, rasterized=True)
                 if truth is not None:
                     ax.axhline(truth[yi], color="C3", lw=1)
             if truth is not None:
@@ -42,6 +51,9 @@ def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = 
                 ax.set_ylabel(LABELS.get(yi, yi), fontsize=8)
             elif j > 0:
                 ax.set_yticklabels([])
+    if any(labels):
+        handles = [plt.Line2D([], [], color=c, lw=4, alpha=0.6) for _, c in sets]
+        fig.legend(handles, labels[: len(sets)], loc="upper right", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""Inference engines on the one model: NUTS (BlackJAX, NumPyro reference), NPE, importance sampling.
+"""Inference engines on the one model: NUTS (BlackJAX, NumPyro reference) and NPE (flowjax + Equinox).
 
-Not built yet: see the NUTS, NPE and importance-sampling issues.
+Importance sampling and prior swapping are the next issue.
 """

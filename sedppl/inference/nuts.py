@@ -8,8 +8,10 @@ truncated to the prior's range). This removes the strongest posterior
 correlation (theta with Teff) from the sampler's work without changing the
 joint posterior.
 
-Each star has its own chains, initial points (best of a few prior draws per
-chain), window adaptation and set of present bands. Stars are batched:
+Each star has its own chains, initial points (the best of a few prior draws per
+chain), window adaptation and set of present bands. The model samples
+logg above the grid's continuous gravity floor (``atmospheres``), so
+trajectories do not end on the staircase of missing models. Stars are batched:
 
 - ``lax.map`` on CPU: stars run one after another inside one compiled call, so
   a slow star does not hold back the others. On the 2-core development
@@ -28,13 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
-from numpyro.distributions.transforms import biject_to
-from numpyro.infer.util import initialize_model
+from numpyro.infer import Predictive
+from numpyro.infer.util import initialize_model, unconstrain_fn
 from tqdm.auto import tqdm
 
-from ..model.forward import PARAMS, log10_theta_from_dilution
-from ..model.generative import SEDModel
-from ..model.likelihood import scale_conditional, total_sigma
+from ..model.forward import PARAMS
+from ..model.generative import SEDModel, log_joint, sample_log10_theta
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,6 @@ class NUTSSampler:
         template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
         info = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
         self._potential, self._constrain = info.potential_fn, info.postprocess_fn
-        priors = model.distributions()
-        self._priors = {p: priors[p] for p in PARAMS}
         batch = config.batch
         if batch == "auto":
             batch = "map" if jax.default_backend() == "cpu" else "vmap"
@@ -88,16 +87,21 @@ class NUTSSampler:
     def logdensity(self, z: dict, err, mask, mag):
         return -self._potential(err, mask, mag)(z)
 
-    def _initial_positions(self, key, logdensity):
-        """Best of ``init_candidates`` prior draws, independently per chain (unconstrained)."""
+    def _initial_positions(self, key, err, mask, mag):
+        """Each chain starts at the most probable of its own ``init_candidates`` prior draws (unconstrained).
+
+        Independent candidate sets keep the starts dispersed, so that chains
+        which settle in different modes show up in R-hat. (Resampling one
+        shared set by likelihood was tried: it started every chain in the same
+        mode, and the SBC then found truths outside all draws of unflagged stars.)
+        """
         cfg = self.config
-        keys = jax.random.split(key, len(PARAMS))
-        shape = (cfg.chains, cfg.init_candidates)
-        z = {p: biject_to(d.support).inv(d.sample(k, shape)) for (p, d), k in zip(self._priors.items(), keys)}
-        logp = jax.vmap(jax.vmap(logdensity))(z)
-        logp = jnp.where(jnp.isfinite(logp), logp, -jnp.inf)
-        best = jnp.argmax(logp, axis=1)
-        return {p: v[jnp.arange(cfg.chains), best] for p, v in z.items()}
+        draws = Predictive(self.model.sample_prior, num_samples=cfg.chains * cfg.init_candidates)(key)
+        values = {p: draws[p].reshape(cfg.chains, cfg.init_candidates) for p in PARAMS}
+        logp = jax.vmap(jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag)))(values)
+        best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf), axis=1)
+        chosen = {p: v[jnp.arange(cfg.chains), best] for p, v in values.items()}
+        return jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v))(chosen)
 
     def _run_star(self, key, err, mask, mag):
         cfg = self.config
@@ -121,25 +125,17 @@ class NUTSSampler:
             _, out = jax.lax.scan(body, state, jax.random.split(k_draw, cfg.draws))
             return *out, params["step_size"]
 
-        z0 = self._initial_positions(k_init, logdensity)
+        z0 = self._initial_positions(k_init, err, mask, mag)
         z, div, depth, acc, step_size = jax.vmap(one_chain)(jax.random.split(k_chains, cfg.chains), z0)
         params = jax.vmap(jax.vmap(self._constrain(err, mask, mag)))(z)
         return params, div, depth, acc, step_size
 
     def _theta(self, key, params, err, mask, mag):
-        """Exact draws of log10 theta [mas] from its conditional given each draw of the five parameters."""
-        sigma = total_sigma(err, self.model.prior.sys_floor)
-        d_lo, d_hi = self.model.dilution_bounds()
-
-        def one(k, p):
-            surface = self.model.forward.surface_magnitudes(jnp.stack([p[n] for n in PARAMS]))
-            mean, sd = scale_conditional(surface, mag, sigma, mask)
-            d = mean + sd * jax.random.truncated_normal(k, (d_lo - mean) / sd, (d_hi - mean) / sd)
-            return log10_theta_from_dilution(d)
-
-        flat = {n: v.reshape(-1) for n, v in params.items()}
-        keys = jax.random.split(key, flat[PARAMS[0]].shape[0])
-        return jax.vmap(one)(keys, flat).reshape(params[PARAMS[0]].shape)
+        """Exact draws of log10 theta [mas] given each draw of the five parameters."""
+        flat = jnp.stack([params[n].reshape(-1) for n in PARAMS], axis=-1)
+        keys = jax.random.split(key, flat.shape[0])
+        draw = lambda k, p: sample_log10_theta(k, self.model, p, err, mask, mag)  # noqa: E731
+        return jax.vmap(draw)(keys, flat).reshape(params[PARAMS[0]].shape)
 
     def _run_one(self, key, err, mask, mag):
         k_nuts, k_theta = jax.random.split(key)

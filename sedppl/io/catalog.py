@@ -51,6 +51,22 @@ class Catalog:
     def n_bands(self) -> np.ndarray:
         return self.mask.sum(axis=1)
 
+    def with_bands(self, bands) -> Catalog:
+        """The same stars in another band order; bands the catalog lacks are absent.
+
+        Raises ``CatalogError`` if a band with data is not in ``bands``."""
+        bands = tuple(bands)
+        dropped = [b for j, b in enumerate(self.bands) if b not in bands and self.mask[:, j].any()]
+        if dropped:
+            raise CatalogError(f"catalog bands {dropped} are not among the requested bands {list(bands)}")
+        n = len(self)
+        mag, err, mask = np.full((n, len(bands)), np.nan), np.full((n, len(bands)), np.nan), np.zeros((n, len(bands)), bool)
+        for j, b in enumerate(bands):
+            if b in self.bands:
+                k = self.bands.index(b)
+                mag[:, j], err[:, j], mask[:, j] = self.mag[:, k], self.err[:, k], self.mask[:, k]
+        return Catalog(self.ids, bands, mag, err, mask, self.flags, self.extra)
+
     def flag_report(self) -> list[str]:
         return [f"star {str(i)!r}: {f}" for i, f in zip(self.ids, self.flags) if f]
 

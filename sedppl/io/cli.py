@@ -73,10 +73,23 @@ def _cmd_fit(args) -> int:
         print(f"not fitted: {line}", file=sys.stderr)
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
-                         config=config, seed=args.seed, progress=not args.quiet)
+                         config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
+                         draws=args.draws)
     flagged = int((result.summary["flag"] != "").sum())
     print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged")
     print(f"wrote {args.out / 'summary.parquet'} and {args.out / 'posterior.nc'}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from ..inference.npe.train import TrainConfig, train
+
+    config = TrainConfig.from_toml(args.config)
+    _, card = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    t = card.training
+    print(f"trained {t['epochs']} epochs ({t['simulations_seen']} simulations, {t['minutes']} min, stopped by {t['stopped']}); "
+          f"best validation NLL {t['best_validation_nll']} at epoch {t['best_epoch']}")
+    print(f"wrote {args.out}/weights.eqx, card.json, prior.toml, README.md")
     return 0
 
 
@@ -88,7 +101,9 @@ def _cmd_demo(args) -> int:
     print(f"SED figure:        {result['figure']}")
     print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior.nc "
           f"({result['flagged']} flagged by the convergence checks)")
-    print(f"corner plot:       {result['corner']}")
+    print(f"NPE fit of all {result['n_usable']} usable stars with the pretrained model: {result['npe']}/summary.parquet "
+          f"({result['npe_seconds']:.1f} s)")
+    print(f"corner plot (NUTS and NPE): {result['corner']}")
     return 0
 
 
@@ -124,18 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a catalog; writes DIR/summary.parquet and DIR/posterior.nc")
     p.add_argument("catalog", type=Path)
-    p.add_argument("--method", default="nuts", choices=("nuts",))
+    p.add_argument("--method", default="nuts", choices=("nuts", "npe"))
+    p.add_argument("--model", type=Path, help="NPE model folder (default: models/default)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--draws", type=int, default=1000, help="draws per chain (nuts) or per star (npe)")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("train", help="train an NPE model on simulations from the model")
+    p.add_argument("--config", type=Path, required=True, help="training TOML ([model], [noise], [architecture], [train])")
+    p.add_argument("--out", type=Path, required=True, help="model folder (weights, card, prior, checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="run the demo on the embedded defaults (offline)")
     p.add_argument("--out", type=Path, default=Path("sedppl-demo"))
@@ -154,7 +177,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CatalogError, PriorError, KeyError, ValueError) as err:
+    except (CatalogError, PriorError, KeyError, ValueError, FileNotFoundError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"sedppl {args.command}: error: {message}", file=sys.stderr)
         return 2

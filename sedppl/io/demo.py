@@ -54,8 +54,9 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
 
 def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4, seed: int = 0,
              library: str = "phoenix") -> dict:
-    """Simulate ``n_stars`` with the default prior, draw the SED figure, fit ``n_fit`` of them with NUTS
-    and draw a corner plot of the first against its truth."""
+    """Simulate ``n_stars`` with the default prior, draw the SED figure, fit ``n_fit`` of them with NUTS,
+    fit all of them with the pretrained NPE model, and draw a corner plot of the first star: NUTS and
+    NPE against the truth."""
     from ..diagnostics.corner import corner
     from ..inference.nuts import NUTSConfig
     from .fit import REPORTED, fit_catalog
@@ -69,11 +70,15 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     subset = table[:n_fit]
     result = fit_catalog(read_catalog(subset), "nuts", out=out / "nuts", library=library, seed=seed,
                          config=NUTSConfig(chains=4, draws=500, warmup=500, retry=False))
+    npe = fit_catalog(catalog, "npe", out=out / "npe", library=library, seed=seed)
     star = str(subset["id"][0])
     post = result.posterior["posterior"].sel(star=star)
+    npe_post = npe.posterior["posterior"].sel(star=star)
     truth = {p: float(subset[f"true_{p}"][0]) for p in REPORTED}
     corner({p: post[p].values for p in REPORTED}, out / "corner.png", truth,
-           title=f"{star}: NUTS posterior (blue) and truth (red)")
+           title=f"{star}: NUTS and NPE posteriors, truth (red lines)",
+           overlay={p: npe_post[p].values for p in REPORTED}, labels=("NUTS", "NPE"))
     return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()),
             "figure": figure, "fit": out / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
-            "flagged": int((result.summary["flag"] != "").sum())}
+            "flagged": int((result.summary["flag"] != "").sum()), "npe": out / "npe",
+            "npe_seconds": float(npe.summary["seconds"].sum())}

@@ -1,11 +1,19 @@
 """Model-atmosphere grids: nodes, validity, and multilinear interpolation.
 
 A grid holds values on the nodes of (log10 Teff, logg, [M/H]); not every node
-exists (Phoenix lacks hot low-gravity models, BOSZ has holes). A point is
-*valid* when it lies inside a cell whose eight corners all exist: only there
-is interpolation defined, and the model's log-density is -inf elsewhere.
-Missing nodes are filled with their nearest existing node so that values and
-gradients stay finite everywhere; validity is carried separately.
+exists (Phoenix lacks hot low-gravity models, BOSZ has holes). Interpolation
+is defined inside cells whose eight corners all exist. The *validity region*
+is the part of the box above a continuous gravity floor,
+
+    logg >= logg_floor(teff, mh)    (bilinear in log Teff and [M/H]),
+
+and inside cells whose corners all exist. The floor's node values are the
+highest of the neighbouring columns' lowest existing cell, so the floor
+follows the missing low-gravity corner from above, continuously: the model
+samples logg between the floor and its upper bound, and no sampler
+trajectory meets the staircase of missing cells (which made NUTS diverge).
+The few interior holes stay as they are. Missing nodes are filled with their
+nearest existing node so that values and gradients stay finite everywhere.
 
 Libraries (data in ``sedppl/model/data``, provenance in PROVENANCE.md):
 
@@ -41,6 +49,7 @@ class Grid(eqx.Module):
     values: Float[Array, "nt ng nz nv"]
     has_node: Bool[Array, "nt ng nz"]
     cell_valid: Bool[Array, "nt-1 ng-1 nz-1"]
+    floor_nodes: Float[Array, "nt nz"]
     node_range: tuple[tuple[float, float], ...] = eqx.field(static=True)
 
     @property
@@ -64,8 +73,16 @@ class Grid(eqx.Module):
         valid = inside[0] & inside[1] & inside[2] & self.cell_valid[index[0], index[1], index[2]]
         return jnp.stack(index), jnp.stack(frac), valid
 
+    def logg_floor(self, teff: ArrayLike, mh: ArrayLike) -> Float[Array, ""]:
+        """Lowest valid logg at (teff, mh): bilinear in (log Teff, [M/H]) between node values."""
+        (it, _, iz), (ft, _, fz), _ = self.locate(teff, self.logg_nodes[-1], mh)
+        ft, fz = jnp.clip(ft, 0.0, 1.0), jnp.clip(fz, 0.0, 1.0)
+        corners = jax.lax.dynamic_slice(self.floor_nodes, (it, iz), (2, 2))
+        return jnp.stack([1.0 - ft, ft]) @ corners @ jnp.stack([1.0 - fz, fz])
+
     def is_valid(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> Bool[Array, ""]:
-        return self.locate(teff, logg, mh)[2]
+        in_cells = self.locate(teff, logg, mh)[2]
+        return in_cells & (jnp.asarray(logg) >= self.logg_floor(teff, mh))
 
     def interpolate(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> Float[Array, " nv"]:
         """Multilinear interpolation in (log Teff, logg, [M/H]); finite everywhere."""
@@ -105,7 +122,17 @@ def _node_cube(teff, logg, mh, values) -> tuple[np.ndarray, ...]:
     valid = np.ones(tuple(n - 1 for n in shape), bool)
     for corner in np.ndindex(2, 2, 2):
         valid &= has[tuple(slice(c, c + n - 1) for c, n in zip(corner, shape))]
-    return axes, cube, has, valid
+    return axes, cube, has, valid, _floor_nodes(axes[1], valid)
+
+
+def _floor_nodes(logg_nodes: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
+    """Node values of the gravity floor: at each (teff, mh) node, the highest of the
+    neighbouring columns' lowest existing cell."""
+    first = np.where(cell_valid.any(axis=1), np.argmax(cell_valid, axis=1), len(logg_nodes) - 1)
+    column_floor = logg_nodes[first]  # (nt-1, nz-1), top node where a column has no valid cell
+    padded = np.pad(column_floor, 1, mode="edge")
+    return np.maximum.reduce([padded[a : a + column_floor.shape[0] + 1, b : b + column_floor.shape[1] + 1]
+                              for a in (0, 1) for b in (0, 1)]).astype(np.float32)
 
 
 def _data_file(name: str):
@@ -125,7 +152,7 @@ def load_library(name: str = "phoenix") -> Grid:
     else:
         values = data["log_band_flam"]
         values = np.where(np.isfinite(values), values, np.nanmin(values, axis=0) - FLOOR_DEX)
-    axes, cube, has, valid = _node_cube(data["teff"], data["logg"], data["mh"], values)
+    axes, cube, has, valid, floor = _node_cube(data["teff"], data["logg"], data["mh"], values)
     common = dict(
         name=name,
         log_teff_nodes=jnp.asarray(np.log10(axes[0]), jnp.float32),
@@ -134,6 +161,7 @@ def load_library(name: str = "phoenix") -> Grid:
         values=jnp.asarray(cube),
         has_node=jnp.asarray(has),
         cell_valid=jnp.asarray(valid),
+        floor_nodes=jnp.asarray(floor),
         node_range=tuple((float(ax[0]), float(ax[-1])) for ax in axes),
     )
     if name in SPECTRAL_LIBRARIES:

@@ -72,6 +72,9 @@ class SpectralForwardModel(_ForwardModel):
     def in_grid(self, params: Float[Array, " 5"]) -> Bool[Array, ""]:
         return self.grid.is_valid(params[0], params[1], params[2])
 
+    def logg_floor(self, teff: ArrayLike, mh: ArrayLike) -> Float[Array, ""]:
+        return self.grid.logg_floor(teff, mh)
+
     def spectrum(self, params: Float[Array, " 5"]) -> Float[Array, " nw"]:
         """Reddened log10(lambda F_lambda) of the stellar surface on the library's wavelengths."""
         log_flux = self.grid.interpolate(params[0], params[1], params[2])
@@ -121,6 +124,9 @@ class PhotometricForwardModel(_ForwardModel):
 
     def in_grid(self, params: Float[Array, " 5"]) -> Bool[Array, ""]:
         return self.grid.is_valid(params[0], params[1], params[2]) & self.reddening.in_grid(params)
+
+    def logg_floor(self, teff: ArrayLike, mh: ArrayLike) -> Float[Array, ""]:
+        return jnp.maximum(self.grid.logg_floor(teff, mh), self.reddening.logg_floor(teff, mh))
 
     def surface_magnitudes(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
         log_band_flam = self.grid.interpolate(params[0], params[1], params[2])[self.band_index]

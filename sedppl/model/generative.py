@@ -7,6 +7,7 @@ forward model or the likelihood.
 ``SEDModel(...)(mag_err, mask, mag)`` is a NumPyro model of one star:
 
     teff, logg, mh, av, rv ~ prior, restricted to the grid's validity region
+                             (logg above the grid's gravity floor at (teff, mh))
     log10_theta            ~ Uniform            (angular diameter [mas])
     mag                    ~ Normal(forward(params, theta), sqrt(err^2 + floor^2)), absent bands masked
 
@@ -18,17 +19,50 @@ posterior is the same.
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from jaxtyping import Array, ArrayLike
 from numpyro.infer.util import log_density
 
-from .forward import MAS_IN_RAD, PARAMS, ForwardModel, dilution_mag, forward_model
-from .likelihood import masked_normal, sanitize, scale_marginal_log_likelihood, total_sigma
+from .forward import MAS_IN_RAD, PARAMS, ForwardModel, dilution_mag, forward_model, log10_theta_from_dilution
+from .likelihood import masked_normal, sanitize, scale_conditional, scale_marginal_log_likelihood, total_sigma
 from .passbands import SURVEY_BANDS
 from .priors import SCALE, Prior
+
+
+class AboveFloor(dist.Distribution):
+    """``base`` restricted to values above ``floor``, unnormalised.
+
+    The joint prior is the product prior restricted to the validity region and
+    normalised once, so the restriction multiplies the density by an indicator
+    and does not renormalise the conditional. What it changes is the support,
+    [floor, base's upper bound], and so the unconstrained transform NumPyro
+    gives samplers: a smooth map whose lower end moves with (teff, mh).
+    Draws come from ``base``; draws below the floor fall outside the validity
+    region and are rejected by the simulators.
+    """
+
+    arg_constraints = {}
+    pytree_data_fields = ("base", "floor", "low", "high")
+
+    def __init__(self, base: dist.Distribution, floor: ArrayLike, low: float, high: float):
+        """``[low, high]`` is the support of ``base``."""
+        self.base, self.floor, self.low, self.high = base, jnp.asarray(floor), low, high
+        super().__init__(batch_shape=base.batch_shape, event_shape=base.event_shape)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.interval(jnp.maximum(self.floor, self.low), self.high)
+
+    def sample(self, key, sample_shape=()):
+        return self.base.sample(key, sample_shape)
+
+    def log_prob(self, value):
+        return jnp.where(value >= self.floor, self.base.log_prob(value), -jnp.inf)
 
 
 class SEDModel(eqx.Module):
@@ -60,7 +94,11 @@ class SEDModel(eqx.Module):
         """The prior part of the model (NumPyro sites): the five parameters, restricted to the
         grid, and the scale unless it is marginalised. Returns (params, log10_theta or None)."""
         priors = self.distributions()
-        params = jnp.stack([numpyro.sample(name, priors[name]) for name in PARAMS])
+        teff = numpyro.sample("teff", priors["teff"])
+        mh = numpyro.sample("mh", priors["mh"])
+        floor = self.forward.logg_floor(teff, mh)
+        logg = numpyro.sample("logg", AboveFloor(priors["logg"], floor, *self.support()["logg"]))
+        params = jnp.stack([teff, logg, mh, numpyro.sample("av", priors["av"]), numpyro.sample("rv", priors["rv"])])
         numpyro.factor("in_grid", jnp.where(self.forward.in_grid(params), 0.0, -jnp.inf))
         if self.marginalize_scale:
             return params, None
@@ -112,6 +150,22 @@ def log_prior(model: SEDModel, values: dict[str, Array]) -> Array:
     if SCALE not in values and not model.marginalize_scale:
         model = SEDModel(model.forward, model.prior, marginalize_scale=True)
     return log_density(model.sample_prior, (), {}, values)[0]
+
+
+def sample_log10_theta(
+    key: Array, model: SEDModel, params: Array, mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike
+) -> Array:
+    """One exact draw of log10 theta [mas] from its conditional given the five parameters ``params``.
+
+    With a flat prior the dilution is Gaussian given the rest, truncated to the
+    prior's range (``likelihood.scale_conditional``): every method that samples
+    the scale-marginalised posterior recovers the angular diameter with this.
+    """
+    sigma = total_sigma(mag_err, model.prior.sys_floor)
+    d_lo, d_hi = model.dilution_bounds()
+    mean, sd = scale_conditional(model.forward.surface_magnitudes(params), mag, sigma, mask)
+    dilution = mean + sd * jax.random.truncated_normal(key, (d_lo - mean) / sd, (d_hi - mean) / sd)
+    return log10_theta_from_dilution(dilution)
 
 
 def stack_params(values: dict[str, ArrayLike]) -> Array:

@@ -6,6 +6,7 @@ import numpy as np
 from sedppl.io.catalog import read_catalog
 from sedppl.io.cli import main
 from sedppl.model.passbands import SURVEY_BANDS
+from sedppl.model.priors import Prior
 
 
 def test_bands_lists_the_registry(capsys):
@@ -71,3 +72,20 @@ def test_fit_command_writes_summary_and_posterior(tmp_path, capsys):
     assert "only 2 usable band(s)" in summary["flag"][2]
     assert (out / "posterior.nc").exists()
     assert "fitted 2/3 stars" in capsys.readouterr().out
+
+
+def test_fit_npe_uses_the_pretrained_model_and_refuses_a_mismatch(tmp_path, capsys):
+    from astropy.table import Table
+
+    cat = tmp_path / "c.parquet"
+    assert main(["simulate", "3", "--seed", "2", "--out", str(cat)]) == 0
+    out = tmp_path / "npe"
+    assert main(["fit", str(cat), "--method", "npe", "--out", str(out), "--draws", "100", "--quiet"]) == 0
+    summary = Table.read(out / "summary.parquet")
+    assert list(summary["method"]) == ["npe"] * 3 and "n_rejected" in summary.colnames
+    prior = tmp_path / "p.toml"
+    prior.write_text(Prior.default().to_toml().replace("loc = 3.13", "loc = 3.6"))
+    assert main(["fit", str(cat), "--method", "npe", "--out", str(out), "--prior", str(prior)]) == 2
+    assert "another prior" in capsys.readouterr().err
+    assert main(["fit", str(cat), "--method", "npe", "--out", str(out), "--model", str(tmp_path)]) == 2
+    assert "no card.json" in capsys.readouterr().err

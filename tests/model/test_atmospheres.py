@@ -43,3 +43,30 @@ def test_outside_the_box_is_invalid_but_finite(phoenix, point):
 def test_hot_low_gravity_phoenix_models_are_missing(phoenix):
     """Phoenix has no 12000 K models at logg 0: the region is invalid, not extrapolated."""
     assert not bool(phoenix.is_valid(11900.0, 0.2, 0.0))
+
+
+@pytest.mark.parametrize("name", LIBRARIES)
+def test_gravity_floor_bounds_the_missing_corner_continuously(name):
+    """Above the floor a point lies in existing cells (bar the few interior holes); below it, never valid;
+    and the floor moves continuously with Teff and [M/H]."""
+    import jax
+
+    grid = load_library(name)
+    rng = np.random.default_rng(1)
+    (t0, t1), (g0, g1), (z0, z1) = grid.node_range
+    teff, mh = 10 ** rng.uniform(np.log10(t0), np.log10(t1), 20000), rng.uniform(z0, z1, 20000)
+    logg = rng.uniform(g0, g1, 20000)
+    floor = np.asarray(jax.vmap(grid.logg_floor)(teff, mh))
+    in_cells = np.asarray(jax.vmap(grid.locate)(teff, logg, mh)[2])
+    valid = np.asarray(jax.vmap(grid.is_valid)(teff, logg, mh))
+    above = logg >= floor
+    assert not np.any(valid & ~above) and not np.any(valid & ~in_cells)
+    assert np.mean(above & ~in_cells) < {"phoenix": 0.01, "kurucz": 0.02, "bosz": 0.08}[name]  # interior holes
+    assert np.mean(in_cells & ~above) < 0.03  # what the floor gives up of the existing cells
+    step = np.asarray(jax.vmap(grid.logg_floor)(teff * 1.0005, mh + 5e-4)) - floor
+    assert np.abs(step).max() < 0.05  # no jumps: a staircase would jump by a whole gravity step
+
+
+def test_phoenix_floor_rises_with_teff(phoenix):
+    assert float(phoenix.logg_floor(5000.0, 0.0)) == 0.0
+    assert 1.5 <= float(phoenix.logg_floor(11000.0, 0.0)) <= 3.0

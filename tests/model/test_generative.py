@@ -71,3 +71,25 @@ def test_simulation_is_reproducible_and_noise_matches_the_model(model):
     sig = np.sqrt(np.column_stack([a[f"{b}_err"] for b in model.bands]) ** 2 + model.prior.sys_floor**2)
     z = ((mag - mu) / sig)[np.isfinite(mag)]
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+
+
+def test_unconstrained_space_maps_above_the_gravity_floor():
+    """Samplers work in NumPyro's unconstrained space; there logg's lower end follows the grid's
+    floor, so almost every point is valid (bar interior holes) with a finite log-density and gradient."""
+    from numpyro.infer.util import initialize_model
+
+    model = sed_model(marginalize_scale=True)
+    nb = len(model.bands)
+    args = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.full(nb, 10.0))
+    info = initialize_model(jax.random.key(0), model, model_args=args)
+    z = {k: 2.0 * jax.random.normal(jax.random.fold_in(jax.random.key(1), i), (2000,))
+         for i, k in enumerate(info.param_info.z)}
+    values = jax.vmap(info.postprocess_fn)(z)
+    params = jnp.stack([values[p] for p in ("teff", "logg", "mh", "av", "rv")], -1)
+    valid = np.asarray(jax.vmap(model.forward.in_grid)(params))
+    assert valid.mean() > 0.97
+    bad = np.asarray(params[~valid])  # Phoenix's interior holes: hot stars at [M/H] = -4, and near 12000 K
+    assert np.all((bad[:, 2] < -3) | (bad[:, 0] > 11500))
+    logp, grad = jax.vmap(jax.value_and_grad(lambda v: -info.potential_fn(v)))(z)
+    assert np.all(np.isfinite(np.asarray(logp)[valid]))
+    assert all(np.all(np.isfinite(np.asarray(g)[valid])) for g in grad.values())

@@ -1,0 +1,144 @@
+"""Model cards: what an NPE model was trained on, saved beside its weights, checked on loading.
+
+A model directory holds ``card.json`` (architecture, bands, atmosphere library,
+training prior, noise model, data and code hashes, training metrics),
+``prior.toml`` (the training prior, readable by ``sedppl fit --prior``),
+``weights.eqx`` and a human-readable ``README.md``. ``load_npe`` rebuilds the
+network from the card and refuses a model whose bands, library or prior do
+not match what the caller asks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import equinox as eqx
+import jax
+
+from ...model.generative import SEDModel, sed_model
+from ...model.priors import Prior
+from .posterior import Architecture, NPEPosterior
+from .simulations import TrainingNoise
+
+CARD_VERSION = 1
+
+
+class ModelMismatchError(ValueError):
+    """An NPE model that was trained for other bands, another library or another prior."""
+
+
+def _sha256(paths) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=str):
+        digest.update(Path(path).name.encode())
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def data_hash(library: str) -> str:
+    """Hash of the atmosphere library file (passband curves come from pinned packages)."""
+    data = resources.files("sedppl.model.data").joinpath(f"{library}.npz")
+    return _sha256([Path(str(data))])
+
+
+def code_hash() -> str:
+    """Hash of the model room and the NPE sources: what defines the simulations and the network."""
+    root = Path(__file__).resolve().parents[2]
+    return _sha256(list((root / "model").glob("*.py")) + list((root / "inference" / "npe").glob("*.py")))
+
+
+@dataclass
+class ModelCard:
+    library: str
+    bands: tuple[str, ...]
+    prior_toml: str
+    noise: dict
+    architecture: dict
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    data_hash: str = ""
+    code_hash: str = ""
+    version: int = CARD_VERSION
+
+    def prior(self) -> Prior:
+        import tomllib
+
+        return Prior.from_dict(tomllib.loads(self.prior_toml), source="model card")
+
+    def model(self, marginalize_scale: bool = False) -> SEDModel:
+        return sed_model(self.library, self.bands, self.prior(), marginalize_scale)
+
+    def skeleton(self) -> NPEPosterior:
+        model = self.model()
+        return NPEPosterior(jax.random.key(0), len(self.bands), model.support(), model.prior.sys_floor,
+                            Architecture(**self.architecture))
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__ | {"bands": list(self.bands)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        data = json.loads(text)
+        if data.get("version") != CARD_VERSION:
+            raise ModelMismatchError(f"model card version {data.get('version')} is not {CARD_VERSION}")
+        return cls(**data | {"bands": tuple(data["bands"])})
+
+    def markdown(self) -> str:
+        noise = TrainingNoise(**self.noise)
+        lines = [
+            "# NPE model card", "",
+            f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`); code hash `{self.code_hash}`",
+            f"- Bands ({len(self.bands)}): {', '.join(self.bands)}",
+            "- Training prior: `prior.toml` (the model refuses any other prior)",
+            f"- Noise model: {noise}",
+            f"- Architecture: {self.architecture}",
+            "", "## Training", "",
+        ]
+        lines += [f"- {k}: {v}" for k, v in self.training.items() if k != "history"]
+        if self.metrics:
+            lines += ["", "## Metrics", ""] + [f"- {k}: {v}" for k, v in self.metrics.items()]
+        return "\n".join(lines) + "\n"
+
+
+def save_npe(path: str | Path, posterior: NPEPosterior, card: ModelCard) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    eqx.tree_serialise_leaves(path / "weights.eqx", posterior)
+    (path / "card.json").write_text(card.to_json())
+    (path / "prior.toml").write_text(card.prior_toml)
+    (path / "README.md").write_text(card.markdown())
+    return path
+
+
+def read_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    if not (path / "card.json").exists():
+        raise FileNotFoundError(f"{path} is not an NPE model directory (no card.json)")
+    return ModelCard.from_json((path / "card.json").read_text())
+
+
+def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Prior | None = None
+             ) -> tuple[NPEPosterior, ModelCard]:
+    """Load an NPE model, checking that it was trained for these bands, library and prior.
+
+    ``bands`` may be any subset of the model's bands (absent ones are masked).
+    """
+    card = read_card(path)
+    if library is not None and library != card.library:
+        raise ModelMismatchError(f"NPE model {path} was trained on library {card.library!r}, not {library!r}")
+    if bands is not None:
+        unknown = [b for b in bands if b not in card.bands]
+        if unknown:
+            raise ModelMismatchError(f"NPE model {path} was not trained on bands {unknown}; it knows {list(card.bands)}")
+    if prior is not None and prior.to_dict() != card.prior().to_dict():
+        differ = [k for k, v in prior.to_dict().items() if card.prior().to_dict().get(k) != v]
+        raise ModelMismatchError(
+            f"NPE model {path} was trained under another prior (tables that differ: {differ}). "
+            "Retrain under this prior, or fit with the training prior and reweight by importance sampling."
+        )
+    posterior = eqx.tree_deserialise_leaves(Path(path) / "weights.eqx", card.skeleton())
+    return posterior, card

@@ -1,0 +1,99 @@
+"""Posterior draws from a trained NPE model for a catalog: rejection of grid holes, exact scale.
+
+For each star the flow draws the five parameters (inside the prior's box by
+construction); draws outside the grid's validity region are rejected and
+counted, and replaced by further draws. The angular diameter of each kept
+draw comes from its exact conditional (``generative.sample_log10_theta``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from ...model.forward import PARAMS
+from ...model.generative import SEDModel, sample_log10_theta
+from .posterior import NPEPosterior
+
+OVERDRAW = 1.25  # draws per wanted draw in the first round; more rounds only for stars that need them
+
+
+@dataclass
+class NPEDraws:
+    """Draws of a batch of stars (leading axis: star); params shaped (star, 1, draw) like one chain."""
+
+    params: dict[str, np.ndarray]  # includes theta_mas
+    log_q: np.ndarray  # (star, draw) log density of the flow at the kept draws (five parameters)
+    n_rejected: np.ndarray  # (star,) draws that fell in holes of the validity region
+    seconds: np.ndarray  # (star,)
+
+
+class NPEEstimator:
+    """Sample a trained ``NPEPosterior`` for many stars under the model it was trained for."""
+
+    def __init__(self, posterior: NPEPosterior, model: SEDModel, draws: int = 1000, stars_per_call: int = 64):
+        if not model.marginalize_scale:
+            model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+        self.posterior, self.model = posterior, model
+        self.draws, self.stars_per_call = draws, stars_per_call
+        self._round = eqx.filter_jit(self._round_batch)
+        self._theta = jax.jit(jax.vmap(self._theta_star))
+
+    def _round_star(self, key, n, err, mask, mag):
+        x, log_q = self.posterior.sample_and_log_prob(key, n, err, mask, mag)
+        return x, log_q, jax.vmap(self.model.forward.in_grid)(x)
+
+    def _round_batch(self, keys, err, mask, mag, n: int):
+        return jax.vmap(lambda *a: self._round_star(a[0], n, *a[1:]))(keys, err, mask, mag)
+
+    def _theta_star(self, key, x, err, mask, mag):
+        keys = jax.random.split(key, x.shape[0])
+        return jax.vmap(lambda k, p: sample_log10_theta(k, self.model, p, err, mask, mag))(keys, x)
+
+    def sample(self, key, err, mask, mag, progress: bool = True) -> NPEDraws:
+        """``draws`` valid draws per star (rows of err/mask/mag; absent bands may hold NaN)."""
+        err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
+        mask = mask.astype(bool)
+        err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
+        n, size, want = len(mag), self.stars_per_call, self.draws
+        x_all = np.zeros((n, want, len(PARAMS)), np.float32)
+        log_q, log10_theta = np.zeros((n, want), np.float32), np.zeros((n, want), np.float32)
+        rejected, seconds = np.zeros(n, int), np.zeros(n)
+        keys = jax.random.split(key, n)
+        with tqdm(total=n, desc="NPE", unit="star", disable=not progress) as bar:
+            for start in range(0, n, size):
+                rows = np.arange(start, min(start + size, n))
+                padded = np.resize(rows, size)  # fixed shape: one compilation
+                t0 = time.perf_counter()
+                self._fill(keys[padded], err[padded], mask[padded], mag[padded], rows, x_all, log_q, rejected)
+                theta = self._theta(jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(keys[padded]),
+                                    x_all[padded], err[padded], mask[padded], mag[padded])
+                log10_theta[rows] = np.asarray(theta)[: len(rows)]
+                seconds[rows] = (time.perf_counter() - t0) / len(rows)
+                bar.update(len(rows))
+        params = {p: x_all[:, None, :, i] for i, p in enumerate(PARAMS)}
+        params["theta_mas"] = (10.0**log10_theta)[:, None, :]
+        return NPEDraws(params, log_q, rejected, seconds)
+
+    def _fill(self, keys, err, mask, mag, rows, x_all, log_q, rejected):
+        """Draw rounds until every star of the chunk has ``draws`` valid draws."""
+        want, per_round = self.draws, int(np.ceil(OVERDRAW * self.draws))
+        filled = np.zeros(len(rows), int)
+        for attempt in range(100):
+            if np.all(filled >= want):
+                return
+            round_keys = jax.vmap(lambda k: jax.random.fold_in(k, attempt))(keys)
+            x, lq, ok = (np.asarray(a) for a in self._round(round_keys, err, mask, mag, per_round))
+            for j in np.nonzero(filled < want)[0]:
+                good = np.nonzero(ok[j])[0]
+                rejected[rows[j]] += int(np.sum(~ok[j]))
+                take = good[: want - filled[j]]
+                x_all[rows[j], filled[j] : filled[j] + len(take)] = x[j, take]
+                log_q[rows[j], filled[j] : filled[j] + len(take)] = lq[j, take]
+                filled[j] += len(take)
+        raise RuntimeError(f"NPE draws of stars {rows[filled < want].tolist()} keep falling outside the validity region")

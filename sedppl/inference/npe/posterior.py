@@ -1,0 +1,125 @@
+"""The NPE posterior: set encoder -> conditional masked autoregressive flow -> prior's support box.
+
+The flow (flowjax MAF with rational-quadratic splines) works in R^5 and is
+composed with a fixed, non-trainable bijection onto the prior's support box
+(log scale for Teff, linear for the rest), so no draw ever leaves the box.
+Draws that land in a hole of the grid's validity region are rejected by the
+caller (``estimator.NPEEstimator``), which counts them per star.
+
+The flow learns p(teff, logg, mh, av, rv | centred magnitudes, errors): the
+scale-marginalised posterior. The angular diameter is drawn afterwards from
+its exact conditional, as in NUTS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import paramax
+from flowjax.bijections import AbstractBijection, Chain, RationalQuadraticSpline
+from flowjax.distributions import Normal, Transformed
+from flowjax.flows import masked_autoregressive_flow
+from jaxtyping import Array, Float, PRNGKeyArray
+from jax.scipy.special import logit
+
+from ...model.forward import PARAMS
+from .encoder import SetEncoder
+from .simulations import centre
+
+LOG_SCALED = ("teff",)  # parameters whose box is mapped in log space
+EDGE = 1e-6  # fraction of a box side treated as its edge when mapping back to R^5
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Network sizes (static; recorded in the model card)."""
+
+    width: int = 64  # encoder token width
+    depth: int = 2  # transformer blocks
+    heads: int = 4
+    summary_dim: int = 64
+    flow_layers: int = 6
+    flow_width: int = 128
+    flow_depth: int = 1
+    knots: int = 8
+    interval: float = 5.0  # spline range in the flow's standardised space
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BoxSupport(AbstractBijection):
+    """R^5 -> the prior's support box: sigmoid, affine, and exp for log-scaled parameters."""
+
+    low: Float[Array, " 5"]
+    high: Float[Array, " 5"]
+    log_scaled: Array
+    shape: tuple[int, ...] = (len(PARAMS),)
+    cond_shape = None
+
+    def __init__(self, support: dict[str, tuple[float, float]]):
+        log_scaled = np.asarray([p in LOG_SCALED for p in PARAMS])
+        bounds = np.asarray([support[p] for p in PARAMS], np.float64)
+        bounds[log_scaled] = np.log(bounds[log_scaled])
+        self.low, self.high = jnp.asarray(bounds[:, 0], jnp.float32), jnp.asarray(bounds[:, 1], jnp.float32)
+        self.log_scaled = jnp.asarray(log_scaled)
+
+    def _log_det(self, x, w):
+        width = self.high - self.low
+        return jnp.sum(jax.nn.log_sigmoid(x) + jax.nn.log_sigmoid(-x) + jnp.log(width) + jnp.where(self.log_scaled, w, 0.0))
+
+    def transform_and_log_det(self, x, condition=None):
+        w = self.low + (self.high - self.low) * jax.nn.sigmoid(x)
+        return jnp.where(self.log_scaled, jnp.exp(w), w), self._log_det(x, w)
+
+    def inverse_and_log_det(self, y, condition=None):
+        w = jnp.where(self.log_scaled, jnp.log(jnp.where(self.log_scaled, y, 1.0)), y)
+        # a float32 value on the box's edge (e.g. A_V at its shift) would map to -inf: keep it just inside
+        x = logit(jnp.clip((w - self.low) / (self.high - self.low), EDGE, 1.0 - EDGE))
+        return x, -self._log_det(x, w)
+
+
+class NPEPosterior(eqx.Module):
+    """q(params | photometry) for one star; vmap for many."""
+
+    encoder: SetEncoder
+    flow: Transformed
+    sys_floor: float = eqx.field(static=True)
+
+    def __init__(self, key: PRNGKeyArray, n_bands: int, support: dict[str, tuple[float, float]],
+                 sys_floor: float, architecture: Architecture = Architecture()):
+        a = architecture
+        k_enc, k_flow = jax.random.split(key)
+        self.encoder = SetEncoder(n_bands, width=a.width, depth=a.depth, heads=a.heads,
+                                  summary_dim=a.summary_dim, key=k_enc)
+        maf = masked_autoregressive_flow(
+            k_flow, base_dist=Normal(jnp.zeros(len(PARAMS))),
+            transformer=RationalQuadraticSpline(knots=a.knots, interval=a.interval),
+            cond_dim=a.summary_dim, flow_layers=a.flow_layers, nn_width=a.flow_width, nn_depth=a.flow_depth,
+            invert=True,  # fast log_prob for training; sampling inverts (5 dims: cheap enough)
+        )
+        self.flow = Transformed(maf.base_dist, Chain([maf.bijection, paramax.non_trainable(BoxSupport(support))]))
+        self.sys_floor = sys_floor
+
+    def summary(self, mag_err, mask, mag) -> Float[Array, " s"]:
+        """Encoder summary of one star given all bands (absent ones masked)."""
+        mask = jnp.asarray(mask, bool)
+        value, log_err = centre(mag_err, mask, mag, self.sys_floor)
+        return self.encoder(jnp.arange(mask.shape[0]), value, log_err, mask)
+
+    def log_prob(self, params: Float[Array, " 5"], mag_err, mask, mag) -> Float[Array, ""]:
+        return self.flow.log_prob(params, condition=self.summary(mag_err, mask, mag))
+
+    def sample_and_log_prob(self, key: PRNGKeyArray, n: int, mag_err, mask, mag) -> tuple[Array, Array]:
+        """n draws (n, 5) and their log q, in one pass (exact for importance weights)."""
+        return self.flow.sample_and_log_prob(key, (n,), condition=self.summary(mag_err, mask, mag))
+
+
+def negative_log_likelihood(posterior: NPEPosterior, batch: dict[str, Array]) -> Array:
+    """Mean -log q(true params | simulated photometry) over a batch: the NPE loss."""
+    logq = jax.vmap(posterior.log_prob)(batch["params"], batch["err"], batch["mask"], batch["mag"])
+    return -jnp.mean(logq)

@@ -1,0 +1,195 @@
+"""Training an NPE model: fresh simulations per batch, jit-compiled epochs, early stopping, checkpoints.
+
+    sedppl train --config CONFIG.toml [--out DIR] [--resume]
+
+An epoch is one compiled ``lax.scan`` of ``steps_per_epoch`` optimiser steps,
+each on a fresh batch simulated inside the step. A fixed validation set
+(simulated once from its own seed) decides early stopping; the best weights
+are kept. Every epoch writes ``checkpoint.eqx`` and ``checkpoint.json`` so an
+interrupted run resumes where it stopped, with the same random stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+import tomllib
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import paramax
+from tqdm.auto import tqdm
+
+from ...model.generative import sed_model
+from ...model.passbands import SURVEY_BANDS
+from ...model.priors import Prior
+from .card import ModelCard, code_hash, data_hash, save_npe
+from .posterior import Architecture, NPEPosterior, negative_log_likelihood
+from .simulations import TrainingNoise, simulate_batch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (a TOML file with [model], [noise], [architecture], [train])."""
+
+    library: str = "phoenix"
+    bands: tuple[str, ...] = SURVEY_BANDS
+    prior: str = "default"  # "default" or a prior TOML path
+    noise: TrainingNoise = TrainingNoise()
+    architecture: Architecture = Architecture()
+    seed: int = 0
+    batch_size: int = 256
+    steps_per_epoch: int = 200
+    max_epochs: int = 200
+    max_minutes: float = math.inf
+    learning_rate: float = 1e-3
+    warmup_steps: int = 500
+    patience: int = 20  # epochs without a better validation loss before stopping
+    val_size: int = 4096
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        tables = tomllib.loads(Path(path).read_text())
+        unknown = set(tables) - {"model", "noise", "architecture", "train"}
+        if unknown:
+            raise ValueError(f"training config {path}: unknown table(s) {sorted(unknown)}")
+        model = dict(tables.get("model", {}))
+        if "bands" in model:
+            model["bands"] = tuple(model["bands"])
+        if "prior" in model and model["prior"] != "default":
+            model["prior"] = str((Path(path).parent / model["prior"]).resolve())
+        return cls(**model, **tables.get("train", {}), noise=TrainingNoise(**tables.get("noise", {})),
+                   architecture=Architecture(**tables.get("architecture", {})))
+
+    def load_prior(self) -> Prior:
+        return Prior.default() if self.prior == "default" else Prior.load(self.prior)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["bands"] = list(self.bands)
+        return out
+
+    def run_definition(self) -> dict:
+        """What defines the training run; a resumed run may change only its budget (max_minutes)."""
+        out = self.to_dict()
+        out.pop("max_minutes")
+        return out
+
+
+def _is_frozen(leaf) -> bool:
+    return isinstance(leaf, paramax.NonTrainable)
+
+
+class Trainer:
+    """Holds the compiled epoch and validation functions of one configuration."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = c = config
+        self.model = sed_model(c.library, c.bands, c.load_prior())
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, c.learning_rate, c.warmup_steps, max(c.max_epochs * c.steps_per_epoch, c.warmup_steps + 1),
+            end_value=0.02 * c.learning_rate)
+        # a rare non-finite batch loss skips its update instead of poisoning the weights
+        self.optimizer = optax.apply_if_finite(
+            optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-5)), max_consecutive_errors=20)
+        self.epoch = eqx.filter_jit(self._epoch)
+        self.validation_loss = eqx.filter_jit(self._validation_loss)
+
+    def initial_state(self):
+        c = self.config
+        posterior = NPEPosterior(jax.random.key(c.seed), len(c.bands), self.model.support(),
+                                 self.model.prior.sys_floor, c.architecture)
+        params, _ = eqx.partition(posterior, eqx.is_inexact_array, is_leaf=_is_frozen)
+        return posterior, self.optimizer.init(params)
+
+    def _epoch(self, posterior, opt_state, key):
+        params, static = eqx.partition(posterior, eqx.is_inexact_array, is_leaf=_is_frozen)
+        c = self.config
+
+        def step(carry, k):
+            params, opt_state = carry
+            batch = simulate_batch(k, self.model, c.noise, c.batch_size)
+            loss, grads = eqx.filter_value_and_grad(
+                lambda p: negative_log_likelihood(paramax.unwrap(eqx.combine(p, static)), batch))(params)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return (eqx.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(key, c.steps_per_epoch))
+        return eqx.combine(params, static), opt_state, jnp.mean(losses)
+
+    def _validation_loss(self, posterior, batch):
+        return negative_log_likelihood(paramax.unwrap(posterior), batch)
+
+    @functools.cached_property
+    def validation_set(self):
+        c = self.config
+        key = jax.random.fold_in(jax.random.key(c.seed), 10**6)  # never drawn for training
+        return jax.jit(lambda k: simulate_batch(k, self.model, c.noise, c.val_size))(key)
+
+
+@functools.cache
+def _trainer(config: TrainConfig) -> Trainer:
+    return Trainer(config)  # compiled once per configuration and process
+
+
+def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> tuple[NPEPosterior, ModelCard]:
+    """Train (or resume) and save the best model with its card in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = _trainer(replace(config, max_minutes=math.inf))
+    posterior, opt_state = trainer.initial_state()
+    state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "history": []}
+    best = posterior
+    if resume and (out / "checkpoint.json").exists():
+        saved = json.loads((out / "checkpoint.json").read_text())
+        if {k: v for k, v in saved["config"].items() if k != "max_minutes"} != config.run_definition():
+            raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
+        posterior, opt_state, best = eqx.tree_deserialise_leaves(out / "checkpoint.eqx", (posterior, opt_state, best))
+        state = saved["state"]
+    val = trainer.validation_set
+    key = jax.random.key(config.seed)
+    t_start = time.perf_counter() - state["seconds"]
+    stale = state["epoch"] - state["best_epoch"]
+    bar = tqdm(total=config.max_epochs, initial=state["epoch"], desc="NPE training", unit="epoch", disable=not progress)
+    while state["epoch"] < config.max_epochs and stale < config.patience:
+        posterior, opt_state, train_loss = trainer.epoch(posterior, opt_state, jax.random.fold_in(key, state["epoch"]))
+        val_loss = float(trainer.validation_loss(posterior, val))
+        state["epoch"] += 1
+        state["seconds"] = time.perf_counter() - t_start
+        state["history"].append([state["epoch"], float(train_loss), val_loss])
+        if val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=state["epoch"])
+            best = posterior
+        stale = state["epoch"] - state["best_epoch"]
+        eqx.tree_serialise_leaves(out / "checkpoint.eqx", (posterior, opt_state, best))
+        (out / "checkpoint.json").write_text(json.dumps({"config": config.to_dict(), "state": state}))
+        bar.set_postfix(train=f"{float(train_loss):.3f}", val=f"{val_loss:.3f}", best=f"{state['best_val']:.3f}")
+        bar.update(1)
+        if state["seconds"] > 60 * config.max_minutes:
+            break
+    bar.close()
+
+    sims = state["epoch"] * config.steps_per_epoch * config.batch_size
+    card = ModelCard(
+        library=config.library, bands=tuple(config.bands), prior_toml=config.load_prior().to_toml(),
+        noise=config.noise.to_dict(), architecture=config.architecture.to_dict(),
+        training={
+            "date": date.today().isoformat(), "device": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
+            "epochs": state["epoch"], "best_epoch": state["best_epoch"], "simulations_seen": sims,
+            "minutes": round(state["seconds"] / 60, 1), "simulations_per_second": round(sims / max(state["seconds"], 1e-9)),
+            "best_validation_nll": round(state["best_val"], 4), "validation_stars": config.val_size,
+            "stopped": "patience" if stale >= config.patience else ("time" if state["epoch"] < config.max_epochs else "max_epochs"),
+            "config": config.to_dict(), "history": state["history"],
+        },
+        data_hash=data_hash(config.library), code_hash=code_hash(),
+    )
+    save_npe(out, best, card)
+    return best, card

@@ -1,0 +1,54 @@
+"""Training simulations come from the model and cover the documented noise; centring removes the scale."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sedppl.inference.npe.simulations import TrainingNoise, centre, simulate_batch, survey_index
+from sedppl.model.generative import log_prior
+from sedppl.model.likelihood import total_sigma
+
+
+@pytest.fixture(scope="module")
+def batch(model):
+    return jax.jit(lambda k: simulate_batch(k, model, TrainingNoise(), 2048))(jax.random.key(0))
+
+
+def test_draws_are_valid_and_noise_is_documented(model, batch):
+    params, err, mask = (np.asarray(batch[k]) for k in ("params", "err", "mask"))
+    assert np.all(jax.vmap(model.forward.in_grid)(jnp.asarray(params)))
+    values = {p: params[:, i] for i, p in enumerate(("teff", "logg", "mh", "av", "rv"))}
+    assert np.all(np.isfinite(jax.vmap(lambda v: log_prior(model, v))(values)))
+    n_bands = mask.sum(1)
+    assert n_bands.min() >= 3 and n_bands.max() == len(model.bands)
+    assert len(np.unique(n_bands)) > 15  # broad: from 3 up to all
+    assert err.min() >= 0.003 - 1e-6 and err.max() <= 0.3 + 1e-6
+    assert np.quantile(err, 0.05) < 0.006 and np.quantile(err, 0.95) > 0.15
+    # whole surveys go missing together in about half of the stars
+    surveys = survey_index(model.bands)
+    galex = surveys == surveys[list(model.bands).index("galex_fuv")]
+    assert 0.2 < np.mean(~mask[:, galex].any(1)) < 0.6
+
+
+def test_magnitudes_follow_the_model_likelihood(model, batch):
+    """mag - forward(params, theta) is N(0, err^2 + floor^2): the model's own noise."""
+    params, err, mask, mag = (np.asarray(batch[k]) for k in ("params", "err", "mask", "mag"))
+    mu = np.asarray(jax.vmap(model.forward.magnitudes)(jnp.asarray(params), batch["log10_theta"]))
+    sigma = np.asarray(total_sigma(err, model.prior.sys_floor))
+    z = ((mag - mu) / sigma)[mask]
+    assert abs(np.mean(z)) < 0.03 and abs(np.std(z) - 1.0) < 0.03
+
+
+def test_centring_removes_a_common_shift(batch):
+    err, mask, mag = batch["err"][0], batch["mask"][0], batch["mag"][0]
+    a, la = centre(err, mask, mag, 0.02)
+    b, lb = centre(err, mask, mag + 7.3, 0.02)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(la, lb)
+    assert np.all(np.asarray(a)[~np.asarray(mask)] == 0)
+
+
+def test_noise_validation():
+    with pytest.raises(ValueError, match="err_min"):
+        TrainingNoise(err_min=0.5, err_max=0.1)

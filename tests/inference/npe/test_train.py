@@ -1,0 +1,81 @@
+"""Training runs, resumes, and saves a model card that loading checks."""
+
+from dataclasses import replace
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from sedppl.inference.npe.card import ModelMismatchError, load_npe, read_card
+from sedppl.inference.npe.estimator import NPEEstimator
+from sedppl.inference.npe.posterior import Architecture
+from sedppl.inference.npe.train import TrainConfig, train
+from sedppl.io.catalog import read_catalog
+from sedppl.model.priors import Prior
+from sedppl.model.simulate import simulate_catalog
+
+TINY = TrainConfig(
+    bands=("gaia_g", "gaia_bp", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks", "wise_w1"),
+    architecture=Architecture(width=16, depth=1, heads=2, summary_dim=8, flow_layers=2, flow_width=16, knots=4),
+    batch_size=32, steps_per_epoch=4, max_epochs=3, val_size=128, warmup_steps=2,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("npe")
+    posterior, card = train(TINY, out, progress=False)
+    return out, posterior, card
+
+
+def test_training_writes_a_complete_card(trained):
+    out, _, card = trained
+    for name in ("weights.eqx", "card.json", "prior.toml", "README.md", "checkpoint.eqx", "checkpoint.json"):
+        assert (out / name).exists(), name
+    assert card.training["epochs"] == 3 and len(card.training["history"]) == 3
+    assert np.isfinite(card.training["best_validation_nll"])
+    assert card.bands == TINY.bands and card.library == "phoenix"
+    assert card.data_hash and card.code_hash
+    assert Prior.load(out / "prior.toml").to_dict() == Prior.default().to_dict()
+    assert read_card(out).architecture == TINY.architecture.to_dict()
+
+
+def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
+    """Stopped after one epoch by its time budget, then resumed: the same run as without the stop."""
+    _, _, card = trained
+    first = train(replace(TINY, max_minutes=0.0), tmp_path, progress=False)[1]
+    assert first.training["epochs"] == 1 and first.training["stopped"] == "time"
+    _, resumed = train(TINY, tmp_path, resume=True, progress=False)
+    assert resumed.training["epochs"] == 3
+    np.testing.assert_allclose(np.asarray(resumed.training["history"])[:, 1:],
+                               np.asarray(card.training["history"])[:, 1:], rtol=1e-5)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(replace(TINY, seed=5), tmp_path, resume=True, progress=False)
+
+
+def test_loading_checks_bands_library_and_prior(trained):
+    out, posterior, _ = trained
+    loaded, _ = load_npe(out, bands=("gaia_g", "2mass_j"), library="phoenix", prior=Prior.default())
+    leaves = lambda t: jax.tree.leaves(eqx.filter(t, eqx.is_inexact_array))  # noqa: E731
+    assert len(leaves(loaded)) == len(leaves(posterior)) > 10
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(loaded), leaves(posterior)))
+    with pytest.raises(ModelMismatchError, match="sdss_u"):
+        load_npe(out, bands=("gaia_g", "sdss_u"))
+    with pytest.raises(ModelMismatchError, match="kurucz"):
+        load_npe(out, library="kurucz")
+    other = Prior.from_dict(Prior.default().to_dict() | {"rv": {"dist": "uniform", "low": 2.0, "high": 5.0}})
+    with pytest.raises(ModelMismatchError, match=r"another prior.*rv"):
+        load_npe(out, prior=other)
+
+
+def test_estimator_draws_are_valid_and_counted(trained):
+    out, posterior, card = trained
+    model = card.model()
+    catalog = read_catalog(simulate_catalog(jax.random.key(1), 5, model))
+    draws = NPEEstimator(posterior, model, draws=100, stars_per_call=2).sample(
+        jax.random.key(2), catalog.err, catalog.mask, catalog.mag, progress=False)
+    assert draws.params["teff"].shape == (5, 1, 100) and draws.n_rejected.shape == (5,)
+    x = np.stack([draws.params[p][:, 0] for p in ("teff", "logg", "mh", "av", "rv")], -1).reshape(-1, 5)
+    assert np.all(jax.vmap(model.forward.in_grid)(x))
+    assert np.all(np.isfinite(draws.params["theta_mas"])) and np.all(draws.params["theta_mas"] > 0)

@@ -1,0 +1,103 @@
+"""Accuracy and calibration of a trained NPE model on held-out simulations from its own model.
+
+    python validation/npe_accuracy.py [--model models/default] [--n 10000] [--draws 500] [--update-card]
+
+Simulates ``n`` stars with the model card's training noise (a random stream
+never used in training), samples the NPE posterior of each, and reports per
+parameter: RMSE of the posterior mean, 68% and 95% coverage (with 3-sigma
+binomial bands) and the KS p-value of the PIT values; also the share of draws
+rejected in grid holes and the sampling speed. With ``--update-card`` the
+numbers go into the model card (card.json and README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values, uniformity_pvalue
+from sedppl.inference.npe.card import load_npe, save_npe
+from sedppl.inference.npe.estimator import NPEEstimator
+from sedppl.inference.npe.simulations import TrainingNoise, simulate_batch
+from sedppl.model.forward import PARAMS
+
+HELD_OUT_SEED = 20261122  # not a training or validation stream (those derive from the config's seed)
+
+
+def held_out(card, n: int, seed: int = HELD_OUT_SEED) -> dict[str, np.ndarray]:
+    model = card.model()
+    draw = jax.jit(lambda k: simulate_batch(k, model, TrainingNoise(**card.noise), 1000))
+    chunks = [draw(k) for k in jax.random.split(jax.random.key(seed), -(-n // 1000))]
+    return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
+
+
+def evaluate(model_dir: Path, n: int, draws: int) -> tuple[dict, list[str]]:
+    posterior, card = load_npe(model_dir)
+    sims = held_out(card, n)
+    estimator = NPEEstimator(posterior, card.model(marginalize_scale=True), draws=draws, stars_per_call=250)
+    estimator.sample(jax.random.key(1), sims["err"][:250], sims["mask"][:250], sims["mag"][:250], progress=False)  # compile
+    t0 = time.perf_counter()
+    out = estimator.sample(jax.random.key(2), sims["err"], sims["mask"], sims["mag"])
+    seconds = time.perf_counter() - t0
+    band68, band95 = binomial_band(0.68, n), binomial_band(0.95, n)
+    metrics = {"held_out_stars": n, "draws_per_star": draws,
+               "rejected_fraction": round(float(out.n_rejected.sum() / (out.n_rejected.sum() + n * draws)), 4),
+               "stars_per_second_cpu": round(n / seconds, 1)}
+    rows = []
+    for i, p in enumerate(PARAMS):
+        x = out.params[p][:, 0]
+        truth = sims["params"][:, i]
+        rmse = float(np.sqrt(np.mean((x.mean(1) - truth) ** 2)))
+        pit = pit_values(x, truth)
+        c68, c95, ks = interval_coverage(pit, 0.68), interval_coverage(pit, 0.95), uniformity_pvalue(pit)
+        metrics[f"rmse_{p}"] = round(rmse, 4)
+        metrics[f"coverage68_{p}"] = round(c68, 4)
+        metrics[f"coverage95_{p}"] = round(c95, 4)
+        ok = band68[0] <= c68 <= band68[1] and band95[0] <= c95 <= band95[1]
+        rows.append(f"| {p} | {rmse:.4g} | {np.std(truth):.4g} | {c68:.3f} | {c95:.3f} | {ks:.3f} | {'yes' if ok else 'no'} |")
+    bright = np.nanmedian(np.where(sims["mask"], sims["err"], np.nan), axis=1) < 0.02
+    teff_mean = out.params["teff"][:, 0].mean(1)
+    metrics["rmse_teff_median_err_below_0.02"] = round(float(np.sqrt(np.mean((teff_mean - sims["params"][:, 0])[bright] ** 2))), 1)
+    lines = [
+        f"# NPE accuracy on held-out simulations ({date.today().isoformat()})", "",
+        f"`python validation/npe_accuracy.py --model {model_dir} --n {n} --draws {draws}` on "
+        f"{jax.default_backend()} ({jax.devices()[0].device_kind}).", "",
+        f"{n} stars drawn from the model with the card's training noise ({TrainingNoise(**card.noise)}), "
+        f"from a random stream not used in training; {draws} NPE draws per star.", "",
+        f"Best validation NLL (from training): {card.training.get('best_validation_nll')}.", "",
+        "| parameter | RMSE of posterior mean | prior sd of truths | 68% coverage | 95% coverage | KS p (PIT) | within 3σ band |",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        f"3-sigma binomial bands for {n} stars: 68% in [{band68[0]:.3f}, {band68[1]:.3f}], 95% in [{band95[0]:.3f}, {band95[1]:.3f}].",
+        "", f"Teff RMSE for the {int(bright.sum())} stars whose median band error is below 0.02 mag: "
+        f"{metrics['rmse_teff_median_err_below_0.02']} K.", "",
+        f"Draws rejected in grid holes: {metrics['rejected_fraction']:.2%}. Sampling: {seconds:.0f} s for {n} stars "
+        f"({metrics['stars_per_second_cpu']} stars/s, {n * draws / seconds:.3g} draws/s including the scale draws).",
+    ]
+    return metrics, lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", type=Path, default=Path(__file__).parents[1] / "models" / "default")
+    parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reports" / "npe_accuracy.md")
+    parser.add_argument("--update-card", action="store_true", help="write the metrics into the model card")
+    args = parser.parse_args()
+    metrics, lines = evaluate(args.model, args.n, args.draws)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if args.update_card:
+        posterior, card = load_npe(args.model)
+        card.metrics = metrics | {"date": date.today().isoformat(), "report": "validation/reports/npe_accuracy.md"}
+        save_npe(args.model, posterior, card)
+
+
+if __name__ == "__main__":
+    main()
