@@ -101,8 +101,9 @@ def _cmd_demo(args) -> int:
     print(f"SED figure:        {result['figure']}")
     print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior.nc "
           f"({result['flagged']} flagged by the convergence checks)")
-    print(f"NPE fit of all {result['n_usable']} usable stars with the pretrained model: {result['npe']}/summary.parquet "
-          f"({result['npe_seconds']:.1f} s)")
+    if result["npe"] is not None:
+        print(f"NPE fit of all {result['n_usable']} usable stars with the pretrained model: "
+              f"{result['npe']}/summary.parquet ({result['npe_seconds']:.1f} s)")
     print(f"corner plot (NUTS and NPE): {result['corner']}")
     return 0
 

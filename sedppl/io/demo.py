@@ -58,8 +58,9 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     fit all of them with the pretrained NPE model, and draw a corner plot of the first star: NUTS and
     NPE against the truth."""
     from ..diagnostics.corner import corner
+    from ..inference.npe.card import read_card
     from ..inference.nuts import NUTSConfig
-    from .fit import REPORTED, fit_catalog
+    from .fit import DEFAULT_NPE_MODEL, REPORTED, fit_catalog
 
     out = Path(out)
     model = sed_model(library)
@@ -70,15 +71,17 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     subset = table[:n_fit]
     result = fit_catalog(read_catalog(subset), "nuts", out=out / "nuts", library=library, seed=seed,
                          config=NUTSConfig(chains=4, draws=500, warmup=500, retry=False))
-    npe = fit_catalog(catalog, "npe", out=out / "npe", library=library, seed=seed)
+    npe = None
+    if library == read_card(DEFAULT_NPE_MODEL).library:  # the pretrained model knows one library
+        npe = fit_catalog(catalog, "npe", out=out / "npe", library=library, seed=seed)
     star = str(subset["id"][0])
     post = result.posterior["posterior"].sel(star=star)
-    npe_post = npe.posterior["posterior"].sel(star=star)
     truth = {p: float(subset[f"true_{p}"][0]) for p in REPORTED}
+    overlay = None if npe is None else {p: npe.posterior["posterior"].sel(star=star)[p].values for p in REPORTED}
     corner({p: post[p].values for p in REPORTED}, out / "corner.png", truth,
-           title=f"{star}: NUTS and NPE posteriors, truth (red lines)",
-           overlay={p: npe_post[p].values for p in REPORTED}, labels=("NUTS", "NPE"))
+           title=f"{star}: NUTS{' and NPE' if npe else ''} posterior, truth (red lines)",
+           overlay=overlay, labels=("NUTS", "NPE") if npe else ("", ""))
     return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()),
             "figure": figure, "fit": out / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
-            "flagged": int((result.summary["flag"] != "").sum()), "npe": out / "npe",
-            "npe_seconds": float(npe.summary["seconds"].sum())}
+            "flagged": int((result.summary["flag"] != "").sum()), "npe": None if npe is None else out / "npe",
+            "npe_seconds": None if npe is None else float(npe.summary["seconds"].sum())}
