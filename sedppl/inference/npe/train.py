@@ -61,6 +61,13 @@ class TrainConfig:
         unknown = set(tables) - {"model", "noise", "architecture", "train"}
         if unknown:
             raise ValueError(f"training config {path}: unknown table(s) {sorted(unknown)}")
+        allowed = {"model": {"library", "bands", "prior"}, "train": _fields(cls) - {"library", "bands", "prior",
+                   "noise", "architecture"}, "noise": _fields(TrainingNoise), "architecture": _fields(Architecture)}
+        for name, table in tables.items():
+            unknown_keys = set(table) - allowed[name]
+            if unknown_keys:
+                raise ValueError(f"training config {path}: [{name}] has unknown key(s) {sorted(unknown_keys)}; "
+                                 f"allowed: {sorted(allowed[name])}")
         model = dict(tables.get("model", {}))
         if "bands" in model:
             model["bands"] = tuple(model["bands"])
@@ -82,6 +89,10 @@ class TrainConfig:
         out = self.to_dict()
         out.pop("max_minutes")
         return out
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def _is_frozen(leaf) -> bool:

@@ -79,3 +79,17 @@ def test_estimator_draws_are_valid_and_counted(trained):
     x = np.stack([draws.params[p][:, 0] for p in ("teff", "logg", "mh", "av", "rv")], -1).reshape(-1, 5)
     assert np.all(jax.vmap(model.forward.in_grid)(x))
     assert np.all(np.isfinite(draws.params["theta_mas"])) and np.all(draws.params["theta_mas"] > 0)
+
+
+def test_config_file_errors_name_the_table_and_key(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text("[train]\nbatchsize = 32\n")
+    with pytest.raises(ValueError, match=r"\[train\] has unknown key\(s\) \['batchsize'\]"):
+        TrainConfig.from_toml(bad)
+    bad.write_text("[optimizer]\nlr = 1\n")
+    with pytest.raises(ValueError, match="unknown table"):
+        TrainConfig.from_toml(bad)
+    good = tmp_path / "g.toml"
+    good.write_text("[train]\nbatch_size = 32\n[noise]\nerr_max = 0.2\n[architecture]\nwidth = 16\n")
+    config = TrainConfig.from_toml(good)
+    assert config.batch_size == 32 and config.noise.err_max == 0.2 and config.architecture.width == 16
