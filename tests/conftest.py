@@ -4,7 +4,12 @@ import warnings
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 warnings.filterwarnings("ignore", message=".*NumPy 2.*")
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Identical programs (the same sampler on the same shapes) recur across tests: compile them once.
+jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 @pytest.fixture(scope="session")

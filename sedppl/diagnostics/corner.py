@@ -8,11 +8,12 @@ LABELS = {"teff": "Teff [K]", "logg": "logg", "mh": "[M/H]", "av": "A_V", "rv": 
 
 
 def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = None, title: str = "",
-           overlay: dict[str, np.ndarray] | None = None, labels: tuple[str, str] = ("", "")) -> None:
+           overlay: dict[str, np.ndarray] | list[dict[str, np.ndarray]] | None = None,
+           labels: tuple[str, ...] = ("", "")) -> None:
     """Pairwise scatter and marginal histograms of ``draws`` (name -> any shape), truths as lines.
 
-    ``overlay`` (same names) is drawn on top in another colour, e.g. NPE over NUTS;
-    ``labels`` name the two sets in a legend."""
+    ``overlay`` (same names; one set or a list) is drawn on top in other colours, e.g. NPE over
+    NUTS; ``labels`` name the sets in a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,8 +21,9 @@ def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = 
 
     names = list(draws)
     sets = [({n: np.asarray(v).reshape(-1) for n, v in draws.items()}, "C0")]
-    if overlay is not None:
-        sets.append(({n: np.asarray(overlay[n]).reshape(-1) for n in names}, "C1"))
+    overlays = [] if overlay is None else [overlay] if isinstance(overlay, dict) else list(overlay)
+    for i, extra in enumerate(overlays):
+        sets.append(({n: np.asarray(extra[n]).reshape(-1) for n in names}, f"C{i + 1}"))
     k = len(names)
     fig, axes = plt.subplots(k, k, figsize=(1.9 * k, 1.9 * k), squeeze=False)
     for i, yi in enumerate(names):

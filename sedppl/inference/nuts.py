@@ -155,7 +155,8 @@ class NUTSSampler:
         err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
         mask = mask.astype(bool)
         err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
-        n, size = len(mag), self.config.stars_per_call
+        n = len(mag)
+        size = min(self.config.stars_per_call, n)  # a short catalog is not padded to a full chunk
         keys = jax.random.split(key, n)
         chunks, seconds = [], np.zeros(n)
         with tqdm(total=n, desc="NUTS", unit="star", disable=not progress) as bar:

@@ -64,6 +64,9 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_fit(args) -> int:
+    import numpy as np
+
+    from ..inference.importance import ISConfig
     from ..inference.nuts import NUTSConfig
     from .catalog import read_catalog
     from .fit import fit_catalog
@@ -72,12 +75,36 @@ def _cmd_fit(args) -> int:
     for line in catalog.flag_report():
         print(f"not fitted: {line}", file=sys.stderr)
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
+    importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess)
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
                          config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
-                         draws=args.draws)
-    flagged = int((result.summary["flag"] != "").sum())
+                         draws=args.draws, importance=importance, fallback=not args.no_fallback)
+    s = result.summary
+    flagged = int((s["flag"] != "").sum())
     print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged")
+    if args.method == "npe-is":
+        print(f"npe-is: median khat {np.nanmedian(s['khat']):.2f}, median ESS {np.nanmedian(s['ess']):.0f}; "
+              f"{int(s['fallback'].sum())} stars refitted with NUTS" + ("" if not args.no_fallback else " (fallback off)"))
     print(f"wrote {args.out / 'summary.parquet'} and {args.out / 'posterior.nc'}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from ..inference.importance import ISConfig
+    from ..inference.nuts import NUTSConfig
+    from .catalog import read_catalog
+    from .compare import compare_catalog
+
+    catalog = read_catalog(args.catalog, bands=args.bands)
+    for line in catalog.flag_report():
+        print(f"not fitted: {line}", file=sys.stderr)
+    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
+    importance = ISConfig(proposals=args.proposals, draws=args.draws)
+    result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, config=config,
+                             importance=importance, npe_model=args.model, seed=args.seed,
+                             progress=not args.quiet, n_corner=args.corners)
+    print(f"compared npe, npe-is and nuts on {len(result.stars)} stars")
+    print(f"report: {result.report}")
     return 0
 
 
@@ -101,10 +128,12 @@ def _cmd_demo(args) -> int:
     print(f"SED figure:        {result['figure']}")
     print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior.nc "
           f"({result['flagged']} flagged by the convergence checks)")
+    if result["report"] is not None:
+        print(f"NPE, NPE-IS and NUTS compared on those {result['n_fit']} stars: {result['report']}")
     if result["npe"] is not None:
         print(f"NPE fit of all {result['n_usable']} usable stars with the pretrained model: "
               f"{result['npe']}/summary.parquet ({result['npe_seconds']:.1f} s)")
-    print(f"corner plot (NUTS and NPE): {result['corner']}")
+    print(f"corner plot of one star, every method: {result['corner']}")
     return 0
 
 
@@ -140,19 +169,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a catalog; writes DIR/summary.parquet and DIR/posterior.nc")
     p.add_argument("catalog", type=Path)
-    p.add_argument("--method", default="nuts", choices=("nuts", "npe"))
+    p.add_argument("--method", default="nuts", choices=("nuts", "npe", "npe-is"),
+                   help="nuts; npe (the trained flow); npe-is (its draws importance-weighted to the model)")
     p.add_argument("--model", type=Path, help="NPE model folder (default: models/default)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
+    p.add_argument("--prior", type=Path, help="prior TOML file (default: the default prior; for npe and npe-is "
+                   "the NPE's training prior). npe-is accepts a new prior without retraining")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--draws", type=int, default=1000, help="draws per chain (nuts) or per star (npe)")
+    p.add_argument("--draws", type=int, default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
+    p.add_argument("--proposals", type=int, default=1000, help="npe-is: NPE proposals per star")
+    p.add_argument("--khat-max", type=float, default=0.7, help="npe-is: refit stars above this Pareto k with NUTS")
+    p.add_argument("--min-ess", type=float, default=100.0, help="npe-is: refit stars below this ESS with NUTS")
+    p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("compare", help="fit with npe, npe-is and nuts; write DIR/report.md with figures")
+    p.add_argument("catalog", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output folder (report, per-method fits)")
+    p.add_argument("--model", type=Path, help="NPE model folder (default: models/default)")
+    p.add_argument("--prior", type=Path, help="prior TOML file (default: the NPE's training prior)")
+    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain; NPE and NPE-IS draws per star")
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--proposals", type=int, default=1000, help="NPE-IS proposals per star and round")
+    p.add_argument("--corners", type=int, default=3, help="overlaid corner plots for this many stars")
+    p.add_argument("--no-retry", action="store_true", help="do not refit flagged NUTS stars with twice the warm-up")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("train", help="train an NPE model on simulations from the model")
     p.add_argument("--config", type=Path, required=True, help="training TOML ([model], [noise], [architecture], [train])")

@@ -54,12 +54,15 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
 
 def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4, seed: int = 0,
              library: str = "phoenix") -> dict:
-    """Simulate ``n_stars`` with the default prior, draw the SED figure, fit ``n_fit`` of them with NUTS,
-    fit all of them with the pretrained NPE model, and draw a corner plot of the first star: NUTS and
-    NPE against the truth."""
+    """Simulate ``n_stars`` with the default prior and draw the SED figure; compare NPE, NPE-IS and
+    NUTS on ``n_fit`` of them (report in ``out/compare``); fit all of them with the pretrained NPE
+    model; and draw a corner plot of the first star: every method against the truth.
+
+    For a library the pretrained model does not know, only NUTS runs on the ``n_fit`` stars."""
     from ..diagnostics.corner import corner
     from ..inference.npe.card import read_card
     from ..inference.nuts import NUTSConfig
+    from .compare import compare_catalog
     from .fit import DEFAULT_NPE_MODEL, REPORTED, fit_catalog
 
     out = Path(out)
@@ -68,20 +71,24 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     catalog_path = write_table(table, out / "catalog.parquet")
     catalog = read_catalog(catalog_path)
     figure = plot_extinction_seds(out / "sed_extinction.png", library)
-    subset = table[:n_fit]
-    result = fit_catalog(read_catalog(subset), "nuts", out=out / "nuts", library=library, seed=seed,
-                         config=NUTSConfig(chains=4, draws=500, warmup=500, retry=False))
-    npe = None
+    subset = read_catalog(table[:n_fit])
+    config = NUTSConfig(chains=4, draws=500, warmup=500, retry=False)
+    npe = comparison = None
     if library == read_card(DEFAULT_NPE_MODEL).library:  # the pretrained model knows one library
+        comparison = compare_catalog(subset, out / "compare", library=library, config=config, seed=seed)
+        fits = comparison.fits
         npe = fit_catalog(catalog, "npe", out=out / "npe", library=library, seed=seed)
-    star = str(subset["id"][0])
-    post = result.posterior["posterior"].sel(star=star)
-    truth = {p: float(subset[f"true_{p}"][0]) for p in REPORTED}
-    overlay = None if npe is None else {p: npe.posterior["posterior"].sel(star=star)[p].values for p in REPORTED}
-    corner({p: post[p].values for p in REPORTED}, out / "corner.png", truth,
-           title=f"{star}: NUTS{' and NPE' if npe else ''} posterior, truth (red lines)",
-           overlay=overlay, labels=("NUTS", "NPE") if npe else ("", ""))
+    else:
+        fits = {"nuts": fit_catalog(subset, "nuts", out=out / "compare" / "nuts", library=library, seed=seed,
+                                    config=config)}
+    star = str(subset.ids[0])
+    truth = {p: float(table[f"true_{p}"][0]) for p in REPORTED}
+    sets = [{p: fit.posterior["posterior"].sel(star=star)[p].values for p in REPORTED} for fit in fits.values()]
+    corner(sets[0], out / "corner.png", truth, title=f"{star}: {', '.join(fits)} posteriors, truth (red lines)",
+           overlay=sets[1:], labels=tuple(fits))
     return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()),
-            "figure": figure, "fit": out / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
-            "flagged": int((result.summary["flag"] != "").sum()), "npe": None if npe is None else out / "npe",
+            "figure": figure, "fit": out / "compare" / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
+            "flagged": int((fits["nuts"].summary["flag"] != "").sum()),
+            "report": None if comparison is None else comparison.report,
+            "npe": None if npe is None else out / "npe",
             "npe_seconds": None if npe is None else float(npe.summary["seconds"].sum())}

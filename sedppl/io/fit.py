@@ -15,7 +15,9 @@ import jax
 import numpy as np
 from astropy.table import Table
 
+from ..diagnostics import ood
 from ..diagnostics.convergence import ConvergenceCriteria, star_diagnostics
+from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..model.forward import PARAMS
 from ..model.generative import sed_model
@@ -23,7 +25,7 @@ from ..model.priors import Prior
 from .catalog import Catalog, read_catalog
 
 REPORTED = PARAMS + ("theta_mas",)
-METHODS = ("nuts", "npe")
+METHODS = ("nuts", "npe", "npe-is")
 DEFAULT_NPE_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 MAX_REJECTED_FRACTION = 0.5  # NPE stars with more of their draws in grid holes are flagged
 
@@ -42,77 +44,171 @@ class FitResult:
         return paths
 
 
+@dataclass
+class _Fitted:
+    """Draws of the fitted stars, however they were produced: params (star, chain, draw)."""
+
+    params: dict[str, np.ndarray]
+    seconds: np.ndarray
+    diags: list[dict]
+    methods: np.ndarray  # (star,) method that produced each star's draws
+    stats: dict[str, np.ndarray]  # sample_stats, (star, chain, draw)
+    extra: dict[str, np.ndarray]  # extra summary columns, (star,)
+    importance: object = None  # importance.ISDraws for npe-is: proposals and weights
+
+
 def fit_catalog(
     catalog, method: str = "nuts", out: str | Path | None = None, prior: Prior | str | Path | None = None,
     library: str = "phoenix", config: NUTSConfig = NUTSConfig(), seed: int = 0, progress: bool = True,
-    criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None, draws: int | None = None,
+    criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
+    draws: int | None = None, importance: ISConfig = ISConfig(), fallback: bool = True,
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
-    ``nuts`` uses ``config``; ``npe`` samples the trained model in ``npe_model``
-    (default ``models/default``), ``draws`` per star (default 1000), and refuses
-    a model trained for another library or prior.
+    - ``nuts``: NUTS on the model under ``prior`` (default prior if None), run as ``config``.
+    - ``npe``: the trained model in ``npe_model`` (default ``models/default``), ``draws`` per star
+      (default 1000); the prior must be the one it was trained under (None: that one).
+    - ``npe-is``: NPE proposals importance-weighted to the model under ``prior`` (None: the
+      training prior), as ``importance``; a different prior is fine while the proposals cover it.
+      Stars with k̂ or ESS out of bounds are refitted with NUTS when ``fallback``.
+
+    Every method flags stars whose photometry the model does not fit (``diagnostics.ood``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; available: {METHODS}")
     catalog = catalog if isinstance(catalog, Catalog) else read_catalog(catalog)
-    if not isinstance(prior, Prior):
-        prior = Prior.load(prior) if prior is not None else Prior.default()
+    if prior is not None and not isinstance(prior, Prior):
+        prior = Prior.load(prior)
     key = jax.random.key(seed)
-    if method == "npe":
-        return _fit_npe(catalog, out, prior, library, key, progress, npe_model, draws or 1000)
     if draws is not None:
         config = replace(config, draws=draws)
-    model = sed_model(library, catalog.bands, prior, marginalize_scale=True)
-    sampler = NUTSSampler(model, config)
-    fitted = np.nonzero(catalog.usable)[0]
-    draws = sampler.sample(key, catalog.err[fitted], catalog.mask[fitted], catalog.mag[fitted], progress)
-    diags = [_diagnose(draws, i, config, criteria) for i in range(len(fitted))]
+        importance = replace(importance, draws=draws)
 
+    if method == "nuts":
+        model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
+        fitted = np.nonzero(catalog.usable)[0]
+        result = _nuts(catalog, fitted, model, config, criteria, key, progress)
+    else:
+        path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
+        posterior, card, catalog = _load_npe(path, catalog, library, prior if method == "npe" else None)
+        proposal = card.model(marginalize_scale=True)
+        model = sed_model(card.library, card.bands, prior or card.prior(), marginalize_scale=True)
+        fitted = np.nonzero(catalog.usable)[0]
+        if method == "npe":
+            result = _npe(catalog, fitted, posterior, proposal, importance.draws, key, progress)
+        else:
+            result = _npe_is(catalog, fitted, posterior, proposal, model, importance, key, progress)
+            if fallback:
+                _fall_back_to_nuts(result, catalog, fitted, model, config, criteria, key, progress)
+        _flag_errors_outside_training(result, catalog, fitted, card)
+    _flag_misfit(result, catalog, fitted, model)
+
+    fit = FitResult(_summary(catalog, fitted, result, method), _posterior(catalog, fitted, result, model, method))
+    if method != "nuts":
+        fit.posterior.attrs["sedppl_npe_model"] = str(path)
+    if out is not None:
+        fit.write(out)
+    return fit
+
+
+def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, progress) -> _Fitted:
+    """NUTS on ``rows`` of the catalog; flagged stars are rerun once with twice the warm-up."""
+    sampler = NUTSSampler(model, config)
+    draws = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+    diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
     failed = [i for i, d in enumerate(diags) if d["flag"]]
     if config.retry and failed:
         retry = sampler.with_config(warmup=2 * config.warmup)
-        rows = fitted[failed]
-        again = retry.sample(jax.random.fold_in(key, 1), catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+        again_rows = rows[failed]
+        again = retry.sample(jax.random.fold_in(key, 1), catalog.err[again_rows], catalog.mask[again_rows],
+                             catalog.mag[again_rows], progress)
         for j, i in enumerate(failed):
             _replace_star(draws, i, again, j)
             diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
             diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
-
-    result = FitResult(_summary(catalog, fitted, draws, diags, method), _posterior(catalog, fitted, draws, model, method))
-    if out is not None:
-        result.write(out)
-    return result
+    stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance}
+    return _Fitted({p: draws.params[p] for p in REPORTED}, draws.seconds, diags,
+                   np.full(len(rows), "nuts"), stats, {})
 
 
-def _fit_npe(catalog: Catalog, out, prior: Prior, library: str, key, progress: bool, npe_model, n_draws: int) -> FitResult:
+def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
+    """The NPE model for this catalog's present bands (and, for plain NPE, this prior)."""
     from ..inference.npe.card import load_npe
-    from ..inference.npe.estimator import NPEEstimator
 
-    path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
     present = [b for j, b in enumerate(catalog.bands) if catalog.mask[:, j].any()]
     posterior, card = load_npe(path, bands=present, library=library, prior=prior)
-    catalog = catalog.with_bands(card.bands)
-    model = card.model(marginalize_scale=True)
-    fitted = np.nonzero(catalog.usable)[0]
+    return posterior, card, catalog.with_bands(card.bands)
+
+
+def _npe(catalog: Catalog, rows, posterior, model, n_draws: int, key, progress) -> _Fitted:
+    from ..inference.npe.estimator import NPEEstimator
+
     draws = NPEEstimator(posterior, model, n_draws).sample(
-        key, catalog.err[fitted], catalog.mask[fitted], catalog.mag[fitted], progress)
-    diags = [_npe_diagnostics(n_rejected, n_draws) for n_rejected in draws.n_rejected]
-    summary = _summary(catalog, fitted, draws, diags, "npe")
-    n_rejected = np.full(len(catalog), -1)
-    n_rejected[fitted] = draws.n_rejected
-    summary["n_rejected"] = n_rejected
-    result = FitResult(summary, _posterior(catalog, fitted, draws, model, "npe"))
-    result.posterior.attrs["sedppl_npe_model"] = str(path)
-    if out is not None:
-        result.write(out)
-    return result
+        key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+    diags = [_no_chains(_rejected_flag(r, n_draws)) for r in draws.n_rejected]
+    return _Fitted(draws.params, draws.seconds, diags, np.full(len(rows), "npe"),
+                   {"log_q": draws.log_q[:, None, :]}, {"n_rejected": draws.n_rejected})
 
 
-def _npe_diagnostics(n_rejected: int, n_draws: int) -> dict:
-    """NPE has no chains: the MCMC columns are empty; many rejected draws are flagged."""
+def _npe_is(catalog: Catalog, rows, posterior, proposal, target, cfg: ISConfig, key, progress) -> _Fitted:
+    from ..inference.importance import ImportanceSampler
+
+    res = ImportanceSampler(posterior, proposal, target, cfg).sample(
+        key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+    diags = []
+    for i in range(len(rows)):
+        reasons = [_rejected_flag(res.n_rejected[i], cfg.proposals - res.n_rejected[i])]
+        if res.khat[i] > cfg.khat_max:
+            reasons.append(f"npe-is: khat {res.khat[i]:.2f} > {cfg.khat_max}")
+        if res.ess[i] < cfg.min_ess:
+            reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
+        diags.append(_no_chains(ood.join(*reasons)))
+    extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
+             "khat_npe": res.khat_npe, "fallback": np.zeros(len(rows), bool)}
+    return _Fitted(res.params, res.seconds, diags, np.full(len(rows), "npe-is"), {}, extra, importance=res)
+
+
+def _fall_back_to_nuts(result: _Fitted, catalog, rows, model, config, criteria, key, progress) -> None:
+    """Refit the stars whose importance weights cannot be trusted with NUTS, in place."""
+    unreliable = np.nonzero(~result.importance.reliable)[0]
+    if len(unreliable) == 0:
+        return
+    nuts = _nuts(catalog, rows[unreliable], model, config, criteria, jax.random.fold_in(key, 2), progress)
+    n_draws = result.params["teff"].shape[-1]
+    for j, i in enumerate(unreliable):
+        for p in REPORTED:  # all chains pooled, thinned evenly to the importance draws' length
+            pooled = nuts.params[p][j].reshape(-1)
+            result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
+        result.diags[i] = nuts.diags[j]
+        result.seconds[i] += nuts.seconds[j]
+        result.methods[i] = "nuts"
+        result.extra["fallback"][i] = True
+
+
+def _flag_errors_outside_training(result: _Fitted, catalog, rows, card) -> None:
+    noise = card.noise
+    reasons = ood.error_range(catalog.err[rows], catalog.mask[rows], catalog.bands, noise["err_min"], noise["err_max"])
+    for d, reason in zip(result.diags, reasons):
+        d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
+
+
+def _flag_misfit(result: _Fitted, catalog, rows, model) -> None:
+    if len(rows) == 0:
+        return
+    x = np.stack([result.params[p].reshape(len(rows), -1) for p in PARAMS], axis=-1)
+    chi2, p_value, reasons = ood.misfit(model, x, catalog.err[rows], catalog.mask[rows], catalog.mag[rows])
+    result.extra["chi2"], result.extra["chi2_p"] = chi2, p_value
+    for d, reason in zip(result.diags, reasons):
+        d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
+
+
+def _rejected_flag(n_rejected: int, n_draws: int) -> str:
     fraction = n_rejected / (n_rejected + n_draws)
-    flag = f"npe: {fraction:.0%} of draws in grid holes" if fraction > MAX_REJECTED_FRACTION else ""
+    return f"npe: {fraction:.0%} of draws in grid holes" if fraction > MAX_REJECTED_FRACTION else ""
+
+
+def _no_chains(flag: str) -> dict:
+    """NPE and NPE-IS have no chains: the MCMC columns stay empty."""
     return {"rhat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan, "n_divergent": -1,
             "n_max_treedepth": -1, "step_size": np.nan, "flag": flag, "retried": False}
 
@@ -132,48 +228,60 @@ def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
     draws.seconds[i] += other.seconds[j]
 
 
-def _summary(catalog: Catalog, fitted, draws, diags, method: str) -> Table:
+def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
     n = len(catalog)
-    cols: dict[str, np.ndarray] = {"id": catalog.ids, "method": np.full(n, method), "n_bands": catalog.n_bands}
+    methods = np.full(n, method, dtype=object)
+    methods[fitted] = result.methods
+    cols: dict[str, np.ndarray] = {"id": catalog.ids, "method": methods.astype(str), "n_bands": catalog.n_bands}
     for p in REPORTED:
         for name, q in (("median", 50), ("p16", 16), ("p84", 84)):
             col = np.full(n, np.nan)
-            col[fitted] = np.percentile(draws.params[p].reshape(len(fitted), -1), q, axis=1)
+            col[fitted] = np.percentile(result.params[p].reshape(len(fitted), -1), q, axis=1)
             cols[f"{p}_{name}"] = col
     for name, fill in (("rhat_max", np.nan), ("ess_bulk_min", np.nan), ("ess_tail_min", np.nan),
                        ("n_divergent", -1), ("n_max_treedepth", -1), ("step_size", np.nan)):
         col = np.full(n, fill, dtype=type(fill) if isinstance(fill, int) else float)
-        col[fitted] = [d[name] for d in diags]
+        col[fitted] = [d[name] for d in result.diags]
         cols[name] = col
     seconds = np.zeros(n)
-    seconds[fitted] = draws.seconds
+    seconds[fitted] = result.seconds
     cols["seconds"] = seconds
-    retried = np.zeros(n, bool)
-    retried[fitted] = [d["retried"] for d in diags]
     flags = np.array([f"input: {f}" if f else "" for f in catalog.flags], dtype=object)
-    flags[fitted] = [d["flag"] for d in diags]
+    flags[fitted] = [d["flag"] for d in result.diags]
     cols["flag"] = flags.astype(str)
+    retried = np.zeros(n, bool)
+    retried[fitted] = [d["retried"] for d in result.diags]
     cols["retried"] = retried
+    for name, values in result.extra.items():
+        values = np.asarray(values)
+        col = np.full(n, *((False, bool) if values.dtype == bool else (-1, int) if values.dtype.kind == "i"
+                           else (np.nan, float)))
+        col[fitted] = values
+        cols[name] = col
     table = Table(cols)
     table.meta["sedppl_method"] = method
     return table
 
 
-def _posterior(catalog: Catalog, fitted, draws, model, method: str):
+def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
     import arviz_base as azb
+    import xarray as xr
 
     move = lambda a: np.moveaxis(np.asarray(a), 0, -1)  # (star, chain, draw) -> (chain, draw, star)  # noqa: E731
-    posterior = {p: move(draws.params[p]) for p in REPORTED}
-    if isinstance(draws, StarDraws):
-        stats = {"diverging": move(draws.diverging), "tree_depth": move(draws.tree_depth),
-                 "acceptance_rate": move(draws.acceptance)}
-    else:  # NPE: one "chain"; the flow's log density of each draw, for importance weights
-        stats = {"log_q": move(draws.log_q[:, None, :])}
+    posterior = {p: move(result.params[p]) for p in REPORTED}
+    stats = {name: move(v) for name, v in result.stats.items()}
+    groups = {"posterior": posterior} | ({"sample_stats": stats} if stats else {})
     dims = {name: ["star"] for name in list(posterior) + list(stats)}
-    tree = azb.from_dict(
-        {"posterior": posterior, "sample_stats": stats},
-        dims=dims, coords={"star": catalog.ids[fitted].astype(str)},
-    )
+    stars = catalog.ids[fitted].astype(str)
+    tree = azb.from_dict(groups, dims=dims, coords={"star": stars})
+    tree["posterior"] = tree["posterior"].to_dataset().assign_coords(method=("star", result.methods.astype(str)))
+    importance = result.importance
+    if importance is not None:  # the proposals and their weights: enough to reweight under another prior
+        x, dims2 = importance.x, ("star", "proposal")
+        data = {p: (dims2, x[..., i]) for i, p in enumerate(PARAMS)}
+        data |= {"log_q": (dims2, importance.log_q), "log_weight": (dims2, importance.log_weights),
+                 "khat": ("star", importance.khat), "ess": ("star", importance.ess)}
+        tree["importance"] = xr.Dataset(data, coords={"star": stars})
     tree.attrs.update({"sedppl_method": method, "sedppl_library": model.forward.library,
                        "sedppl_bands": ",".join(model.bands), "sedppl_prior": model.prior.to_toml()})
     return tree

@@ -93,7 +93,7 @@ class ModelCard:
             "# NPE model card", "",
             f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`); code hash `{self.code_hash}`",
             f"- Bands ({len(self.bands)}): {', '.join(self.bands)}",
-            "- Training prior: `prior.toml` (the model refuses any other prior)",
+            "- Training prior: `prior.toml` (plain NPE refuses any other prior; `npe-is` reweights to a new one)",
             f"- Noise model: {noise}",
             f"- Architecture: {self.architecture}",
             "", "## Training", "",
@@ -138,7 +138,7 @@ def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Pr
         differ = [k for k, v in prior.to_dict().items() if card.prior().to_dict().get(k) != v]
         raise ModelMismatchError(
             f"NPE model {path} was trained under another prior (tables that differ: {differ}). "
-            "Retrain under this prior, or fit with the training prior and reweight by importance sampling."
+            "Retrain under this prior, or use --method npe-is, which importance-weights the NPE to the new prior."
         )
     posterior = eqx.tree_deserialise_leaves(Path(path) / "weights.eqx", card.skeleton())
     return posterior, card

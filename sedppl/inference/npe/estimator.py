@@ -24,6 +24,16 @@ OVERDRAW = 1.25  # draws per wanted draw in the first round; more rounds only fo
 
 
 @dataclass
+class NPEProposals:
+    """Flow draws of the five parameters inside the validity region, per star."""
+
+    x: np.ndarray  # (star, draw, 5) in PARAMS order
+    log_q: np.ndarray  # (star, draw) log density of the flow at each draw (every Jacobian term included)
+    n_rejected: np.ndarray  # (star,) draws that fell in holes of the validity region
+    seconds: np.ndarray  # (star,)
+
+
+@dataclass
 class NPEDraws:
     """Draws of a batch of stars (leading axis: star); params shaped (star, 1, draw) like one chain."""
 
@@ -55,30 +65,38 @@ class NPEEstimator:
         keys = jax.random.split(key, x.shape[0])
         return jax.vmap(lambda k, p: sample_log10_theta(k, self.model, p, err, mask, mag))(keys, x)
 
-    def sample(self, key, err, mask, mag, progress: bool = True) -> NPEDraws:
-        """``draws`` valid draws per star (rows of err/mask/mag; absent bands may hold NaN)."""
-        err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
-        mask = mask.astype(bool)
-        err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
+    def propose(self, key, err, mask, mag, progress: bool = True, desc: str = "NPE") -> NPEProposals:
+        """``draws`` valid draws of the five parameters per star, with their log q (rows of
+        err/mask/mag; absent bands may hold NaN). These are the importance sampler's proposals."""
+        err, mask, mag = fill_absent(err, mask, mag)
         n, size, want = len(mag), self.stars_per_call, self.draws
         x_all = np.zeros((n, want, len(PARAMS)), np.float32)
-        log_q, log10_theta = np.zeros((n, want), np.float32), np.zeros((n, want), np.float32)
-        rejected, seconds = np.zeros(n, int), np.zeros(n)
+        log_q, rejected, seconds = np.zeros((n, want), np.float32), np.zeros(n, int), np.zeros(n)
         keys = jax.random.split(key, n)
-        with tqdm(total=n, desc="NPE", unit="star", disable=not progress) as bar:
-            for start in range(0, n, size):
-                rows = np.arange(start, min(start + size, n))
-                padded = np.resize(rows, size)  # fixed shape: one compilation
+        with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
+            for rows, padded in padded_chunks(n, size):
                 t0 = time.perf_counter()
                 self._fill(keys[padded], err[padded], mask[padded], mag[padded], rows, x_all, log_q, rejected)
-                theta = self._theta(jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(keys[padded]),
-                                    x_all[padded], err[padded], mask[padded], mag[padded])
-                log10_theta[rows] = np.asarray(theta)[: len(rows)]
                 seconds[rows] = (time.perf_counter() - t0) / len(rows)
                 bar.update(len(rows))
-        params = {p: x_all[:, None, :, i] for i, p in enumerate(PARAMS)}
+        return NPEProposals(x_all, log_q, rejected, seconds)
+
+    def sample(self, key, err, mask, mag, progress: bool = True) -> NPEDraws:
+        """Posterior draws per star: the proposals, each with its angular diameter drawn exactly."""
+        k_x, k_theta = jax.random.split(key)
+        proposals = self.propose(k_x, err, mask, mag, progress)
+        err, mask, mag = fill_absent(err, mask, mag)
+        n, size = len(mag), self.stars_per_call
+        log10_theta = np.zeros(proposals.log_q.shape, np.float32)
+        keys = jax.random.split(k_theta, n)
+        for rows, padded in padded_chunks(n, size):
+            t0 = time.perf_counter()
+            theta = self._theta(keys[padded], proposals.x[padded], err[padded], mask[padded], mag[padded])
+            log10_theta[rows] = np.asarray(theta)[: len(rows)]
+            proposals.seconds[rows] += (time.perf_counter() - t0) / len(rows)
+        params = {p: proposals.x[:, None, :, i] for i, p in enumerate(PARAMS)}
         params["theta_mas"] = (10.0**log10_theta)[:, None, :]
-        return NPEDraws(params, log_q, rejected, seconds)
+        return NPEDraws(params, proposals.log_q, proposals.n_rejected, proposals.seconds)
 
     def _fill(self, keys, err, mask, mag, rows, x_all, log_q, rejected):
         """Draw rounds until every star of the chunk has ``draws`` valid draws."""
@@ -97,3 +115,18 @@ class NPEEstimator:
                 log_q[rows[j], filled[j] : filled[j] + len(take)] = lq[j, take]
                 filled[j] += len(take)
         raise RuntimeError(f"NPE draws of stars {rows[filled < want].tolist()} keep falling outside the validity region")
+
+
+def fill_absent(err, mask, mag):
+    """Absent bands get harmless placeholders (they are masked everywhere downstream)."""
+    err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
+    mask = mask.astype(bool)
+    return np.where(mask, err, 1.0), mask, np.where(mask, mag, 0.0)
+
+
+def padded_chunks(n: int, size: int):
+    """(rows, padded rows) per chunk; padding to a fixed size keeps one compilation."""
+    size = min(size, n)  # a short catalog is not padded to a full chunk
+    for start in range(0, n, size):
+        rows = np.arange(start, min(start + size, n))
+        yield rows, np.resize(rows, size)

@@ -115,8 +115,17 @@ class NPEPosterior(eqx.Module):
         return self.flow.log_prob(params, condition=self.summary(mag_err, mask, mag))
 
     def sample_and_log_prob(self, key: PRNGKeyArray, n: int, mag_err, mask, mag) -> tuple[Array, Array]:
-        """n draws (n, 5) and their log q, in one pass (exact for importance weights)."""
+        """n draws (n, 5) and their log q, in one forward pass (exact for importance weights)."""
         return self.flow.sample_and_log_prob(key, (n,), condition=self.summary(mag_err, mask, mag))
+
+    def push(self, z: Float[Array, "n 5"], condition: Float[Array, " s"]) -> tuple[Array, Array]:
+        """Points of the flow's base space -> parameters, with log |det dx/dz| of each.
+
+        A proposal of density r(z) in the base space has density
+        r(z) - log_det at the pushed points: the importance sampler builds its
+        adapted proposals this way, on the flow's own geometry.
+        """
+        return jax.vmap(lambda zi: self.flow.bijection.transform_and_log_det(zi, condition))(z)
 
 
 def negative_log_likelihood(posterior: NPEPosterior, batch: dict[str, Array]) -> Array:

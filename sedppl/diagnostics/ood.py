@@ -1,0 +1,83 @@
+"""Out-of-distribution checks: stars whose photometry a trained NPE (or the model) should not be trusted on.
+
+Two checks, each a short reason string per star ("" when fine):
+
+- ``error_range``: a band whose error lies far outside the range the network
+  was trained on (it has never seen such a log sigma token);
+- ``misfit``: no posterior draw reproduces the magnitudes within their errors.
+  The best chi^2 over the draws (scale at its conditional optimum) is compared
+  with chi^2(n_bands - 6): a one-band blunder or an atmosphere library the
+  model does not describe shows up here, with the worst band named.
+
+k̂ and the ESS of importance sampling are the third check; they live with the
+importance sampler.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+from scipy.stats import chi2 as chi2_dist
+
+from ..model.generative import SEDModel
+from ..model.likelihood import scale_conditional, total_sigma
+
+N_FREE = 6  # five stellar parameters and the scale
+MISFIT_P = 1e-3  # chi^2 tail probability below which a star is flagged
+ERROR_MARGIN = 2.0  # errors this factor outside the training range are flagged
+
+
+def error_range(err, mask, bands, err_min: float, err_max: float, margin: float = ERROR_MARGIN) -> list[str]:
+    """Per star: the bands whose error is more than ``margin`` times outside [err_min, err_max]."""
+    err, mask = np.asarray(err), np.asarray(mask, bool)
+    low, high = mask & (err < err_min / margin), mask & (err > err_max * margin)
+    reasons = []
+    for i in range(len(err)):
+        bad = [f"{bands[j]} err {err[i, j]:.2g}" for j in np.nonzero(low[i] | high[i])[0]]
+        reasons.append(f"errors outside the NPE training range [{err_min:g}, {err_max:g}]: {', '.join(bad)}"
+                       if bad else "")
+    return reasons
+
+
+def _chi2_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag) -> tuple[Array, Array]:
+    """Smallest chi^2 over draws ``x`` (scale at its optimum) and that draw's residuals in sigma."""
+    sigma = total_sigma(err, model.prior.sys_floor)
+
+    def residuals(params):
+        surface = model.forward.surface_magnitudes(params)
+        dilution, _ = scale_conditional(surface, mag, sigma, mask)
+        return jnp.where(mask, (mag - surface - dilution) / sigma, 0.0)
+
+    z = jax.vmap(residuals)(x)
+    chi2 = jnp.sum(z**2, axis=-1)
+    best = jnp.argmin(chi2)
+    return chi2[best], z[best]
+
+
+def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, max_draws: int = 200
+           ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per star: best chi^2 over (up to ``max_draws`` of) its posterior draws ``x`` (star, draw, 5),
+    its tail probability under chi^2(n_bands - 6), and a reason when that is below ``p_threshold``."""
+    x = np.asarray(x)
+    x = x[:, np.unique(np.linspace(0, x.shape[1] - 1, max_draws).round().astype(int))]  # spread over all chains
+    mask = np.asarray(mask, bool)
+    err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
+    chi2, z = (np.asarray(a) for a in jax.jit(jax.vmap(lambda *a: _chi2_star(model, *a)))(x, err, mask, mag))
+    dof = np.maximum(mask.sum(axis=1) - N_FREE, 1)
+    p = chi2_dist.sf(chi2, dof)
+    reasons = []
+    for i in range(len(x)):
+        if p[i] >= p_threshold:
+            reasons.append("")
+            continue
+        worst = int(np.argmax(np.abs(z[i])))
+        reasons.append(f"photometry not fitted by the model: chi2 {chi2[i]:.0f} for {mask[i].sum()} bands "
+                       f"(p={p[i]:.1e}), worst {model.bands[worst]} {z[i, worst]:+.0f} sigma")
+    return chi2, p, reasons
+
+
+def join(*reasons: str) -> str:
+    """Combine non-empty reasons into one flag string."""
+    return "; ".join(r for r in reasons if r)

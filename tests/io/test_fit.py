@@ -1,0 +1,51 @@
+"""fit_catalog with npe-is: the summary's extra columns, the NUTS fallback, the proposals in posterior.nc."""
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+
+from sedppl.inference.importance import ISConfig
+from sedppl.inference.nuts import NUTSConfig
+from sedppl.io.catalog import read_catalog
+from sedppl.io.fit import REPORTED, fit_catalog
+from sedppl.model.generative import sed_model
+from sedppl.model.simulate import simulate_catalog
+
+SMALL = ISConfig(proposals=300, draws=200, adapt_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    table = simulate_catalog(jax.random.key(11), 4, sed_model())
+    table["gaia_g_err"][3] = -1.0  # rejected by input validation, kept in the summary
+    return read_catalog(table)
+
+
+def test_npe_is_summary_and_posterior(catalog, tmp_path):
+    result = fit_catalog(catalog, "npe-is", out=tmp_path, importance=SMALL, fallback=False, progress=False)
+    s = result.summary
+    assert list(s["method"][:3]) == ["npe-is"] * 3 and s["flag"][3].startswith("input:")
+    for name in ("ess", "ess_per_draw", "khat", "khat_npe", "n_rejected", "fallback", "chi2"):
+        assert name in s.colnames, name
+    assert np.all(s["ess"][:3] > 0) and np.all(s["ess_per_draw"][:3] <= 1.0) and not np.any(s["fallback"])
+    for i in range(3):  # unreliable stars are flagged, never silently kept
+        unreliable = s["khat"][i] > SMALL.khat_max or s["ess"][i] < SMALL.min_ess
+        assert unreliable == ("npe-is:" in s["flag"][i]), (s["khat"][i], s["ess"][i], s["flag"][i])
+    for p in REPORTED:
+        assert np.all(np.isfinite(s[f"{p}_median"][:3]))
+    tree = xr.open_datatree(tmp_path / "posterior.nc", engine="h5netcdf")
+    assert tree["posterior"]["teff"].shape == (1, 200, 3)
+    assert tree["importance"]["log_weight"].shape == (3, 300)
+    np.testing.assert_allclose(np.exp(tree["importance"]["log_weight"].values).sum(axis=1), 1.0, rtol=1e-3)
+
+
+def test_unreliable_stars_fall_back_to_nuts(catalog):
+    strict = ISConfig(proposals=300, draws=200, adapt_rounds=1, min_ess=1e9)  # nothing passes
+    nuts = NUTSConfig(chains=1, draws=50, warmup=50, retry=False)
+    result = fit_catalog(catalog, "npe-is", importance=strict, config=nuts, progress=False)
+    s = result.summary
+    assert list(s["method"][:3]) == ["nuts"] * 3 and np.all(s["fallback"][:3])
+    assert np.all(s["n_divergent"][:3] >= 0) and np.all(np.isfinite(s["khat"][:3]))  # NUTS diagnostics filled
+    assert list(result.posterior["posterior"]["method"].values) == ["nuts"] * 3
+    assert result.posterior["posterior"]["teff"].shape == (1, 200, 3)  # NUTS draws thinned to the IS length
