@@ -40,6 +40,7 @@ def test_npe_is_summary_and_posterior(catalog, tmp_path):
     np.testing.assert_allclose(np.exp(tree["importance"]["log_weight"].values).sum(axis=1), 1.0, rtol=1e-3)
 
 
+@pytest.mark.slow  # ~55 s on 2 cores (a NUTS compile); passed 2026-11-22, run with -m slow
 def test_unreliable_stars_fall_back_to_nuts(catalog):
     strict = ISConfig(proposals=300, draws=200, adapt_rounds=1, min_ess=1e9)  # nothing passes
     nuts = NUTSConfig(chains=1, draws=50, warmup=50, retry=False)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import extinction
 import jax
 import jax.numpy as jnp
@@ -58,7 +60,7 @@ def test_band_extinction_agrees_with_dustapprox_f99():
     """
     from dustapprox.models import PrecomputedModel
 
-    models = {m.filename.split("_")[2]: m for m in PrecomputedModel().find(extinction="F99")}
+    models = {Path(m.filename).name.split("_")[2]: m for m in PrecomputedModel().find(extinction="F99")}
     fm = forward_model("kurucz", tuple(DUSTAPPROX_BANDS))
     ours, ref = [], []
     for rv in (2.5, 3.1, 4.5):
