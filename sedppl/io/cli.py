@@ -52,6 +52,24 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _cmd_ingest(args) -> int:
+    from .catalog import read_catalog, write_table
+    from .survey import SurveyMapping, join_tables, read_survey_table, survey_catalog
+
+    table = read_survey_table(args.table)
+    if args.join:
+        if not args.on or "=" not in args.on:
+            raise ValueError("--join needs --on LEFT_COLUMN=RIGHT_COLUMN")
+        table = join_tables(table, read_survey_table(args.join), tuple(args.on.split("=", 1)))
+    catalog = survey_catalog(table, SurveyMapping.load(args.mapping))
+    path = write_table(catalog, args.out)
+    checked = read_catalog(catalog)
+    n_dropped = int(sum(1 for d in catalog["dropped"] if d))
+    print(f"wrote {len(catalog)} stars in {len(checked.bands)} bands to {path}; "
+          f"{n_dropped} stars lost bands to flags or bad errors, {int((~checked.usable).sum())} unusable")
+    return 0
+
+
 def _cmd_check(args) -> int:
     from .catalog import read_catalog
 
@@ -161,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p-missing", type=float, default=0.2, help="chance that each band is absent")
     p.add_argument("--min-bands", type=int, default=3, help="fewest bands a simulated star keeps")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("ingest", help="turn a survey table into a sedppl catalog with a TOML column mapping")
+    p.add_argument("table", type=Path, help="survey table (.csv, .fits, .parquet, .ecsv, .vot)")
+    p.add_argument("--mapping", type=Path, required=True, help="TOML: id, [bands.<band>] columns and flags, [labels.*]")
+    p.add_argument("--join", type=Path, help="a second table to join first (e.g. labels)")
+    p.add_argument("--on", help="join keys as LEFT_COLUMN=RIGHT_COLUMN")
+    p.add_argument("--out", type=Path, required=True, help="output catalog (.parquet, .csv, .ecsv or .fits)")
+    p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("check", help="read a catalog and report flagged stars")
     p.add_argument("catalog", type=Path)

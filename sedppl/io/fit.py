@@ -43,6 +43,17 @@ class FitResult:
         self.posterior.to_netcdf(paths["posterior"], engine="h5netcdf")
         return paths
 
+    @classmethod
+    def read(cls, out: str | Path) -> FitResult:
+        """The fit that ``write`` (or ``sedppl fit --out``) left in ``out``."""
+        import xarray as xr
+
+        out = Path(out)
+        missing = [name for name in ("summary.parquet", "posterior.nc") if not (out / name).exists()]
+        if missing:
+            raise FileNotFoundError(f"{out} holds no fit: missing {', '.join(missing)}")
+        return cls(Table.read(out / "summary.parquet"), xr.open_datatree(out / "posterior.nc", engine="h5netcdf").load())
+
 
 @dataclass
 class _Fitted:

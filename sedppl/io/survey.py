@@ -1,0 +1,159 @@
+"""Turn a survey's own table into a sedppl catalog, by a small TOML mapping.
+
+A mapping names the id column, and for each sedppl band the survey's magnitude
+and error columns, optionally a quality-flag column with the characters that
+count as good (one character per band in packed flags such as 2MASS ``Qf``),
+optionally labels (e.g. spectroscopic parameters) to carry along as
+``label_<name>`` columns, and optionally rows to keep (``select``: column ->
+accepted values). Bands failing their flag, or with a missing or
+non-positive error, become absent for that star -- dropped, never fitted::
+
+    id = "Karmn"
+    select = {Type = ["Single"]}
+    [bands.2mass_j]
+    mag = "J_mag"
+    err = "eJ_mag"
+    flag = "Qf_2M"   # optional
+    flag_index = 0   # which character of the flag (default 0)
+    good = "AB"      # accepted characters
+    [labels.teff]
+    value = "Teff"
+    minus = "e_Teff" # optional lower and upper 1-sigma deltas
+    plus = "E_Teff"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from ..model.passbands import REGISTRY, SURVEY_BANDS
+
+
+class MappingError(ValueError):
+    """A survey mapping that names unknown bands or columns the table lacks."""
+
+
+@dataclass(frozen=True)
+class BandColumns:
+    mag: str
+    err: str
+    flag: str | None = None
+    flag_index: int = 0
+    good: str = ""
+    max_err: float = np.inf  # errors above this drop the band (e.g. upper limits disguised as detections)
+
+
+@dataclass(frozen=True)
+class SurveyMapping:
+    id: str
+    bands: dict[str, BandColumns]
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"value", "minus", "plus"}
+    select: dict[str, list] = field(default_factory=dict)  # column -> accepted values
+
+    @classmethod
+    def load(cls, path: str | Path) -> SurveyMapping:
+        raw = tomllib.loads(Path(path).read_text())
+        unknown = sorted(set(raw) - {"id", "bands", "labels", "select"})
+        if unknown or "id" not in raw or "bands" not in raw:
+            raise MappingError(f"{path}: a mapping has 'id', [bands.*], and optional [labels.*] and select; "
+                               f"found keys {sorted(raw)}")
+        bands = {}
+        for band, cols in raw["bands"].items():
+            if band not in REGISTRY:
+                raise MappingError(f"{path}: unknown band {band!r}; known bands: {', '.join(SURVEY_BANDS)}")
+            try:
+                bands[band] = BandColumns(**cols)
+            except TypeError as exc:
+                raise MappingError(f"{path}: [bands.{band}]: {exc}") from None
+        return cls(raw["id"], bands, raw.get("labels", {}), raw.get("select", {}))
+
+    def columns(self) -> list[str]:
+        cols = [self.id]
+        for b in self.bands.values():
+            cols += [b.mag, b.err] + ([b.flag] if b.flag else [])
+        for lab in self.labels.values():
+            cols += list(lab.values())
+        return cols + list(self.select)
+
+
+def _float(table: Table, name: str) -> np.ndarray:
+    col = table[name]
+    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if np.ma.isMaskedArray(col) else np.asarray(col, float)
+    return values
+
+
+def _flag_ok(table: Table, band: BandColumns) -> np.ndarray:
+    if band.flag is None:
+        return np.ones(len(table), bool)
+    flags = [str(v) if v is not None else "" for v in np.ma.filled(np.ma.asarray(table[band.flag]).astype(str), "")]
+    return np.array([len(f) > band.flag_index and f[band.flag_index] in band.good for f in flags])
+
+
+def survey_catalog(table: Table, mapping: SurveyMapping) -> Table:
+    """The sedppl catalog of ``table``: id, ``<band>``/``<band>_err`` and ``label_*`` columns.
+
+    Also ``dropped``: per star, which bands a flag or a bad error removed, for the record.
+    """
+    missing = [c for c in mapping.columns() if c not in table.colnames]
+    if missing:
+        raise MappingError(f"the table lacks the mapped columns {missing}")
+    for column, accepted in mapping.select.items():
+        table = table[np.isin(np.asarray(table[column]).astype(str), [str(a) for a in accepted])]
+    if len(table) == 0:
+        raise MappingError(f"no rows left after select {mapping.select}")
+    out = Table({"id": np.array([str(v) for v in table[mapping.id]])})
+    dropped = [[] for _ in range(len(table))]
+    for band, cols in mapping.bands.items():
+        mag, err = _float(table, cols.mag), _float(table, cols.err)
+        measured = np.isfinite(mag)
+        keep = measured & np.isfinite(err) & (err > 0) & (err <= cols.max_err) & _flag_ok(table, cols)
+        for i in np.nonzero(measured & ~keep)[0]:
+            dropped[i].append(band)
+        out[band] = np.where(keep, mag, np.nan)
+        out[f"{band}_err"] = np.where(keep, err, np.nan)
+    for name, cols in mapping.labels.items():
+        out[f"label_{name}"] = _float(table, cols["value"])
+        for side in ("minus", "plus"):
+            if side in cols:
+                out[f"label_{name}_{side}"] = np.abs(_float(table, cols[side]))
+    out["dropped"] = [",".join(d) for d in dropped]
+    return out
+
+
+def join_tables(left: Table, right: Table, on: tuple[str, str]) -> Table:
+    """Rows of ``left`` and ``right`` whose ``on[0]`` and ``on[1]`` columns match (an inner join).
+
+    Clashing column names keep the left table's and get ``_2`` on the right's.
+    """
+    from astropy.table import join
+
+    left_key, right_key = on
+    for table, key in ((left, left_key), (right, right_key)):
+        if key not in table.colnames:
+            raise MappingError(f"join key {key!r} is not a column; columns are {table.colnames[:12]}...")
+    right = right.copy()
+    clashes = (set(right.colnames) & set(left.colnames)) - {right_key}
+    for name in clashes:
+        right.rename_column(name, f"{name}_2")
+    key = "__join_key"
+    left = left.copy()
+    left[key] = np.asarray(left[left_key]).astype(str)
+    right[key] = np.asarray(right[right_key]).astype(str)
+    if right_key in left.colnames:
+        right.remove_column(right_key)
+    joined = join(left, right, keys=key, join_type="inner")
+    joined.remove_column(key)
+    return joined
+
+
+def read_survey_table(path: str | Path) -> Table:
+    """A survey table from CSV, FITS, Parquet, ECSV or VOTable (by its extension)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return Table.read(path, format="ascii.csv")
+    return Table.read(path)
