@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from astropy.table import Table
 
+from sedppl.diagnostics import ood
 from sedppl.inference.importance import ISConfig
 from sedppl.inference.nuts import NUTSConfig
 from sedppl.io.catalog import read_catalog, write_table
@@ -140,6 +141,9 @@ def main() -> None:
         *rows(stats, "all fitted"), *rows(same, "NUTS's stars"), "",
         "Stars flagged (any reason, kept in the statistics): "
         + ", ".join(f"{m} {v}/{len(f.summary)}" for (m, v), f in zip(flags.items(), fits.values())) + ".", "",
+        "Flag reasons (stars per reason):", "",
+        *[f"- {m}: " + (", ".join(f"{k} {v}" for k, v in ood.reason_counts(f.summary["flag"]).items()) or "none")
+          for m, f in fits.items()], "",
         f"For scale only: IrisML reports a Teff RMSE of about {IRISML_TEFF_RMSE} K on real APOGEE stars "
         "(another sample, mostly FGK giants and dwarfs).", "",
         "![M dwarfs](mdwarfs.png)",

@@ -96,7 +96,7 @@ def main() -> None:
     report = [
         f"# Prior swap: NPE-IS against NUTS under two priors ({date.today().isoformat()})", "",
         f"`python validation/prior_swap.py --n {args.n} --seed {args.seed} --chains {args.chains} "
-        f"--draws {args.draws} --warmup {args.warmup}` on {jax.default_backend()}; {(time.time() - t0) / 60:.1f} min.",
+        f"--draws {args.draws} --warmup {args.warmup} --swap {args.swap.name}` on {jax.default_backend()}; {(time.time() - t0) / 60:.1f} min.",
         "", f"{args.n} stars simulated from the training prior. One NPE (`{Path(args.model).name}`), never retrained; "
         f"`{args.swap.name}` is:", "", "```toml", *swap_text, "```", "",
         "Per prior, NPE-IS (no fallback) against NUTS under the same prior; z, width ratio and SWD are medians "

@@ -29,7 +29,7 @@ METHODS = ("npe", "npe-is", "nuts")
 @dataclass(frozen=True)
 class Study:
     n: int = 200  # simulated stars (npe and npe-is fit all of them)
-    nuts_n: int = 50  # the first nuts_n stars are also fitted by NUTS (it is the slow one on a CPU)
+    nuts_n: int = 100  # the first nuts_n stars are also fitted by NUTS (it is the slow one on a CPU)
     seed: int = 0
     chains: int = 4
     draws: int = 1000

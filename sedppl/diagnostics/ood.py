@@ -15,6 +15,8 @@ importance sampler.
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,3 +83,22 @@ def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, ma
 def join(*reasons: str) -> str:
     """Combine non-empty reasons into one flag string."""
     return "; ".join(r for r in reasons if r)
+
+
+def reason_counts(flags) -> dict[str, int]:
+    """Stars per kind of reason in a column of flag strings, numbers stripped, most common first.
+
+    "ood: photometry not fitted by the model: chi2 35 for 8 bands" counts as
+    "ood: photometry not fitted by the model"; "rhat 1.20 > 1.01" as "rhat".
+    """
+    counts: dict[str, int] = {}
+    for flag in flags:
+        kinds = {_reason_kind(piece) for piece in str(flag).split("; ") if piece.strip()}
+        for kind in kinds:
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _reason_kind(piece: str) -> str:
+    head = ":".join(piece.split(":")[:2]).split(" [")[0].split(" (")[0]
+    return re.sub(r"\s+", " ", re.sub(r"[<>]?\s*\d[\d.]*%?", "", head)).strip(" ,")

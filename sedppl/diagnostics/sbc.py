@@ -49,4 +49,9 @@ def plot_sbc(pits: dict[str, np.ndarray], path) -> None:
     matplotlib.use("Agg")
     import arviz_plots as azp
 
-    azp.plot_ecdf_pit(sbc_tree(pits), backend="matplotlib").savefig(path)
+    # ArviZ's default test (pot_c) is simultaneous over the PIT values and marks the suspicious ones;
+    # its "envelope" band is deprecated (and fails in arviz-plots 1.3.2 on this input).
+    plot = azp.plot_ecdf_pit(sbc_tree(pits), backend="matplotlib", col_wrap=3,
+                             figure_kwargs={"figsize": (3.4 * min(len(pits), 3), 2.8 * -(-len(pits) // 3)),
+                                            "layout": "constrained"})
+    plot.savefig(path)

@@ -88,13 +88,16 @@ def smoothed_weights(log_ratios: Float[Array, " n"]) -> tuple[Array, Array, Arra
     """PSIS of one star's log importance ratios -> (normalised log weights, k̂, ESS).
 
     Ratios of -inf (proposals outside the target's support) get zero weight; if
-    every ratio is -inf, the weights are uniform, k̂ = inf and ESS = 0.
+    every ratio is -inf, the weights are uniform, k̂ = inf and ESS = 0. When too few
+    ratios are finite to fit the tail, PSIS returns k̂ = nan; that is reported as
+    inf (unreliable), never as a missing value.
     """
     log_ratios = jnp.where(jnp.isnan(log_ratios), -jnp.inf, log_ratios)
     any_finite = jnp.any(jnp.isfinite(log_ratios))
     log_w, khat = psis_weights(jnp.where(any_finite, log_ratios, 0.0))
     ess = 1.0 / jnp.sum(jnp.exp(2.0 * log_w))
-    return log_w, jnp.where(any_finite, khat, jnp.inf), jnp.where(any_finite, ess, 0.0)
+    khat = jnp.where(any_finite & ~jnp.isnan(khat), khat, jnp.inf)
+    return log_w, khat, jnp.where(any_finite, ess, 0.0)
 
 
 def log_ratios(target: SEDModel, x: Float[Array, "n 5"], log_q: Float[Array, " n"], mag_err, mask, mag) -> Array:

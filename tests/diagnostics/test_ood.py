@@ -68,3 +68,12 @@ def test_misfit_never_returns_nan(n_draws):
     mag = np.where(mask, 10.0, np.nan)
     chi2, p, _ = ood.misfit(model, x, np.full((2, nb), 0.02), mask, mag)
     assert np.all(np.isfinite(chi2)) and np.all(np.isfinite(p))
+
+
+def test_reason_counts_groups_flags_by_kind():
+    flags = ["", "ood: photometry not fitted by the model: chi2 35 for 8 bands (worst W1)",
+             "rhat 1.250 > 1.01 (chains in different modes?); ess 120 < 400; 12 divergent",
+             "ood: photometry not fitted by the model: chi2 19 for 7 bands; rhat 1.02 > 1.01",
+             "npe-is: khat 0.93 > 0.7"]
+    assert ood.reason_counts(flags) == {"ood: photometry not fitted by the model": 2, "rhat": 2, "ess": 1,
+                                        "divergent": 1, "npe-is: khat": 1}

@@ -37,6 +37,9 @@ def test_smoothed_weights_of_proposals_outside_the_support():
     np.testing.assert_allclose(float(ess), 250.0, rtol=1e-3)
     _, khat, ess = smoothed_weights(jnp.full(500, -jnp.inf))
     assert float(ess) == 0.0 and float(khat) == np.inf
+    # three finite ratios: too few for the tail fit, so k̂ says unreliable rather than nan
+    _, khat, ess = smoothed_weights(jnp.where(jnp.arange(500) < 3, jnp.arange(500.0), -jnp.inf))
+    assert float(khat) == np.inf and 1.0 <= float(ess) <= 3.0
 
 
 def test_adapted_mixture_density_is_exact():
