@@ -18,6 +18,12 @@ trajectories do not end on the staircase of missing models. Stars are batched:
   machine it beat ``vmap`` (see BENCHMARKS.md, "NUTS batching").
 - chunked ``vmap`` on GPU, where lockstep is the price of using the device's
   width (not yet measured here: no GPU was lent to this task).
+
+When JAX sees several local devices (GPUs, or CPU cores exposed as devices with
+``jax.config.update("jax_num_cpu_devices", n)``, which the CLI does), each call's
+stars are split over them with ``shard_map``. One process on the 2-core
+machine keeps about 1.4 cores busy but gains nothing from the second; two
+CPU devices doubled the throughput (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
+from jax.sharding import PartitionSpec
 from numpyro.infer import Predictive
 from numpyro.infer.util import initialize_model, unconstrain_fn
 from tqdm.auto import tqdm
@@ -50,7 +57,7 @@ class NUTSConfig:
     dense_mass: bool = True  # 5 parameters: a dense mass matrix is cheap and follows the Teff-A_V ridge
     init_candidates: int = 64  # prior draws per chain; the most probable one starts the chain
     batch: str = "auto"  # "map", "vmap" or "auto" (map on CPU, vmap on GPU)
-    stars_per_call: int = 8  # stars per compiled call (progress bar granularity)
+    stars_per_call: int = 8  # stars per compiled call (progress bar granularity), rounded up to the devices
     retry: bool = True  # refit flagged stars once with twice the warm-up
 
 
@@ -81,7 +88,13 @@ class NUTSSampler:
         if batch == "auto":
             batch = "map" if jax.default_backend() == "cpu" else "vmap"
         self._batch = batch
-        self._compiled = jax.jit(self._run_batch)
+        self._devices = len(jax.local_devices())
+        run = self._run_batch
+        if self._devices > 1:  # each device gets an equal block of the call's stars
+            mesh = jax.make_mesh((self._devices,), ("star",), axis_types=(jax.sharding.AxisType.Auto,))
+            run = jax.shard_map(run, mesh=mesh, in_specs=PartitionSpec("star"),
+                                out_specs=PartitionSpec("star"), check_vma=False)
+        self._compiled = jax.jit(run)
 
     # -- one star ---------------------------------------------------------------
     def logdensity(self, z: dict, err, mask, mag):
@@ -157,6 +170,7 @@ class NUTSSampler:
         err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
         n = len(mag)
         size = min(self.config.stars_per_call, n)  # a short catalog is not padded to a full chunk
+        size = -(-size // self._devices) * self._devices
         keys = jax.random.split(key, n)
         chunks, seconds = [], np.zeros(n)
         with tqdm(total=n, desc="NUTS", unit="star", disable=not progress) as bar:

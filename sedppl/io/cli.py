@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -249,11 +250,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NUTS_COMMANDS = ("fit", "compare", "demo")
+
+
+def use_cpu_cores() -> int:
+    """Expose each CPU core as a JAX CPU device, so that NUTS splits its stars over them.
+
+    One process keeps about 1.4 of the 2 development cores busy; two CPU
+    devices doubled NUTS throughput there (BENCHMARKS.md). Only possible
+    before JAX runs its first operation; otherwise nothing changes. Returns
+    the number of CPU devices asked for (0 when it was too late).
+    """
+    import jax
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        jax.config.update("jax_num_cpu_devices", cores)
+    except RuntimeError:  # backend already initialised (e.g. main() called from Python)
+        return 0
+    return cores
+
+
 def main(argv=None) -> int:
     from ..model.priors import PriorError
     from .catalog import CatalogError
 
     args = build_parser().parse_args(argv)
+    if args.command in NUTS_COMMANDS:
+        use_cpu_cores()
     try:
         return args.func(args)
     except (CatalogError, PriorError, KeyError, ValueError, FileNotFoundError) as err:

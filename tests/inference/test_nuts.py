@@ -106,3 +106,55 @@ def test_draws_stay_inside_the_prior_support(simulated_fit):
     model = sed_model(bands=BANDS)
     params = jnp.stack([jnp.asarray(post[p].values.ravel()) for p in PARAMS], -1)
     assert bool(jnp.all(jax.vmap(model.forward.in_grid)(params)))  # and inside the grid's validity region
+
+
+
+SHARDED_RUN = """
+import json, jax, numpy as np
+jax.config.update("jax_num_cpu_devices", 2)
+from sedppl.inference.nuts import NUTSConfig, NUTSSampler
+from sedppl.io.catalog import read_catalog
+from sedppl.model.generative import sed_model
+from sedppl.model.simulate import NoiseModel, simulate_catalog
+model = sed_model(bands={bands!r})
+table = simulate_catalog(jax.random.key(3), 3, model, NoiseModel(p_missing=0.0))
+cat = read_catalog(table)
+out = NUTSSampler(model, NUTSConfig(chains=2, draws=60, warmup=60, stars_per_call=3)).sample(
+    jax.random.key(0), cat.err, cat.mask, cat.mag, progress=False)
+print(json.dumps({{"devices": len(jax.local_devices()), "shape": list(out.params["teff"].shape),
+                  "log10_theta": np.median(np.log10(out.params["theta_mas"]), axis=(1, 2)).tolist(),
+                  "truth": np.asarray(table["true_log10_theta"], float).tolist()}}))
+"""
+
+
+def test_stars_split_over_cpu_devices_keep_their_rows():
+    """Two CPU devices, 3 stars (so one slot is padding): each star's draws land on its own row.
+
+    The three true angular diameters differ by >= 0.6 dex and 11 bands pin each to ~0.01 dex.
+    """
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SHARDED_RUN.format(bands=BANDS)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 2 and result["shape"] == [3, 2, 60]
+    truth = np.array(result["truth"])
+    for row, median in enumerate(result["log10_theta"]):
+        assert np.argmin(np.abs(truth - median)) == row and abs(truth[row] - median) < 0.2, result
+
+
+def test_use_cpu_cores_only_before_jax_runs():
+    import subprocess
+    import sys
+
+    from sedppl.io.cli import use_cpu_cores
+
+    jnp.zeros(1).block_until_ready()
+    assert use_cpu_cores() == 0  # too late in this process: nothing changes
+    code = "import jax; from sedppl.io.cli import use_cpu_cores; n = use_cpu_cores(); print(n, len(jax.devices()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    asked, devices = map(int, done.stdout.split())
+    assert asked >= 1 and devices == asked
