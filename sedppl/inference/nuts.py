@@ -69,6 +69,7 @@ class StarDraws:
     diverging: np.ndarray  # (star, chain, draw) bool
     tree_depth: np.ndarray  # (star, chain, draw) int
     acceptance: np.ndarray  # (star, chain, draw)
+    logdensity: np.ndarray  # (star, chain, draw) of the sampled (unconstrained) position
     step_size: np.ndarray  # (star, chain)
     seconds: np.ndarray  # (star,) wall time share of each star
 
@@ -133,15 +134,16 @@ class NUTSSampler:
 
             def body(state, k):
                 state, info = step(k, state)
-                return state, (state.position, info.is_divergent, info.num_trajectory_expansions, info.acceptance_rate)
+                return state, (state.position, info.is_divergent, info.num_trajectory_expansions,
+                               info.acceptance_rate, state.logdensity)
 
             _, out = jax.lax.scan(body, state, jax.random.split(k_draw, cfg.draws))
             return *out, params["step_size"]
 
         z0 = self._initial_positions(k_init, err, mask, mag)
-        z, div, depth, acc, step_size = jax.vmap(one_chain)(jax.random.split(k_chains, cfg.chains), z0)
+        z, div, depth, acc, logp, step_size = jax.vmap(one_chain)(jax.random.split(k_chains, cfg.chains), z0)
         params = jax.vmap(jax.vmap(self._constrain(err, mask, mag)))(z)
-        return params, div, depth, acc, step_size
+        return params, div, depth, acc, logp, step_size
 
     def _theta(self, key, params, err, mask, mag):
         """Exact draws of log10 theta [mas] given each draw of the five parameters."""
@@ -152,10 +154,10 @@ class NUTSSampler:
 
     def _run_one(self, key, err, mask, mag):
         k_nuts, k_theta = jax.random.split(key)
-        params, div, depth, acc, step_size = self._run_star(k_nuts, err, mask, mag)
+        params, div, depth, acc, logp, step_size = self._run_star(k_nuts, err, mask, mag)
         params = {n: params[n] for n in PARAMS}
         params["theta_mas"] = 10.0 ** self._theta(k_theta, params, err, mask, mag)
-        return params, div, depth, acc, step_size
+        return params, div, depth, acc, logp, step_size
 
     def _run_batch(self, keys, err, mask, mag):
         if self._batch == "vmap":
@@ -182,8 +184,8 @@ class NUTSSampler:
                 seconds[rows] = (time.perf_counter() - t0) / len(rows)
                 chunks.append(jax.tree.map(lambda a: np.asarray(a)[: len(rows)], out))
                 bar.update(len(rows))
-        params, div, depth, acc, step_size = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
-        return StarDraws(params, div.astype(bool), depth, acc, step_size, seconds)
+        params, div, depth, acc, logp, step_size = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
+        return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds)
 
     def with_config(self, **changes) -> NUTSSampler:
         return NUTSSampler(self.model, replace(self.config, **changes))

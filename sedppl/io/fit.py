@@ -137,7 +137,8 @@ def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, prog
             _replace_star(draws, i, again, j)
             diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
             diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
-    stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance}
+    stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
+             "lp": draws.logdensity}
     return _Fitted({p: draws.params[p] for p in REPORTED}, draws.seconds, diags,
                    np.full(len(rows), "nuts"), stats, {})
 
@@ -221,20 +222,20 @@ def _rejected_flag(n_rejected: int, n_draws: int) -> str:
 def _no_chains(flag: str) -> dict:
     """NPE and NPE-IS have no chains: the MCMC columns stay empty."""
     return {"rhat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan, "n_divergent": -1,
-            "n_max_treedepth": -1, "step_size": np.nan, "flag": flag, "retried": False}
+            "n_max_treedepth": -1, "step_size": np.nan, "logp_gap": np.nan, "flag": flag, "retried": False}
 
 
 def _diagnose(draws: StarDraws, i: int, config: NUTSConfig, criteria) -> dict:
     params = {p: draws.params[p][i] for p in REPORTED}
     diag = star_diagnostics(params, draws.diverging[i], draws.tree_depth[i], draws.step_size[i],
-                            config.max_tree_depth, criteria)
+                            config.max_tree_depth, criteria, logdensity=draws.logdensity[i])
     return diag | {"retried": False}
 
 
 def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
     for p in draws.params:
         draws.params[p][i] = other.params[p][j]
-    for name in ("diverging", "tree_depth", "acceptance", "step_size"):
+    for name in ("diverging", "tree_depth", "acceptance", "logdensity", "step_size"):
         getattr(draws, name)[i] = getattr(other, name)[j]
     draws.seconds[i] += other.seconds[j]
 
@@ -250,7 +251,7 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
             col[fitted] = np.percentile(result.params[p].reshape(len(fitted), -1), q, axis=1)
             cols[f"{p}_{name}"] = col
     for name, fill in (("rhat_max", np.nan), ("ess_bulk_min", np.nan), ("ess_tail_min", np.nan),
-                       ("n_divergent", -1), ("n_max_treedepth", -1), ("step_size", np.nan)):
+                       ("n_divergent", -1), ("n_max_treedepth", -1), ("step_size", np.nan), ("logp_gap", np.nan)):
         col = np.full(n, fill, dtype=type(fill) if isinstance(fill, int) else float)
         col[fitted] = [d[name] for d in result.diags]
         cols[name] = col

@@ -28,6 +28,21 @@ def test_disagreeing_chains_few_draws_and_divergences_are_flagged():
     assert "1 divergent" in _diag({"a": rng.normal(size=(4, 1000))}, div)["flag"]
 
 
+def test_a_chain_stuck_in_a_lesser_mode_is_named_by_its_log_density_gap():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 1000))
+    x[3] += 6.0  # chain 3 sits in another mode ...
+    logp = -0.5 * rng.chisquare(5, size=(4, 1000))
+    same = star_diagnostics({"a": x}, np.zeros((4, 1000), bool), np.full((4, 1000), 3), np.full(4, 0.1), 10,
+                            logdensity=logp)
+    assert same["logp_gap"] < 1 and same["n_stuck_chains"] == 0 and "different modes?" in same["flag"]
+    logp[3] -= 40.0  # ... 40 nats less probable than the others
+    stuck = star_diagnostics({"a": x}, np.zeros((4, 1000), bool), np.full((4, 1000), 3), np.full(4, 0.1), 10,
+                             logdensity=logp)
+    assert 39 < stuck["logp_gap"] < 41 and stuck["n_stuck_chains"] == 1
+    assert "1 chain stuck 40 nats below the best" in stuck["flag"]
+
+
 def test_pit_and_coverage_of_a_calibrated_posterior():
     rng = np.random.default_rng(2)
     n = 2000

@@ -91,7 +91,8 @@ def test_fit_outputs(simulated_fit):
     assert np.all(fitted["seconds"] > 0)
     tree = xr.open_datatree(out / "posterior.nc")
     assert tree["posterior"]["teff"].dims == ("chain", "draw", "star") and tree["posterior"].sizes["star"] == N_FIT
-    assert "diverging" in tree["sample_stats"]
+    assert "diverging" in tree["sample_stats"] and np.isfinite(tree["sample_stats"]["lp"]).all()
+    assert np.all(fitted["logp_gap"] >= 0)  # the best chain's own gap is 0
 
 
 def test_draws_stay_inside_the_prior_support(simulated_fit):
