@@ -9,7 +9,10 @@ correlation (theta with Teff) from the sampler's work without changing the
 joint posterior.
 
 Each star has its own chains, initial points (the best of a few prior draws per
-chain), window adaptation and set of present bands. The model samples
+chain), window adaptation and set of present bands. A chain that ends warm-up
+``restart_gap`` nats below the star's best chain restarts from that chain's
+state and tuning before drawing (``_restart_stuck_chains``): such chains were
+found stuck in far less probable modes (validation/README.md, SBC run 3). The model samples
 logg above the grid's continuous gravity floor (``atmospheres``), so
 trajectories do not end on the staircase of missing models. Stars are batched:
 
@@ -59,6 +62,7 @@ class NUTSConfig:
     batch: str = "auto"  # "map", "vmap" or "auto" (map on CPU, vmap on GPU)
     stars_per_call: int = 8  # stars per compiled call (progress bar granularity), rounded up to the devices
     retry: bool = True  # refit flagged stars once with twice the warm-up
+    restart_gap: float = 10.0  # nats; a chain ending warm-up this far below the best restarts from it (inf: never)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class StarDraws:
     logdensity: np.ndarray  # (star, chain, draw) of the sampled (unconstrained) position
     step_size: np.ndarray  # (star, chain)
     seconds: np.ndarray  # (star,) wall time share of each star
+    restarted: np.ndarray  # (star,) chains moved to the best chain's state after warm-up
 
 
 class NUTSSampler:
@@ -120,30 +125,32 @@ class NUTSSampler:
     def _run_star(self, key, err, mask, mag):
         cfg = self.config
         logdensity = lambda z: self.logdensity(z, err, mask, mag)  # noqa: E731
-        k_init, k_chains = jax.random.split(key)
+        k_init, k_warm, k_draw = jax.random.split(key, 3)
+        warmup = blackjax.window_adaptation(
+            blackjax.nuts, logdensity, is_mass_matrix_diagonal=not cfg.dense_mass,
+            target_acceptance_rate=cfg.target_accept,
+            adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=cfg.max_tree_depth,
+        )
+        z0 = self._initial_positions(k_init, err, mask, mag)
+        (state, params), _ = jax.vmap(lambda k, z: warmup.run(k, z, num_steps=cfg.warmup))(
+            jax.random.split(k_warm, cfg.chains), z0)
+        tuned = {k: params[k] for k in ("step_size", "inverse_mass_matrix")}
+        state, tuned, restarted = _restart_stuck_chains(state, tuned, cfg.restart_gap)
 
-        def one_chain(key, z0):
-            k_warm, k_draw = jax.random.split(key)
-            warmup = blackjax.window_adaptation(
-                blackjax.nuts, logdensity, is_mass_matrix_diagonal=not cfg.dense_mass,
-                target_acceptance_rate=cfg.target_accept,
-                adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=cfg.max_tree_depth,
-            )
-            (state, params), _ = warmup.run(k_warm, z0, num_steps=cfg.warmup)
-            step = blackjax.nuts(logdensity, **params).step  # params carry max_num_doublings
+        def draws(key, state, tuned):
+            step = blackjax.nuts(logdensity, **tuned, max_num_doublings=cfg.max_tree_depth).step
 
             def body(state, k):
                 state, info = step(k, state)
                 return state, (state.position, info.is_divergent, info.num_trajectory_expansions,
                                info.acceptance_rate, state.logdensity)
 
-            _, out = jax.lax.scan(body, state, jax.random.split(k_draw, cfg.draws))
-            return *out, params["step_size"]
+            _, out = jax.lax.scan(body, state, jax.random.split(key, cfg.draws))
+            return *out, tuned["step_size"]
 
-        z0 = self._initial_positions(k_init, err, mask, mag)
-        z, div, depth, acc, logp, step_size = jax.vmap(one_chain)(jax.random.split(k_chains, cfg.chains), z0)
+        z, div, depth, acc, logp, step_size = jax.vmap(draws)(jax.random.split(k_draw, cfg.chains), state, tuned)
         params = jax.vmap(jax.vmap(self._constrain(err, mask, mag)))(z)
-        return params, div, depth, acc, logp, step_size
+        return params, div, depth, acc, logp, step_size, restarted
 
     def _theta(self, key, params, err, mask, mag):
         """Exact draws of log10 theta [mas] given each draw of the five parameters."""
@@ -154,10 +161,10 @@ class NUTSSampler:
 
     def _run_one(self, key, err, mask, mag):
         k_nuts, k_theta = jax.random.split(key)
-        params, div, depth, acc, logp, step_size = self._run_star(k_nuts, err, mask, mag)
+        params, *stats = self._run_star(k_nuts, err, mask, mag)
         params = {n: params[n] for n in PARAMS}
         params["theta_mas"] = 10.0 ** self._theta(k_theta, params, err, mask, mag)
-        return params, div, depth, acc, logp, step_size
+        return params, *stats
 
     def _run_batch(self, keys, err, mask, mag):
         if self._batch == "vmap":
@@ -184,11 +191,27 @@ class NUTSSampler:
                 seconds[rows] = (time.perf_counter() - t0) / len(rows)
                 chunks.append(jax.tree.map(lambda a: np.asarray(a)[: len(rows)], out))
                 bar.update(len(rows))
-        params, div, depth, acc, logp, step_size = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
-        return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds)
+        params, div, depth, acc, logp, step_size, restarted = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
+        return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted)
 
     def with_config(self, **changes) -> NUTSSampler:
         return NUTSSampler(self.model, replace(self.config, **changes))
+
+
+def _restart_stuck_chains(state, params, gap: float):
+    """Move chains that end warm-up ``gap`` nats or more below the best chain onto its state and tuning.
+
+    Such a chain sits where the density is exp(-gap) of the best chain's; unless
+    its region were e^gap times wider, its share of the mass is negligible, yet it
+    would spend every draw there and fail R-hat. Chains within ``gap`` nats keep
+    their own state, so modes of comparable weight still show up in R-hat. Each
+    moved chain draws with its own key. A non-finite end point always moves.
+    """
+    logp = state.logdensity
+    best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf))
+    stuck = ~(logp > logp[best] - gap)
+    move = lambda a: jnp.where(stuck.reshape((-1,) + (1,) * (a.ndim - 1)), a[best], a)  # noqa: E731
+    return jax.tree.map(move, state), jax.tree.map(move, params), jnp.sum(stuck)
 
 
 def numpyro_reference(key, model: SEDModel, err, mask, mag, chains=4, draws=1000, warmup=1000) -> dict[str, np.ndarray]:

@@ -93,7 +93,8 @@ def _cmd_fit(args) -> int:
     catalog = read_catalog(args.catalog, bands=args.bands)
     for line in catalog.flag_report():
         print(f"not fitted: {line}", file=sys.stderr)
-    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
+    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
+                        restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess)
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
                          config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
@@ -117,7 +118,8 @@ def _cmd_compare(args) -> int:
     catalog = read_catalog(args.catalog, bands=args.bands)
     for line in catalog.flag_report():
         print(f"not fitted: {line}", file=sys.stderr)
-    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
+    config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
+                        restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws)
     result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, config=config,
                              importance=importance, npe_model=args.model, seed=args.seed,
@@ -213,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")
+    p.add_argument("--restart-gap", type=float, default=10.0, metavar="NATS",
+                   help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
@@ -229,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", type=int, default=1000, help="NPE-IS proposals per star and round")
     p.add_argument("--corners", type=int, default=3, help="overlaid corner plots for this many stars")
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged NUTS stars with twice the warm-up")
+    p.add_argument("--restart-gap", type=float, default=10.0, metavar="NATS",
+                   help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)

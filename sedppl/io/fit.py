@@ -140,7 +140,7 @@ def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, prog
     stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
              "lp": draws.logdensity}
     return _Fitted({p: draws.params[p] for p in REPORTED}, draws.seconds, diags,
-                   np.full(len(rows), "nuts"), stats, {})
+                   np.full(len(rows), "nuts"), stats, {"chains_restarted": draws.restarted})
 
 
 def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
@@ -235,7 +235,7 @@ def _diagnose(draws: StarDraws, i: int, config: NUTSConfig, criteria) -> dict:
 def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
     for p in draws.params:
         draws.params[p][i] = other.params[p][j]
-    for name in ("diverging", "tree_depth", "acceptance", "logdensity", "step_size"):
+    for name in ("diverging", "tree_depth", "acceptance", "logdensity", "step_size", "restarted"):
         getattr(draws, name)[i] = getattr(other, name)[j]
     draws.seconds[i] += other.seconds[j]
 

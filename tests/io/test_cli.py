@@ -66,9 +66,10 @@ def test_fit_command_writes_summary_and_posterior(tmp_path, capsys):
         fh.write("nan_star,nan,0.01,nan,0.01,12.0,0.01,11.0,0.02" + ",nan" * 7 + "\n")
     out = tmp_path / "fit"
     assert main(["fit", str(cat), "--out", str(out), "--chains", "2", "--draws", "50", "--warmup", "50",
-                 "--no-retry", "--quiet"]) == 0
+                 "--no-retry", "--restart-gap", "inf", "--quiet"]) == 0
     summary = Table.read(out / "summary.parquet")
     assert list(summary["id"]) == ["sim0", "sim1", "nan_star"]
+    assert list(summary["chains_restarted"]) == [0, 0, -1]  # restarts off; -1: not fitted
     assert "only 2 usable band(s)" in summary["flag"][2]
     assert (out / "posterior.nc").exists()
     assert "fitted 2/3 stars" in capsys.readouterr().out
