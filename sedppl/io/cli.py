@@ -130,9 +130,13 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from dataclasses import replace
+
     from ..inference.npe.train import TrainConfig, train
 
     config = TrainConfig.from_toml(args.config)
+    if args.max_minutes is not None:  # the one setting a resumed run may change
+        config = replace(config, max_minutes=args.max_minutes)
     _, card = train(config, args.out, resume=args.resume, progress=not args.quiet)
     t = card.training
     print(f"trained {t['epochs']} epochs ({t['simulations_seen']} simulations, {t['minutes']} min, stopped by {t['stopped']}); "
@@ -243,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training TOML ([model], [noise], [architecture], [train])")
     p.add_argument("--out", type=Path, required=True, help="model folder (weights, card, prior, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    p.add_argument("--max-minutes", type=float, help="total training time budget, resumed legs included "
+                   "(overrides [train] max_minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

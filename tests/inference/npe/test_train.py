@@ -93,3 +93,18 @@ def test_config_file_errors_name_the_table_and_key(tmp_path):
     good.write_text("[train]\nbatch_size = 32\n[noise]\nerr_max = 0.2\n[architecture]\nwidth = 16\n")
     config = TrainConfig.from_toml(good)
     assert config.batch_size == 32 and config.noise.err_max == 0.2 and config.architecture.width == 16
+
+
+def test_cli_time_budget_stops_and_resume_finishes(trained, tmp_path):
+    """`sedppl train --max-minutes 0` stops after one epoch; `--resume` then runs to max_epochs."""
+    from sedppl.io.cli import main
+
+    arch = ", ".join(f"{k} = {v}" for k, v in TINY.architecture.to_dict().items())
+    config = tmp_path / "tiny.toml"
+    config.write_text(f"[model]\nbands = {list(TINY.bands)!r}\n[architecture]\n" + arch.replace(", ", "\n")
+                      + "\n[train]\nbatch_size = 32\nsteps_per_epoch = 4\nmax_epochs = 3\nval_size = 128\nwarmup_steps = 2\n")
+    out = tmp_path / "model"
+    assert main(["train", "--config", str(config), "--out", str(out), "--max-minutes", "0", "--quiet"]) == 0
+    assert read_card(out).training["epochs"] == 1 and read_card(out).training["stopped"] == "time"
+    assert main(["train", "--config", str(config), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert read_card(out).training["epochs"] == 3 and read_card(out).training["stopped"] == "max_epochs"
