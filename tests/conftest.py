@@ -24,3 +24,23 @@ def model():
     from sedppl.model.generative import sed_model
 
     return sed_model()
+
+
+@pytest.fixture(scope="session")
+def nuts_reference():
+    """NUTS on one star (4 chains x (500 + 500)) as a reference for other methods; refuses to serve
+    as one unless its chains agree (with 2 chains, one once sat in a minor mode on another CPU)."""
+    import numpy as np
+    from arviz_stats.base import array_stats
+
+    from sedppl.inference.nuts import NUTSConfig, NUTSSampler
+
+    def run(model, err, mask, mag):
+        nuts = NUTSSampler(model, NUTSConfig(chains=4, draws=500, warmup=500, stars_per_call=1)).sample(
+            jax.random.key(0), err, mask, mag, progress=False)
+        draws = np.stack([nuts.params[p][0] for p in ("teff", "logg", "mh", "av", "rv")], axis=-1)
+        rhat = np.asarray(array_stats.rhat(draws, chain_axis=0, draw_axis=1))
+        assert rhat.max() < 1.05, f"NUTS reference not converged: R-hat {rhat.round(3)}"
+        return nuts
+
+    return run

@@ -11,7 +11,6 @@ from arviz_stats.base import array_stats
 
 from sedppl.inference.importance import INFLATE, ImportanceSampler, ISConfig, _BaseMixture, smoothed_weights
 from sedppl.inference.npe.card import ModelMismatchError, load_npe
-from sedppl.inference.nuts import NUTSConfig, NUTSSampler
 from sedppl.model.generative import sed_model
 from sedppl.model.priors import Prior
 
@@ -78,17 +77,6 @@ def _typical_star(model):
     return err[None], mask[None], mag[None]
 
 
-def _nuts(model, star):
-    """The NUTS reference, which must itself have converged (with 2 chains, one sat in a minor
-    Teff ~ 6200 K mode on an AMD CPU while the other found the main one)."""
-    nuts = NUTSSampler(model, NUTSConfig(chains=4, draws=500, warmup=500, stars_per_call=1)).sample(
-        jax.random.key(0), *star, progress=False)
-    draws = np.stack([nuts.params[p][0] for p in ("teff", "logg", "mh", "av", "rv")], axis=-1)
-    rhat = np.asarray(array_stats.rhat(draws, chain_axis=0, draw_axis=1))
-    assert rhat.max() < 1.05, f"NUTS reference not converged: R-hat {rhat.round(3)}"
-    return nuts
-
-
 def _assert_agree(nuts, draws, params=("teff", "logg", "mh", "av", "rv", "theta_mas")):
     """Medians within half a NUTS sd, widths within a factor 1.6; theta compared in log10."""
     for p in params:
@@ -99,7 +87,7 @@ def _assert_agree(nuts, draws, params=("teff", "logg", "mh", "av", "rv", "theta_
         assert 0.6 < np.std(b) / np.std(a) < 1.6, (p, np.std(a), np.std(b))
 
 
-def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained):
+def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained, nuts_reference):
     """On this star the CPU-trained NPE alone is off-centre (Teff 5847 vs 5308 K, see test_pretrained);
     its proposals, adapted and weighted to the same log-joint, reproduce NUTS."""
     posterior, card = pretrained
@@ -108,11 +96,11 @@ def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained):
     result = ImportanceSampler(posterior, model, model, ISConfig(draws=1000)).sample(
         jax.random.key(1), *star, progress=False)
     assert result.reliable[0] and result.khat[0] < 0.7, (result.khat, result.ess)
-    _assert_agree(_nuts(model, star), result)  # theta too; NUTS's theta is checked against NumPyro in test_nuts
+    _assert_agree(nuts_reference(model, *star), result)  # theta too (NUTS's theta: checked in test_nuts)
 
 
 @pytest.mark.slow  # ~65 s on 2 cores (a second NUTS reference run); passed 2026-11-22, run with -m slow
-def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained):
+def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained, nuts_reference):
     """A much narrower R_V prior away from the old mean, and a gravity prior that cuts away the
     giants: NPE trained under the default prior, reweighted, against NUTS run under the new prior."""
     posterior, card = pretrained
@@ -127,4 +115,4 @@ def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained):
     assert result.reliable[0], (result.khat, result.ess)
     assert np.all(result.params["logg"] >= 4.0)
     assert abs(np.median(result.params["rv"]) - 3.7) < 0.1  # the narrow prior dominates R_V
-    _assert_agree(_nuts(target, star), result)
+    _assert_agree(nuts_reference(target, *star), result)

@@ -11,7 +11,6 @@ from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
 from sedppl.inference.npe.card import load_npe
 from sedppl.inference.npe.estimator import NPEEstimator
 from sedppl.inference.npe.simulations import TrainingNoise, simulate_batch
-from sedppl.inference.nuts import NUTSConfig, NUTSSampler
 from sedppl.io.catalog import read_catalog
 from sedppl.io.fit import REPORTED, fit_catalog
 from sedppl.model.forward import PARAMS
@@ -39,7 +38,7 @@ def test_pretrained_model_is_calibrated_on_simulations(pretrained):
             assert lo <= cover <= hi, (p, level, cover)
 
 
-def _npe_and_nuts(pretrained, bands, err_mag):
+def _npe_and_nuts(pretrained, nuts_reference, bands, err_mag):
     posterior, card = pretrained
     model = card.model(marginalize_scale=True)
     truth = jnp.array([5600.0, 4.4, -0.1, 0.5, 3.1])
@@ -47,8 +46,7 @@ def _npe_and_nuts(pretrained, bands, err_mag):
     nb = len(model.bands)
     err, mask = np.full(nb, err_mag), np.isin(model.bands, bands)
     mag = mu + np.random.default_rng(3).normal(0, np.hypot(err_mag, model.prior.sys_floor), nb)
-    nuts = NUTSSampler(model, NUTSConfig(chains=2, draws=500, warmup=500, stars_per_call=1)).sample(
-        jax.random.key(0), err[None], mask[None], mag[None], progress=False)
+    nuts = nuts_reference(model, err[None], mask[None], mag[None])
     npe = NPEEstimator(posterior, model, draws=2000, stars_per_call=1).sample(
         jax.random.key(1), err[None], mask[None], mag[None], progress=False)
     return nuts, npe
@@ -67,21 +65,21 @@ TYPICAL = ("gaia_g", "gaia_bp", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks", "wi
 
 
 @pytest.mark.slow
-def test_npe_agrees_with_nuts_on_a_typical_star(pretrained):
+def test_npe_agrees_with_nuts_on_a_typical_star(pretrained, nuts_reference):
     """Same star, same model: NPE (scale marginalised by centring, theta from its exact conditional)
     against NUTS on the scale-marginalised log-joint, for a Gaia + 2MASS + WISE star at 0.05 mag.
     KNOWN FAILURE (2026-11-22): NPE's Teff median is 5847 K against NUTS's 5308 K (NUTS sd 209 K):
     the CPU-trained default model is calibrated on simulations but too broad and off-centre per star.
     Kept as a slow study; it must pass before the NPE issue is resolved."""
-    _assert_agree(*_npe_and_nuts(pretrained, TYPICAL, 0.05))
+    _assert_agree(*_npe_and_nuts(pretrained, nuts_reference, TYPICAL, 0.05))
 
 
 @pytest.mark.slow
-def test_npe_agrees_with_nuts_on_a_bright_star(pretrained):
+def test_npe_agrees_with_nuts_on_a_bright_star(pretrained, nuts_reference):
     """KNOWN FAILURE (2026-11-22): all 26 bands at 0.02 mag. The default model's Teff posterior is
     624 K wide against NUTS's 51 K (medians agree): the CPU-trained model is far too broad on
     high signal-to-noise stars. Kept as a slow study until a better-trained model passes it."""
-    _assert_agree(*_npe_and_nuts(pretrained, tuple(pretrained[1].bands), 0.02))
+    _assert_agree(*_npe_and_nuts(pretrained, nuts_reference, tuple(pretrained[1].bands), 0.02))
 
 
 def test_fit_catalog_with_npe(pretrained, tmp_path):
