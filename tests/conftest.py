@@ -44,3 +44,22 @@ def nuts_reference():
         return nuts
 
     return run
+
+
+GAIA_2MASS_WISE = ("gaia_g", "gaia_bp", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks", "wise_w1", "wise_w2")
+
+
+@pytest.fixture(scope="session")
+def reference_star():
+    """One simulated Sun-like dwarf (Teff 5600 K, logg 4.4, [M/H] -0.1, A_V 0.5, R_V 3.1) observed in
+    ``bands`` at ``err_mag``: (err, mask, mag), each with a leading star axis of one."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    def star(model, bands=GAIA_2MASS_WISE, err_mag=0.05):
+        mu = np.asarray(model.forward.magnitudes(jnp.array([5600.0, 4.4, -0.1, 0.5, 3.1]), -1.3))
+        err, mask = np.full(len(model.bands), err_mag), np.isin(model.bands, bands)
+        mag = mu + np.random.default_rng(3).normal(0, np.hypot(err_mag, model.prior.sys_floor), len(mu))
+        return err[None], mask[None], mag[None]
+
+    return star

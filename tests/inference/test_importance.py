@@ -15,7 +15,6 @@ from sedppl.model.generative import sed_model
 from sedppl.model.priors import Prior
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
-TYPICAL = ("gaia_g", "gaia_bp", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks", "wise_w1", "wise_w2")
 
 
 def test_smoothed_weights_agree_with_arviz():
@@ -69,14 +68,6 @@ def test_a_prior_wider_than_the_training_box_is_refused(pretrained):
         ImportanceSampler(posterior, card.model(marginalize_scale=True), target)
 
 
-def _typical_star(model):
-    truth = jnp.array([5600.0, 4.4, -0.1, 0.5, 3.1])
-    mu = np.asarray(model.forward.magnitudes(truth, -1.3))
-    err, mask = np.full(len(model.bands), 0.05), np.isin(model.bands, TYPICAL)
-    mag = mu + np.random.default_rng(3).normal(0, np.hypot(0.05, model.prior.sys_floor), len(mu))
-    return err[None], mask[None], mag[None]
-
-
 def _assert_agree(nuts, draws, params=("teff", "logg", "mh", "av", "rv", "theta_mas")):
     """Medians within half a NUTS sd, widths within a factor 1.6; theta compared in log10."""
     for p in params:
@@ -87,12 +78,12 @@ def _assert_agree(nuts, draws, params=("teff", "logg", "mh", "av", "rv", "theta_
         assert 0.6 < np.std(b) / np.std(a) < 1.6, (p, np.std(a), np.std(b))
 
 
-def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained, nuts_reference):
+def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained, nuts_reference, reference_star):
     """On this star the CPU-trained NPE alone is off-centre (Teff 5847 vs 5308 K, see test_pretrained);
     its proposals, adapted and weighted to the same log-joint, reproduce NUTS."""
     posterior, card = pretrained
     model = card.model(marginalize_scale=True)
-    star = _typical_star(model)
+    star = reference_star(model)
     result = ImportanceSampler(posterior, model, model, ISConfig(draws=1000)).sample(
         jax.random.key(1), *star, progress=False)
     assert result.reliable[0] and result.khat[0] < 0.7, (result.khat, result.ess)
@@ -100,7 +91,7 @@ def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained, nuts_referen
 
 
 @pytest.mark.slow  # ~65 s on 2 cores (a second NUTS reference run); passed 2026-11-22, run with -m slow
-def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained, nuts_reference):
+def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained, nuts_reference, reference_star):
     """A much narrower R_V prior away from the old mean, and a gravity prior that cuts away the
     giants: NPE trained under the default prior, reweighted, against NUTS run under the new prior."""
     posterior, card = pretrained
@@ -109,7 +100,7 @@ def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained, nuts_refere
         "logg": {"dist": "uniform", "low": 4.0, "high": 5.5},
     }
     target = sed_model(card.library, card.bands, Prior.from_dict(tables), marginalize_scale=True)
-    star = _typical_star(target)
+    star = reference_star(target)
     result = ImportanceSampler(posterior, card.model(marginalize_scale=True), target, ISConfig(draws=1000)).sample(
         jax.random.key(2), *star, progress=False)
     assert result.reliable[0], (result.khat, result.ess)
