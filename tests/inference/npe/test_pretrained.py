@@ -1,9 +1,11 @@
 """The pretrained default model: calibrated on simulations, agrees with NUTS, and fits catalogs."""
 
 import functools
+import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,9 +16,11 @@ from sedppl.inference.npe.simulations import TrainingNoise, simulate_batch
 from sedppl.io.catalog import read_catalog
 from sedppl.io.fit import REPORTED, fit_catalog
 from sedppl.model.forward import PARAMS
+from sedppl.model.generative import log_joint
 from sedppl.model.simulate import simulate_catalog
 
-MODEL = Path(__file__).resolve().parents[3] / "models" / "default"
+# A candidate model can be put through the same tests: SEDPPL_TEST_NPE_MODEL=models/next pytest ...
+MODEL = Path(os.environ.get("SEDPPL_TEST_NPE_MODEL", Path(__file__).resolve().parents[3] / "models" / "default"))
 
 
 @pytest.fixture(scope="module")
@@ -41,37 +45,57 @@ def test_pretrained_model_is_calibrated_on_simulations(pretrained):
 def _npe_and_nuts(pretrained, nuts_reference, star):
     posterior, card = pretrained
     model = card.model(marginalize_scale=True)
-    err, mask, mag = star(model)
-    nuts = nuts_reference(model, err, mask, mag)
+    photometry = star(model)
+    nuts = nuts_reference(model, *photometry)
     npe = NPEEstimator(posterior, model, draws=2000, stars_per_call=1).sample(
-        jax.random.key(1), err, mask, mag, progress=False)
-    return nuts, npe
+        jax.random.key(1), *photometry, progress=False)
+    return model, photometry, nuts, npe
 
 
-def _assert_agree(nuts, npe):
-    for p in ("teff", "logg", "av", "theta_mas"):
+def _half_width(x):
+    """Half the central 68% interval: the sd of a Gaussian, but blind to a minor mode's weight."""
+    return np.subtract(*np.percentile(x, [84, 16])) / 2
+
+
+def _assert_agree(model, photometry, nuts, npe, max_spurious=0.025):
+    """Medians within 0.5 of NUTS's half-width, half-widths within a factor of 2, for every parameter;
+    and at most ``max_spurious`` of the NPE draws where the posterior has no mass: a log-joint 10 nats
+    below the lowest 0.1% of the NUTS draws' (mass a 95% interval may leave out on one side).
+
+    Quantiles, not sds: on the typical star 4.4% of the exact posterior (NPE-IS, k-hat 0.44) lies in a
+    minor mode near 6160 K that the NUTS chains do not visit, so sds compare NPE with an incomplete
+    reference."""
+    for p in (*PARAMS, "theta_mas"):
         a, b = nuts.params[p][0].ravel(), npe.params[p][0].ravel()
         if p == "theta_mas":
             a, b = np.log10(a), np.log10(b)
-        assert abs(np.median(a) - np.median(b)) < 0.5 * np.std(a), p
-        assert 0.5 < np.std(b) / np.std(a) < 2.0, p
+        shift, ratio = (np.median(b) - np.median(a)) / _half_width(a), _half_width(b) / _half_width(a)
+        assert abs(shift) < 0.5, f"{p}: NPE median {shift:+.2f} NUTS half-widths from NUTS's"
+        assert 0.5 < ratio < 2.0, f"{p}: NPE half-width {ratio:.2f} x NUTS's"
+    log_joint_of = jax.vmap(lambda v: log_joint(model, dict(zip(PARAMS, v)), *(x[0] for x in photometry)))
+    reference, proposed = (np.asarray(log_joint_of(jnp.stack([d.params[p][0].ravel() for p in PARAMS], -1)))
+                           for d in (nuts, npe))
+    spurious = np.mean(proposed < np.percentile(reference, 0.1) - 10.0)
+    assert spurious <= max_spurious, f"{spurious:.1%} of the NPE draws lie where the posterior has no mass"
 
 
 @pytest.mark.slow
 def test_npe_agrees_with_nuts_on_a_typical_star(pretrained, nuts_reference, reference_star):
     """Same star, same model: NPE (scale marginalised by centring, theta from its exact conditional)
     against NUTS on the scale-marginalised log-joint, for a Gaia + 2MASS + WISE star at 0.05 mag.
-    KNOWN FAILURE (2026-11-22): NPE's Teff median is 5847 K against NUTS's 5308 K (NUTS sd 209 K):
-    the CPU-trained default model is calibrated on simulations but too broad and off-centre per star.
-    Kept as a slow study; it must pass before the NPE issue is resolved."""
+    KNOWN FAILURE (2026-11-23, default model of 1200 epochs): half-widths agree (0.91-1.26x) and 1.2%
+    of the draws are spurious, but NPE's Teff median is 0.58 NUTS half-widths high (5442 K against
+    5323 K; the old 200-epoch model: 2.4). Kept as a slow study; it must pass before the NPE issue is
+    resolved."""
     _assert_agree(*_npe_and_nuts(pretrained, nuts_reference, reference_star))
 
 
 @pytest.mark.slow
 def test_npe_agrees_with_nuts_on_a_bright_star(pretrained, nuts_reference, reference_star):
-    """KNOWN FAILURE (2026-11-22): all 26 bands at 0.02 mag. The default model's Teff posterior is
-    624 K wide against NUTS's 51 K (medians agree): the CPU-trained model is far too broad on
-    high signal-to-noise stars. Kept as a slow study until a better-trained model passes it."""
+    """All 26 bands at 0.02 mag. KNOWN FAILURE (2026-11-23, default model of 1200 epochs): medians
+    agree (within 0.24 half-widths) and half-widths are 1.0-1.8x NUTS's, but 8.3% of the NPE draws
+    lie where the posterior has no mass (Teff near 5230 K, logg near 5.3, log-joint about 26 nats
+    below NUTS's draws; the old 200-epoch model: 22%). Kept as a slow study until a model passes it."""
     all_bands = functools.partial(reference_star, bands=pretrained[1].bands, err_mag=0.02)
     _assert_agree(*_npe_and_nuts(pretrained, nuts_reference, all_bands))
 
