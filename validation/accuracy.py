@@ -21,6 +21,7 @@ import numpy as np
 from simulated_fits import METHODS, Study, draws_and_truths, simulated_fits
 
 from sedppl.diagnostics.accuracy import binned_error_stats, error_stats, typical_error
+from sedppl.diagnostics.comparison import z_scores
 from sedppl.io.fit import REPORTED
 
 BAND_EDGES = [3, 6, 10, 15, 20, 27]
@@ -31,6 +32,34 @@ UNITS = {"teff": "K", "logg": "dex", "mh": "dex", "av": "mag", "rv": "", "theta_
 def errors(fit, truths, catalog) -> tuple[dict[str, np.ndarray], np.ndarray]:
     draws, truth, rows = draws_and_truths(fit, truths, catalog)
     return {p: draws[p].mean(axis=1) - truth[p] for p in REPORTED}, rows
+
+
+def against_converged_nuts(fits, truths, catalog) -> list[str]:
+    """On the stars NUTS fitted without a flag: each method's RMSE as a ratio to NUTS's, and the
+    z-score of its posterior mean under the NUTS posterior (mean and mean |z|)."""
+    reference, truth, nuts_rows = draws_and_truths(fits["nuts"], truths, catalog)
+    flag = dict(zip(np.asarray(fits["nuts"].summary["id"]).astype(str), fits["nuts"].summary["flag"]))
+    ok = np.array([not flag[i] for i in catalog.ids.astype(str)[nuts_rows]])
+    reference, truth = ({p: v[ok] for p, v in d.items()} for d in (reference, truth))
+    rmse = lambda d, p: float(np.sqrt(np.mean((d[p].mean(axis=1) - truth[p]) ** 2)))  # noqa: E731
+    lines = [f"## Against NUTS on the {int(ok.sum())} stars it fitted without a flag", "",
+             "z = (mean − NUTS mean) / NUTS sd, per star; θ as log10 θ.", "",
+             "| method | measure | " + " | ".join(REPORTED) + " |", "|---|---|" + "---|" * len(REPORTED),
+             "| nuts | RMSE | " + " | ".join(f"{rmse(reference, p):.3g}" for p in REPORTED) + " |"]
+    for method, fit in fits.items():
+        if method == "nuts":
+            continue
+        draws, _, rows = draws_and_truths(fit, truths, catalog)
+        position = {r: k for k, r in enumerate(rows)}
+        if not all(r in position for r in nuts_rows[ok]):
+            continue
+        pick = [position[r] for r in nuts_rows[ok]]
+        draws = {p: v[pick] for p, v in draws.items()}
+        z = z_scores(reference, draws, REPORTED)
+        lines += [f"| {method} | RMSE / NUTS's | " + " | ".join(f"{rmse(draws, p) / rmse(reference, p):.2f}" for p in REPORTED) + " |",
+                  f"| {method} | mean z (mean \\|z\\|) | "
+                  + " | ".join(f"{z[:, j].mean():+.2f} ({np.abs(z[:, j]).mean():.2f})" for j in range(len(REPORTED))) + " |"]
+    return lines
 
 
 def plot(binned: dict, path: Path) -> None:
@@ -99,6 +128,7 @@ def main() -> None:
         "## Teff RMSE (K) by typical photometric error (median over present bands, mag)", "",
         *binned_table("error", "teff"), "",
         "## A_V RMSE (mag) by number of bands", "", *binned_table("bands", "av"), "",
+        *(against_converged_nuts(fits, truths, catalog) + [""] if "nuts" in fits else []),
         "![accuracy](accuracy.png)",
     ]
     (args.out / "accuracy.md").write_text("\n".join(report) + "\n")

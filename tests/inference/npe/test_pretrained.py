@@ -62,9 +62,9 @@ def _assert_agree(model, photometry, nuts, npe, max_spurious=0.025):
     and at most ``max_spurious`` of the NPE draws where the posterior has no mass: a log-joint 10 nats
     below the lowest 0.1% of the NUTS draws' (mass a 95% interval may leave out on one side).
 
-    Quantiles, not sds: on the typical star 4.4% of the exact posterior (NPE-IS, k-hat 0.44) lies in a
-    minor mode near 6160 K that the NUTS chains do not visit, so sds compare NPE with an incomplete
-    reference."""
+    Quantiles, not sds: on the typical star about 4% of the exact posterior (NPE-IS) lies more than 3
+    NUTS sds away, in a minor mode near 6200 K that the NUTS chains do not visit, so sds would compare
+    NPE with an incomplete reference (``validation/reference_stars.py`` measures all of this)."""
     for p in (*PARAMS, "theta_mas"):
         a, b = nuts.params[p][0].ravel(), npe.params[p][0].ravel()
         if p == "theta_mas":
