@@ -17,6 +17,7 @@ drawn from its exact conditional under the target.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ class ISConfig:
     proposals: int = 1000  # per round
     draws: int = 1000  # equal-weight draws resampled from the final round
     adapt_rounds: int = 3  # 0: the NPE's own draws are the proposals
+    rescue_rounds: int = 8  # stars unreliable after adapt_rounds start again with this many (0: never)
     defensive: float = 0.1  # weight of the NPE itself in each adapted mixture
     df: float = 5.0  # Student-t degrees of freedom of the adapted component
     khat_max: float = 0.7  # PSIS reliability threshold (Vehtari et al. 2024: ~0.7 for 1000 draws)
@@ -56,6 +58,8 @@ class ISConfig:
             raise ValueError(f"need proposals >= 25 (PSIS fits a tail) and draws >= 1, got {self.proposals}, {self.draws}")
         if not 0 < self.defensive <= 1:
             raise ValueError(f"defensive must be in (0, 1], got {self.defensive}")
+        if self.rescue_rounds and self.rescue_rounds <= self.adapt_rounds:
+            raise ValueError(f"rescue_rounds must exceed adapt_rounds ({self.adapt_rounds}) or be 0, got {self.rescue_rounds}")
 
 
 @dataclass
@@ -72,6 +76,7 @@ class ISDraws:
     ess_npe: np.ndarray  # (star,)
     n_rejected: np.ndarray  # (star,) final proposals in holes of the validity region (zero weight)
     seconds: np.ndarray  # (star,)
+    rounds: np.ndarray  # (star,) adaptation rounds behind the result: adapt_rounds, or rescue_rounds if rescued
     config: ISConfig = field(default_factory=ISConfig)
 
     @property
@@ -191,7 +196,8 @@ class ImportanceSampler:
         if target.bands != proposal.bands:
             raise ModelMismatchError(f"target bands {target.bands} differ from the NPE's {proposal.bands}")
         self.posterior, self.target, self.config = posterior, target, config
-        self._run = eqx.filter_jit(jax.vmap(self._star))
+        self._run = eqx.filter_jit(jax.vmap(functools.partial(self._star, rounds=config.adapt_rounds)))
+        self._rescue = eqx.filter_jit(jax.vmap(functools.partial(self._star, rounds=config.rescue_rounds)))
 
     def _round(self, key, mixture: _BaseMixture, condition, err, mask, mag):
         z = mixture.sample(key, self.config.proposals)
@@ -200,16 +206,16 @@ class ImportanceSampler:
         log_w, khat, ess = smoothed_weights(log_ratios(self.target, x, log_q, err, mask, mag))
         return z, x, log_q, log_w, khat, ess
 
-    def _star(self, key, err, mask, mag):
+    def _star(self, key, err, mask, mag, rounds: int):
         cfg, base = self.config, self.posterior.flow.base_dist
         condition = self.posterior.summary(err, mask, mag)
         n_par = base.loc.shape[0]
         mixture = _BaseMixture(base.loc, base.scale, jnp.zeros((0, n_par)), jnp.zeros((0, n_par, n_par)),
                                cfg.df, cfg.defensive)
-        keys = jax.random.split(key, cfg.adapt_rounds + 3)
+        keys = jax.random.split(key, rounds + 3)
         z, x, log_q, log_w, khat, ess = self._round(keys[0], mixture, condition, err, mask, mag)
         khat_npe, ess_npe = khat, ess
-        for r in range(cfg.adapt_rounds):
+        for r in range(rounds):
             mixture = mixture.adapted(z, log_w, ess)
             z, x, log_q, log_w, khat, ess = self._round(keys[r + 1], mixture, condition, err, mask, mag)
         picks = jax.random.categorical(keys[-2], log_w, shape=(cfg.draws,))
@@ -220,24 +226,43 @@ class ImportanceSampler:
         return kept, thetas, x, log_q, log_w, khat, ess, khat_npe, ess_npe, n_rejected
 
     def sample(self, key, err, mask, mag, progress: bool = True) -> ISDraws:
-        """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row."""
+        """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.
+
+        Stars whose weights are unreliable after ``adapt_rounds`` are sampled again, with fresh keys,
+        with ``rescue_rounds``: only they pay for the longer adaptation, and the longer run replaces
+        theirs whatever its outcome (no choosing between runs by their diagnostics).
+        """
         err, mask, mag = fill_absent(err, mask, mag)
-        n, cfg = len(mag), self.config
-        out = {name: [] for name in ("kept", "thetas", "x", "log_q", "log_w", "khat", "ess", "khat_npe",
-                                     "ess_npe", "n_rejected")}
-        seconds = np.zeros(n)
-        keys = jax.random.split(key, n)
-        with tqdm(total=n, desc="npe-is", unit="star", disable=not progress) as bar:
-            for rows, padded in padded_chunks(n, cfg.stars_per_call):
-                t0 = time.perf_counter()
-                values = self._run(keys[padded], err[padded], mask[padded], mag[padded])
-                for name, value in zip(out, values):
-                    out[name].append(np.asarray(value)[: len(rows)])
-                seconds[rows] = (time.perf_counter() - t0) / len(rows)
-                bar.update(len(rows))
-        out = {name: np.concatenate(v) for name, v in out.items()}
+        cfg = self.config
+        out, seconds = self._sample_rows(self._run, key, err, mask, mag, np.arange(len(mag)), progress, "npe-is")
+        unreliable = np.flatnonzero((out["khat"] > cfg.khat_max) | (out["ess"] < cfg.min_ess))
+        rounds = np.full(len(mag), cfg.adapt_rounds)
+        if cfg.rescue_rounds and unreliable.size:
+            again, more = self._sample_rows(self._rescue, jax.random.fold_in(key, 1), err, mask, mag, unreliable,
+                                            progress, f"npe-is, {cfg.rescue_rounds} rounds")
+            for name in out:
+                out[name][unreliable] = again[name]
+            seconds[unreliable] += more
+            rounds[unreliable] = cfg.rescue_rounds
         params = {p: out["kept"][:, None, :, i] for i, p in enumerate(PARAMS)}
         params["theta_mas"] = (10.0 ** out["thetas"])[:, None, :]
         return ISDraws(params, out["x"], out["log_q"], out["log_w"], out["khat"].astype(float),
                        out["ess"].astype(float), out["khat_npe"].astype(float), out["ess_npe"].astype(float),
-                       out["n_rejected"].astype(int), seconds, cfg)
+                       out["n_rejected"].astype(int), seconds, rounds, cfg)
+
+    def _sample_rows(self, run, key, err, mask, mag, rows, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
+        """``run`` on the given rows, in padded chunks: each output stacked over those rows, and seconds per row."""
+        names = ("kept", "thetas", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
+        out = {name: [] for name in names}
+        seconds = np.zeros(len(rows))
+        keys = jax.random.split(key, len(rows))
+        with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
+            for chunk, padded in padded_chunks(len(rows), self.config.stars_per_call):
+                t0 = time.perf_counter()
+                at = rows[padded]
+                values = run(keys[padded], err[at], mask[at], mag[at])
+                for name, value in zip(names, values):
+                    out[name].append(np.asarray(value)[: len(chunk)])
+                seconds[chunk] = (time.perf_counter() - t0) / len(chunk)
+                bar.update(len(chunk))
+        return {name: np.concatenate(v) for name, v in out.items()}, seconds

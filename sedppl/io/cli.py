@@ -95,7 +95,8 @@ def _cmd_fit(args) -> int:
         print(f"not fitted: {line}", file=sys.stderr)
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
                         restart_gap=args.restart_gap)
-    importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess)
+    importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
+                          rescue_rounds=args.rescue_rounds)
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
                          config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
                          draws=args.draws, importance=importance, fallback=not args.no_fallback)
@@ -215,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", type=int, default=1000, help="npe-is: NPE proposals per star")
     p.add_argument("--khat-max", type=float, default=0.7, help="npe-is: refit stars above this Pareto k with NUTS")
     p.add_argument("--min-ess", type=float, default=100.0, help="npe-is: refit stars below this ESS with NUTS")
+    p.add_argument("--rescue-rounds", type=int, default=8, metavar="N",
+                   help="npe-is: stars unreliable after 3 adaptation rounds start again with N (0: never)")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

@@ -176,7 +176,7 @@ def _npe_is(catalog: Catalog, rows, posterior, proposal, target, cfg: ISConfig, 
             reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
         diags.append(_no_chains(ood.join(*reasons)))
     extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
-             "khat_npe": res.khat_npe, "fallback": np.zeros(len(rows), bool)}
+             "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
     return _Fitted(res.params, res.seconds, diags, np.full(len(rows), "npe-is"), {}, extra, importance=res)
 
 

@@ -60,6 +60,29 @@ def pretrained():
     return load_npe(MODEL)
 
 
+def test_only_unreliable_stars_are_rescued(pretrained, reference_star):
+    """The rescue pass reruns exactly the stars unreliable after adapt_rounds, with rescue_rounds;
+    the others keep their first-pass result bit for bit."""
+    posterior, card = pretrained
+    model = card.model(marginalize_scale=True)
+    stars = reference_star(model), reference_star(model, bands=card.bands, err_mag=0.02)
+    err, mask, mag = (np.concatenate(column) for column in zip(*stars))
+    small = dict(proposals=200, draws=100, adapt_rounds=1, stars_per_call=2, khat_max=np.inf)
+    first = ImportanceSampler(posterior, model, model, ISConfig(rescue_rounds=0, **small)).sample(
+        jax.random.key(0), err, mask, mag, progress=False)
+    assert first.ess[0] != first.ess[1]
+    # an ESS threshold between the two stars makes exactly one of them unreliable
+    config = ISConfig(rescue_rounds=3, min_ess=float(first.ess.mean()), **small)
+    rescued = ImportanceSampler(posterior, model, model, config).sample(jax.random.key(0), err, mask, mag, progress=False)
+    weak, strong = np.argmin(first.ess), np.argmax(first.ess)
+    assert list(rescued.rounds[[weak, strong]]) == [3, 1]
+    np.testing.assert_array_equal(rescued.x[strong], first.x[strong])
+    np.testing.assert_array_equal(rescued.params["teff"][strong], first.params["teff"][strong])
+    assert not np.array_equal(rescued.x[weak], first.x[weak])
+    with pytest.raises(ValueError, match="rescue_rounds"):
+        ISConfig(adapt_rounds=3, rescue_rounds=2)
+
+
 def test_a_prior_wider_than_the_training_box_is_refused(pretrained):
     posterior, card = pretrained
     tables = card.prior().to_dict() | {"rv": {"dist": "uniform", "low": 1.5, "high": 6.0}}
