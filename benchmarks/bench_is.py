@@ -3,7 +3,8 @@
     python benchmarks/bench_is.py [--stars 64] [--proposals 1000] [--nuts-stars 24] [--chains 4 --draws 1000 --warmup 1000]
 
 NPE-IS: ``stars`` stars simulated from the default model (simulate's default
-noise), ``proposals`` per round, with 0 and with the default adaptation rounds.
+noise), ``proposals`` per round: the NPE's draws alone, the default adaptation rounds, and those
+plus the rescue of unreliable stars (the default, which is compared with NUTS).
 NUTS then samples the first ``nuts-stars`` of them. Each timed run follows a
 compiling run on one chunk. "Equal quality" is per star the time to 400
 effective draws (the NUTS convergence criterion): seconds / ESS x 400, with
@@ -38,8 +39,9 @@ from sedppl.model.simulate import simulate_catalog
 EFFECTIVE = 400  # effective draws per star that count as "converged" for NUTS
 
 
-def timed(run, chunk: int):
-    """Run on the first ``chunk`` stars (compiling), then on all; return the second result and its seconds."""
+def timed(run, chunk: int | None):
+    """Run on the first ``chunk`` stars (all if None; compiling), then on all; return the second result and its
+    seconds."""
     run(jax.random.key(0), slice(0, chunk))
     t0 = time.perf_counter()
     out = run(jax.random.key(1), slice(None))
@@ -65,15 +67,20 @@ def main() -> None:
     result = {"date": date.today().isoformat(), "device": f"{device.platform}:{device.device_kind}",
               "jax": jax.__version__, "stars": args.stars, "proposals_per_round": args.proposals, "npe_is": []}
     runs = {}
-    for rounds in (0, ISConfig().adapt_rounds):
-        cfg = ISConfig(proposals=args.proposals, adapt_rounds=rounds, stars_per_call=args.stars_per_call)
+    default = ISConfig()
+    for name, rounds, rescue in (("npe proposals", 0, 0), ("adapted", default.adapt_rounds, 0),
+                                 ("default: adapted + rescue", default.adapt_rounds, default.rescue_rounds)):
+        cfg = ISConfig(proposals=args.proposals, adapt_rounds=rounds, rescue_rounds=rescue,
+                       stars_per_call=args.stars_per_call)
         sampler = ImportanceSampler(posterior, proposal, proposal, cfg)
-        res, seconds = timed(lambda k, s: sampler.sample(k, cat.err[s], cat.mask[s], cat.mag[s], progress=False),
-                             args.stars_per_call)
-        runs[rounds] = (res, seconds)
+        # the compiling run covers every star, so that the rescue (if any star needs it) is compiled too
+        res, seconds = timed(lambda k, s: sampler.sample(k, cat.err[s], cat.mask[s], cat.mag[s], progress=False), None)
+        runs[name] = (res, seconds)
+        proposals = args.stars * args.proposals * (rounds + 1) + args.proposals * np.sum(res.rounds > rounds) * (rescue + 1)
         result["npe_is"].append({
-            "adapt_rounds": rounds, "seconds": round(seconds, 2), "stars_per_second": round(args.stars / seconds, 2),
-            "proposals_per_second": round(args.stars * args.proposals * (rounds + 1) / seconds),
+            "run": name, "adapt_rounds": rounds, "rescue_rounds": rescue, "rescued": int(np.sum(res.rounds > rounds)),
+            "seconds": round(seconds, 2), "stars_per_second": round(args.stars / seconds, 2),
+            "proposals_per_second": round(float(proposals) / seconds),
             "median_ess": round(float(np.median(res.ess)), 1), "reliable_fraction": round(float(res.reliable.mean()), 3)})
         print(result["npe_is"][-1], flush=True)
 
@@ -90,7 +97,7 @@ def main() -> None:
     nuts_per_star = nuts_seconds / m
     nuts_cost = np.array([nuts_per_star / max(d["ess_bulk_min"], 1.0) * EFFECTIVE for d in diags])
 
-    res, is_seconds = runs[ISConfig().adapt_rounds]
+    res, is_seconds = runs["default: adapted + rescue"]
     is_per_star = is_seconds / args.stars
     is_cost = is_per_star / np.maximum(res.ess[:m], 1.0) * EFFECTIVE
     both = mixed & res.reliable[:m]

@@ -234,12 +234,13 @@ class ImportanceSampler:
         """
         err, mask, mag = fill_absent(err, mask, mag)
         cfg = self.config
-        out, seconds = self._sample_rows(self._run, key, err, mask, mag, np.arange(len(mag)), progress, "npe-is")
+        out, seconds = self._sample_rows(self._run, key, err, mask, mag, np.arange(len(mag)), progress, "npe-is",
+                                         pad_short=False)
         unreliable = np.flatnonzero((out["khat"] > cfg.khat_max) | (out["ess"] < cfg.min_ess))
         rounds = np.full(len(mag), cfg.adapt_rounds)
         if cfg.rescue_rounds and unreliable.size:
             again, more = self._sample_rows(self._rescue, jax.random.fold_in(key, 1), err, mask, mag, unreliable,
-                                            progress, f"npe-is, {cfg.rescue_rounds} rounds")
+                                            progress, f"npe-is, {cfg.rescue_rounds} rounds", pad_short=True)
             for name in out:
                 out[name][unreliable] = again[name]
             seconds[unreliable] += more
@@ -250,14 +251,16 @@ class ImportanceSampler:
                        out["ess"].astype(float), out["khat_npe"].astype(float), out["ess_npe"].astype(float),
                        out["n_rejected"].astype(int), seconds, rounds, cfg)
 
-    def _sample_rows(self, run, key, err, mask, mag, rows, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
-        """``run`` on the given rows, in padded chunks: each output stacked over those rows, and seconds per row."""
+    def _sample_rows(self, run, key, err, mask, mag, rows, progress: bool, desc: str, pad_short: bool
+                     ) -> tuple[dict, np.ndarray]:
+        """``run`` on the given rows, in padded chunks: each output stacked over those rows, and seconds per row.
+        The rescue pads even a short run to a full chunk: its size varies, and one compilation serves all."""
         names = ("kept", "thetas", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
         out = {name: [] for name in names}
         seconds = np.zeros(len(rows))
         keys = jax.random.split(key, len(rows))
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
-            for chunk, padded in padded_chunks(len(rows), self.config.stars_per_call):
+            for chunk, padded in padded_chunks(len(rows), self.config.stars_per_call, pad_short):
                 t0 = time.perf_counter()
                 at = rows[padded]
                 values = run(keys[padded], err[at], mask[at], mag[at])

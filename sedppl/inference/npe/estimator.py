@@ -124,9 +124,10 @@ def fill_absent(err, mask, mag):
     return np.where(mask, err, 1.0), mask, np.where(mask, mag, 0.0)
 
 
-def padded_chunks(n: int, size: int):
-    """(rows, padded rows) per chunk; padding to a fixed size keeps one compilation."""
-    size = min(size, n)  # a short catalog is not padded to a full chunk
+def padded_chunks(n: int, size: int, pad_short: bool = False):
+    """(rows, padded rows) per chunk; padding to a fixed size keeps one compilation. A catalog shorter
+    than one chunk is not padded, unless ``pad_short`` (for runs whose sizes vary from call to call)."""
+    size = size if pad_short else min(size, n)
     for start in range(0, n, size):
         rows = np.arange(start, min(start + size, n))
         yield rows, np.resize(rows, size)
