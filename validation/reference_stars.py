@@ -29,6 +29,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sedppl.diagnostics.comparison import half_width, unsupported_fraction  # noqa: E402
 from sedppl.inference.importance import ImportanceSampler, ISConfig  # noqa: E402
 from sedppl.inference.npe.card import load_npe  # noqa: E402
 from sedppl.inference.npe.estimator import NPEEstimator  # noqa: E402
@@ -36,10 +37,6 @@ from sedppl.model.forward import PARAMS  # noqa: E402
 from sedppl.model.generative import log_joint  # noqa: E402
 
 SHOWN = (*PARAMS, "theta_mas")
-
-
-def half_width(x: np.ndarray) -> float:
-    return float(np.subtract(*np.percentile(x, [84, 16])) / 2)
 
 
 def star_rows(name: str, model, posterior, photometry) -> tuple[list[str], str]:
@@ -57,7 +54,7 @@ def star_rows(name: str, model, posterior, photometry) -> tuple[list[str], str]:
         widths.append(half_width(b) / half_width(a))
     of = jax.vmap(lambda v: log_joint(model, dict(zip(PARAMS, v)), *(x[0] for x in photometry)))
     reference, proposed = (np.asarray(of(jnp.stack([d.params[p][0].ravel() for p in PARAMS], -1))) for d in (nuts, npe))
-    spurious = float(np.mean(proposed < np.percentile(reference, 0.1) - 10.0))
+    spurious = unsupported_fraction(reference, proposed)
     teff = nuts.params["teff"][0].ravel()
     far = np.abs(exact.x[0, :, 0] - np.median(teff)) > 3 * np.std(teff)
     far_mass = float(np.exp(exact.log_weights[0])[far].sum())

@@ -56,3 +56,16 @@ def sliced_wasserstein_per_star(reference: dict[str, np.ndarray], other: dict[st
         shuffled = ref[i][rng.permutation(len(ref[i]))]  # chains may differ: halves mix them
         floor[i] = sliced_wasserstein(shuffled[:half], shuffled[half:], scale, seed=seed)
     return distance, floor
+
+
+def half_width(x: np.ndarray) -> float:
+    """Half the central 68% interval of draws x: a Gaussian's sd, but blind to a far minor mode's weight."""
+    return float(np.subtract(*np.percentile(x, [84, 16])) / 2)
+
+
+def unsupported_fraction(reference_log_joint: np.ndarray, other_log_joint: np.ndarray, margin: float = 10.0,
+                         quantile: float = 0.1) -> float:
+    """Share of another method's draws where the posterior has no mass: a log-joint more than ``margin``
+    nats below the lowest ``quantile`` percent of the reference draws' (a minor mode the reference
+    visits less often still counts as supported)."""
+    return float(np.mean(other_log_joint < np.percentile(reference_log_joint, quantile) - margin))

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sedppl.diagnostics.comparison import half_width, unsupported_fraction
 from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
 from sedppl.inference.npe.card import load_npe
 from sedppl.inference.npe.estimator import NPEEstimator
@@ -52,11 +53,6 @@ def _npe_and_nuts(pretrained, nuts_reference, star):
     return model, photometry, nuts, npe
 
 
-def _half_width(x):
-    """Half the central 68% interval: the sd of a Gaussian, but blind to a minor mode's weight."""
-    return np.subtract(*np.percentile(x, [84, 16])) / 2
-
-
 def _assert_agree(model, photometry, nuts, npe, max_spurious=0.025):
     """Medians within 0.5 of NUTS's half-width, half-widths within a factor of 2, for every parameter;
     and at most ``max_spurious`` of the NPE draws where the posterior has no mass: a log-joint 10 nats
@@ -69,13 +65,13 @@ def _assert_agree(model, photometry, nuts, npe, max_spurious=0.025):
         a, b = nuts.params[p][0].ravel(), npe.params[p][0].ravel()
         if p == "theta_mas":
             a, b = np.log10(a), np.log10(b)
-        shift, ratio = (np.median(b) - np.median(a)) / _half_width(a), _half_width(b) / _half_width(a)
+        shift, ratio = (np.median(b) - np.median(a)) / half_width(a), half_width(b) / half_width(a)
         assert abs(shift) < 0.5, f"{p}: NPE median {shift:+.2f} NUTS half-widths from NUTS's"
         assert 0.5 < ratio < 2.0, f"{p}: NPE half-width {ratio:.2f} x NUTS's"
     log_joint_of = jax.vmap(lambda v: log_joint(model, dict(zip(PARAMS, v)), *(x[0] for x in photometry)))
     reference, proposed = (np.asarray(log_joint_of(jnp.stack([d.params[p][0].ravel() for p in PARAMS], -1)))
                            for d in (nuts, npe))
-    spurious = np.mean(proposed < np.percentile(reference, 0.1) - 10.0)
+    spurious = unsupported_fraction(reference, proposed)
     assert spurious <= max_spurious, f"{spurious:.1%} of the NPE draws lie where the posterior has no mass"
 
 
