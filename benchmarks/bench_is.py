@@ -6,7 +6,7 @@ NPE-IS: ``stars`` stars simulated from the default model (simulate's default
 noise), ``proposals`` per round: the NPE's draws alone, the default adaptation rounds, and those
 plus the rescue of unreliable stars (the default, which is compared with NUTS).
 NUTS then samples the first ``nuts-stars`` of them. Each timed run follows a
-compiling run on one chunk. "Equal quality" is per star the time to 400
+compiling run (NPE-IS: on all stars, so that a rescue is compiled too; NUTS: on one chunk). "Equal quality" is per star the time to 400
 effective draws (the NUTS convergence criterion): seconds / ESS x 400, with
 the bulk-ESS minimum over parameters for NUTS and the PSIS ESS for NPE-IS, on
 stars where NUTS's chains agree (R-hat <= 1.01, so its ESS means something;

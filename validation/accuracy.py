@@ -41,7 +41,7 @@ def against_converged_nuts(fits, truths, catalog) -> list[str]:
     flag = dict(zip(np.asarray(fits["nuts"].summary["id"]).astype(str), fits["nuts"].summary["flag"]))
     ok = np.array([not flag[i] for i in catalog.ids.astype(str)[nuts_rows]])
     reference, truth = ({p: v[ok] for p, v in d.items()} for d in (reference, truth))
-    rmse = lambda d, p: float(np.sqrt(np.mean((d[p].mean(axis=1) - truth[p]) ** 2)))  # noqa: E731
+    rmse = lambda d, p: error_stats(d[p].mean(axis=1) - truth[p])["rmse"]  # noqa: E731
     lines = [f"## Against NUTS on the {int(ok.sum())} stars it fitted without a flag", "",
              "z = (mean − NUTS mean) / NUTS sd, per star; θ as log10 θ.", "",
              "| method | measure | " + " | ".join(REPORTED) + " |", "|---|---|" + "---|" * len(REPORTED),

@@ -36,7 +36,7 @@ def held_out(card, n: int, seed: int = HELD_OUT_SEED) -> dict[str, np.ndarray]:
     return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """A path as the command line in the repository root would write it."""
     root = Path(__file__).resolve().parents[1]
     path = Path(path).resolve()
@@ -72,7 +72,7 @@ def evaluate(model_dir: Path, n: int, draws: int) -> tuple[dict, list[str]]:
     metrics["rmse_teff_median_err_below_0.02"] = round(float(np.sqrt(np.mean((teff_mean - sims["params"][:, 0])[bright] ** 2))), 1)
     lines = [
         f"# NPE accuracy on held-out simulations ({date.today().isoformat()})", "",
-        f"`python validation/npe_accuracy.py --model {_shown(model_dir)} --n {n} --draws {draws}` on "
+        f"`python validation/npe_accuracy.py --model {shown_path(model_dir)} --n {n} --draws {draws}` on "
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}).", "",
         f"{n} stars drawn from the model with the card's training noise ({TrainingNoise(**card.noise)}), "
         f"from a random stream not used in training; {draws} NPE draws per star.", "",

@@ -35,6 +35,7 @@ from sedppl.inference.npe.card import load_npe  # noqa: E402
 from sedppl.inference.npe.estimator import NPEEstimator  # noqa: E402
 from sedppl.model.forward import PARAMS  # noqa: E402
 from sedppl.model.generative import log_joint  # noqa: E402
+from npe_accuracy import shown_path  # noqa: E402  (a sibling script)
 
 SHOWN = (*PARAMS, "theta_mas")
 
@@ -82,10 +83,9 @@ def main() -> None:
         r, note = star_rows(name, model, posterior, make(model))
         rows += r
         notes.append(f"- {note}")
-    shown = args.model.resolve().relative_to(ROOT) if args.model.resolve().is_relative_to(ROOT) else args.model
     report = [
         f"# NPE on the agreement tests' reference stars ({date.today().isoformat()})", "",
-        f"`python validation/reference_stars.py --model {shown}` on {jax.default_backend()}. Typical: Gaia + 2MASS + "
+        f"`python validation/reference_stars.py --model {shown_path(args.model)}` on {jax.default_backend()}. Typical: Gaia + 2MASS + "
         "WISE at 0.05 mag; bright: all bands at 0.02 mag. Shifts and widths in NUTS half-widths (half the "
         "16-84% interval); θ as log10. The tests ask |shift| < 0.5, 0.5 < ratio < 2 and at most 2.5% of "
         "draws where the posterior has no mass.", "",
