@@ -36,6 +36,17 @@ def held_out(card, n: int, seed: int = HELD_OUT_SEED) -> dict[str, np.ndarray]:
     return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
 
 
+def validation_nll(training: dict) -> str:
+    """The card's validation NLL, with the validation set it was measured on (and the parent's score
+    on that set for a fine-tuned model): NLLs on different sets do not compare."""
+    line = (f"Best validation NLL (from training, on its {training.get('validation_stars')} validation stars "
+            f"of seed {training.get('config', {}).get('seed')}): {training.get('best_validation_nll')}")
+    if "init_from" in training:
+        line += (f"; fine-tuned from `{training['init_from']['path']}`, whose weights scored "
+                 f"{training['starting_validation_nll']} on the same stars")
+    return line + "."
+
+
 def shown_path(path: Path) -> str:
     """A path as the command line in the repository root would write it."""
     root = Path(__file__).resolve().parents[1]
@@ -76,7 +87,7 @@ def evaluate(model_dir: Path, n: int, draws: int) -> tuple[dict, list[str]]:
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}).", "",
         f"{n} stars drawn from the model with the card's training noise ({TrainingNoise(**card.noise)}), "
         f"from a random stream not used in training; {draws} NPE draws per star.", "",
-        f"Best validation NLL (from training): {card.training.get('best_validation_nll')}.", "",
+        validation_nll(card.training), "",
         "| parameter | RMSE of posterior mean | prior sd of truths | 68% coverage | 95% coverage | KS p (PIT) | within 3σ band |",
         "|---|---|---|---|---|---|---|", *rows, "",
         f"3-sigma binomial bands for {n} stars: 68% in [{band68[0]:.3f}, {band68[1]:.3f}], 95% in [{band95[0]:.3f}, {band95[1]:.3f}].",

@@ -1,7 +1,8 @@
 """The NPE posterior: set encoder -> conditional masked autoregressive flow -> prior's support box.
 
-The flow (flowjax MAF with rational-quadratic splines) works in R^5 and is
-composed with a fixed, non-trainable bijection onto the prior's support box
+The flow (flowjax MAF with rational-quadratic splines, optionally followed by a
+conditional shift and scale) works in R^5 and is composed with a fixed,
+non-trainable bijection onto the prior's support box
 (log scale for Teff, linear for the rest), so no draw ever leaves the box.
 Draws that land in a hole of the grid's validity region are rejected by the
 caller (``estimator.NPEEstimator``), which counts them per star.
@@ -47,6 +48,7 @@ class Architecture:
     flow_depth: int = 1
     knots: int = 8
     interval: float = 5.0  # spline range in the flow's standardised space
+    conditional_affine: bool = False  # a per-star shift and scale after the splines (see ConditionalAffine)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +85,39 @@ class BoxSupport(AbstractBijection):
         return x, -self._log_det(x, w)
 
 
+class ConditionalAffine(AbstractBijection):
+    """y = loc(c) + exp(log_scale(c)) * x, from an MLP of the summary c; starts as the identity.
+
+    A well-measured star's posterior is a small fraction of the prior box: this
+    layer lets the network place and size it directly, so that the splines need
+    only shape it instead of squeezing N(0, 1) by a factor of tens.
+    """
+
+    mlp: eqx.nn.MLP
+    max_log_scale: float = eqx.field(static=True)
+    shape: tuple[int, ...] = (len(PARAMS),)
+    cond_shape: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(self, key: PRNGKeyArray, cond_dim: int, width: int, max_log_scale: float = 6.0):
+        mlp = eqx.nn.MLP(cond_dim, 2 * len(PARAMS), width, 1, activation=jax.nn.gelu, key=key)
+        last = mlp.layers[-1]
+        self.mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
+                               (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+        self.max_log_scale, self.cond_shape = max_log_scale, (cond_dim,)
+
+    def _loc_log_scale(self, condition):
+        loc, raw = jnp.split(self.mlp(condition), 2)
+        return loc, self.max_log_scale * jnp.tanh(raw / self.max_log_scale)
+
+    def transform_and_log_det(self, x, condition=None):
+        loc, log_scale = self._loc_log_scale(condition)
+        return loc + jnp.exp(log_scale) * x, jnp.sum(log_scale)
+
+    def inverse_and_log_det(self, y, condition=None):
+        loc, log_scale = self._loc_log_scale(condition)
+        return (y - loc) * jnp.exp(-log_scale), -jnp.sum(log_scale)
+
+
 class NPEPosterior(eqx.Module):
     """q(params | photometry) for one star; vmap for many."""
 
@@ -93,7 +128,7 @@ class NPEPosterior(eqx.Module):
     def __init__(self, key: PRNGKeyArray, n_bands: int, support: dict[str, tuple[float, float]],
                  sys_floor: float, architecture: Architecture = Architecture()):
         a = architecture
-        k_enc, k_flow = jax.random.split(key)
+        k_enc, k_flow, k_affine = jax.random.split(key, 3)
         self.encoder = SetEncoder(n_bands, width=a.width, depth=a.depth, heads=a.heads,
                                   summary_dim=a.summary_dim, key=k_enc)
         maf = masked_autoregressive_flow(
@@ -102,7 +137,8 @@ class NPEPosterior(eqx.Module):
             cond_dim=a.summary_dim, flow_layers=a.flow_layers, nn_width=a.flow_width, nn_depth=a.flow_depth,
             invert=True,  # fast log_prob for training; sampling inverts (5 dims: cheap enough)
         )
-        self.flow = Transformed(maf.base_dist, Chain([maf.bijection, paramax.non_trainable(BoxSupport(support))]))
+        affine = [ConditionalAffine(k_affine, a.summary_dim, a.flow_width)] if a.conditional_affine else []
+        self.flow = Transformed(maf.base_dist, Chain([maf.bijection, *affine, paramax.non_trainable(BoxSupport(support))]))
         self.sys_floor = sys_floor
 
     def summary(self, mag_err, mask, mag) -> Float[Array, " s"]:

@@ -7,6 +7,12 @@ each on a fresh batch simulated inside the step. A fixed validation set
 (simulated once from its own seed) decides early stopping; the best weights
 are kept. Every epoch writes ``checkpoint.eqx`` and ``checkpoint.json`` so an
 interrupted run resumes where it stopped, with the same random stream.
+
+``[train] init_from = "DIR"`` starts from a trained model's weights instead of
+random ones (fine-tuning: a further schedule, or another prior or noise model
+on the same bands, library and architecture, to which a conditional affine
+layer may be added). The starting weights count as epoch 0, so the result is
+never worse on the validation set than its parent.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from tqdm.auto import tqdm
 from ...model.generative import sed_model
 from ...model.passbands import SURVEY_BANDS
 from ...model.priors import Prior
-from .card import ModelCard, code_hash, data_hash, save_npe
+from .card import ModelCard, code_hash, data_hash, load_npe, save_npe
 from .posterior import Architecture, NPEPosterior, negative_log_likelihood
 from .simulations import TrainingNoise, simulate_batch
 
@@ -54,6 +60,7 @@ class TrainConfig:
     warmup_steps: int = 500
     patience: int = 20  # epochs without a better validation loss before stopping
     val_size: int = 4096
+    init_from: str | None = None  # a trained model directory to start from (fine-tuning)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -73,7 +80,10 @@ class TrainConfig:
             model["bands"] = tuple(model["bands"])
         if "prior" in model and model["prior"] != "default":
             model["prior"] = str((Path(path).parent / model["prior"]).resolve())
-        return cls(**model, **tables.get("train", {}), noise=TrainingNoise(**tables.get("noise", {})),
+        train = dict(tables.get("train", {}))
+        if train.get("init_from"):
+            train["init_from"] = str((Path(path).parent / train["init_from"]).resolve())
+        return cls(**model, **train, noise=TrainingNoise(**tables.get("noise", {})),
                    architecture=Architecture(**tables.get("architecture", {})))
 
     def load_prior(self) -> Prior:
@@ -89,6 +99,28 @@ class TrainConfig:
         out = self.to_dict()
         out.pop("max_minutes")
         return out
+
+
+def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosterior, dict]:
+    """``posterior`` with the trainable weights of the model in ``config.init_from``, and what the
+    card records of that parent. The support box stays the new prior's; a conditional affine layer
+    that the parent lacks keeps its initial weights (the identity)."""
+    parent, card = load_npe(config.init_from)
+    theirs = Architecture(**card.architecture)
+    allowed = replace(theirs, conditional_affine=True) if config.architecture.conditional_affine else theirs
+    differ = [name for name, mine, other in (("bands", list(config.bands), list(card.bands)),
+                                             ("library", config.library, card.library),
+                                             ("architecture", config.architecture, allowed)) if mine != other]
+    if differ:
+        raise ValueError(f"init_from {config.init_from}: the model's {' and '.join(differ)} differ from this "
+                         "configuration's; fine-tuning keeps bands, library and architecture (it may only add a "
+                         "conditional affine layer)")
+    n = len(parent.flow.bijection.bijections) - 1  # the parent's MAF and its affine layer, if any: all but the box
+    layers = lambda p: (p.encoder, p.flow.base_dist, *p.flow.bijection.bijections[:n])  # noqa: E731
+    t = card.training
+    lineage = {k: t.get(k) for k in ("epochs", "simulations_seen", "minutes", "best_validation_nll", "date")}
+    lineage |= {"path": Path(config.init_from).name, "code_hash": card.code_hash, "init_from": t.get("init_from")}
+    return eqx.tree_at(layers, posterior, layers(parent)), lineage
 
 
 def _fields(cls) -> set[str]:
@@ -158,6 +190,12 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     trainer = _trainer(replace(config, max_minutes=math.inf))
     posterior, opt_state = trainer.initial_state()
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "history": []}
+    val = trainer.validation_set
+    lineage = None
+    if config.init_from:
+        posterior, lineage = warm_start(posterior, config)
+        state.update(best_val=float(trainer.validation_loss(posterior, val)), parent=lineage)
+        state["history"].append([0, None, state["best_val"]])
     best = posterior
     if resume and (out / "checkpoint.json").exists():
         saved = json.loads((out / "checkpoint.json").read_text())
@@ -165,7 +203,6 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
         posterior, opt_state, best = eqx.tree_deserialise_leaves(out / "checkpoint.eqx", (posterior, opt_state, best))
         state = saved["state"]
-    val = trainer.validation_set
     key = jax.random.key(config.seed)
     t_start = time.perf_counter() - state["seconds"]
     stale = state["epoch"] - state["best_epoch"]
@@ -199,7 +236,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             "best_validation_nll": round(state["best_val"], 4), "validation_stars": config.val_size,
             "stopped": "patience" if stale >= config.patience else ("time" if state["epoch"] < config.max_epochs else "max_epochs"),
             "config": config.to_dict(), "history": state["history"],
-        },
+        } | ({"init_from": state["parent"], "starting_validation_nll": round(state["history"][0][2], 4)}
+             if "parent" in state else {}),
         data_hash=data_hash(config.library), code_hash=code_hash(),
     )
     save_npe(out, best, card)

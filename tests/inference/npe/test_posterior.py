@@ -1,11 +1,12 @@
 """The NPE posterior: the support bijection, draws inside the prior box, exact log densities."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sedppl.inference.npe.posterior import Architecture, BoxSupport, NPEPosterior
+from sedppl.inference.npe.posterior import Architecture, BoxSupport, ConditionalAffine, NPEPosterior
 from sedppl.model.forward import PARAMS
 
 TINY = Architecture(width=16, depth=1, heads=2, summary_dim=8, flow_layers=2, flow_width=16, knots=4)
@@ -19,6 +20,24 @@ def test_box_support_round_trip_and_log_det(model):
     np.testing.assert_allclose(x_back, x, atol=2e-3)
     np.testing.assert_allclose(inv_log_det, -log_det, rtol=1e-4)
     jac = jax.jacobian(lambda v: box.transform_and_log_det(v)[0])(x)
+    np.testing.assert_allclose(log_det, np.log(np.abs(np.linalg.det(np.asarray(jac, np.float64)))), rtol=1e-4)
+
+
+def test_conditional_affine_starts_as_identity_then_round_trips_with_its_log_det():
+    layer = ConditionalAffine(jax.random.key(0), cond_dim=8, width=16)
+    x, c = jax.random.normal(jax.random.key(1), (5,)), jax.random.normal(jax.random.key(2), (8,))
+    y, log_det = layer.transform_and_log_det(x, c)
+    np.testing.assert_array_equal(y, x)
+    assert log_det == 0.0
+    params, static = eqx.partition(layer, eqx.is_inexact_array)
+    nudged = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(3), a.shape), params)
+    trained = eqx.combine(nudged, static)
+    y, log_det = trained.transform_and_log_det(x, c)
+    assert not np.allclose(y, x)
+    x_back, inv_log_det = trained.inverse_and_log_det(y, c)
+    np.testing.assert_allclose(x_back, x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inv_log_det, -log_det, rtol=1e-6)
+    jac = jax.jacobian(lambda v: trained.transform_and_log_det(v, c)[0])(x)
     np.testing.assert_allclose(log_det, np.log(np.abs(np.linalg.det(np.asarray(jac, np.float64)))), rtol=1e-4)
 
 

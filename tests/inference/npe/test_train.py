@@ -54,6 +54,41 @@ def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
         train(replace(TINY, seed=5), tmp_path, resume=True, progress=False)
 
 
+def test_fine_tuning_starts_from_the_parent_and_never_ends_worse(trained, tmp_path):
+    """init_from: epoch 0 is the parent's weights (its own validation NLL, same seed), the result is
+    no worse, the card names its parent; another prior is allowed, another architecture refused."""
+    out, _, parent = trained
+    _, card = train(replace(TINY, init_from=str(out), max_epochs=2), tmp_path / "tuned", progress=False)
+    start = card.training["starting_validation_nll"]
+    np.testing.assert_allclose(start, parent.training["best_validation_nll"], rtol=1e-5)
+    assert card.training["best_validation_nll"] <= start
+    assert card.training["history"][0][0] == 0 and card.training["epochs"] == 2
+    lineage = card.training["init_from"]
+    assert lineage["epochs"] == 3 and lineage["best_validation_nll"] == parent.training["best_validation_nll"]
+
+    narrower = tmp_path / "prior.toml"
+    narrower.write_text(Prior.default().to_toml().replace("high = 15.0", "high = 5.0"))
+    _, swapped = train(replace(TINY, init_from=str(out), max_epochs=1, prior=str(narrower)), tmp_path / "swapped",
+                       progress=False)
+    assert swapped.prior().to_dict()["av"]["high"] == 5.0
+    wider = replace(TINY, init_from=str(out), architecture=replace(TINY.architecture, flow_width=32))
+    with pytest.raises(ValueError, match="architecture differ"):
+        train(wider, tmp_path / "refused", progress=False)
+
+
+def test_fine_tuning_may_add_a_conditional_affine_layer_that_starts_as_the_identity(trained, tmp_path):
+    out, parent, _ = trained
+    grown = replace(TINY, init_from=str(out), architecture=replace(TINY.architecture, conditional_affine=True))
+    _, card = train(replace(grown, max_epochs=1), tmp_path / "grown", progress=False)
+    assert card.architecture["conditional_affine"]
+    np.testing.assert_allclose(card.training["starting_validation_nll"],
+                               read_card(out).training["best_validation_nll"], rtol=1e-5)
+    tuned, _ = load_npe(tmp_path / "grown")
+    assert len(tuned.flow.bijection.bijections) == len(parent.flow.bijection.bijections) + 1
+    with pytest.raises(ValueError, match="architecture differ"):  # a layer may be added, never dropped
+        train(replace(TINY, init_from=str(tmp_path / "grown"), max_epochs=1), tmp_path / "shrunk", progress=False)
+
+
 def test_loading_checks_bands_library_and_prior(trained):
     out, posterior, _ = trained
     loaded, _ = load_npe(out, bands=("gaia_g", "2mass_j"), library="phoenix", prior=Prior.default())
@@ -99,7 +134,7 @@ def test_cli_time_budget_stops_and_resume_finishes(trained, tmp_path):
     """`sedppl train --max-minutes 0` stops after one epoch; `--resume` then runs to max_epochs."""
     from sedppl.io.cli import main
 
-    arch = ", ".join(f"{k} = {v}" for k, v in TINY.architecture.to_dict().items())
+    arch = ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in TINY.architecture.to_dict().items())
     config = tmp_path / "tiny.toml"
     config.write_text(f"[model]\nbands = {list(TINY.bands)!r}\n[architecture]\n" + arch.replace(", ", "\n")
                       + "\n[train]\nbatch_size = 32\nsteps_per_epoch = 4\nmax_epochs = 3\nval_size = 128\nwarmup_steps = 2\n")
