@@ -89,8 +89,9 @@ def test_npe_agrees_with_nuts_on_a_typical_star(pretrained, nuts_reference, refe
 def test_npe_agrees_with_nuts_on_a_bright_star(pretrained, nuts_reference, reference_star):
     """All 26 bands at 0.02 mag. KNOWN FAILURE (2026-11-23, default model): medians agree (within 0.21
     half-widths) and half-widths are 0.99-1.71x NUTS's, but 4.1% of the NPE draws lie where the
-    posterior has no mass (models/base: 8.2%; the 200-epoch model: 22%). Kept as a slow study until a
-    model passes it."""
+    posterior has no mass (models/base: 8.2%; the 200-epoch model: 22%). Those draws sit at A_V near
+    0.03 (a zero-extinction, cooler, higher-gravity solution). Kept as a slow study until a model
+    passes it."""
     all_bands = functools.partial(reference_star, bands=pretrained[1].bands, err_mag=0.02)
     _assert_agree(*_npe_and_nuts(pretrained, nuts_reference, all_bands))
 
