@@ -191,13 +191,13 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     posterior, opt_state = trainer.initial_state()
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "history": []}
     val = trainer.validation_set
-    lineage = None
-    if config.init_from:
+    resuming = resume and (out / "checkpoint.json").exists()
+    if config.init_from and not resuming:  # a resumed fine-tune has its start in the checkpoint
         posterior, lineage = warm_start(posterior, config)
         state.update(best_val=float(trainer.validation_loss(posterior, val)), parent=lineage)
         state["history"].append([0, None, state["best_val"]])
     best = posterior
-    if resume and (out / "checkpoint.json").exists():
+    if resuming:
         saved = json.loads((out / "checkpoint.json").read_text())
         if {k: v for k, v in saved["config"].items() if k != "max_minutes"} != config.run_definition():
             raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
