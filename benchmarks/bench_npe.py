@@ -50,7 +50,7 @@ def main() -> None:
               "rejected_fraction": round(float(out.n_rejected.sum() / (out.n_rejected.sum() + args.stars * args.draws)), 4)}
 
     training = card.training.get("config", {})
-    config = replace(TrainConfig(), architecture=Architecture(**card.architecture), noise=TrainingNoise(**card.noise),
+    config = replace(TrainConfig(), architecture=Architecture.from_card(card.architecture), noise=TrainingNoise(**card.noise),
                      batch_size=training.get("batch_size", 256), steps_per_epoch=training.get("steps_per_epoch", 100))
     trainer = Trainer(config)
     state, opt_state = trainer.initial_state()

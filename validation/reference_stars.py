@@ -2,7 +2,7 @@
 
     python validation/reference_stars.py [--model models/default] [--out validation/reports/reference_stars.md]
 
-The stars and the NUTS reference are the test suite's own (``tests/conftest.py``):
+The stars and the NUTS reference are the test suite's own (``sedppl.diagnostics.reference``):
 a Sun-like dwarf in Gaia + 2MASS + WISE at 0.05 mag, and the same star in all
 bands at 0.02 mag. Per parameter the report gives the NPE median's shift and its
 half-width (half the 16-84% interval) in NUTS half-widths, which is what
@@ -17,31 +17,29 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from datetime import date
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sedppl.diagnostics.comparison import half_width, unsupported_fraction
+from sedppl.diagnostics.reference import nuts_reference, reference_star
+from sedppl.inference.importance import ImportanceSampler, ISConfig
+from sedppl.inference.npe.card import load_npe
+from sedppl.inference.npe.estimator import NPEEstimator
+from sedppl.model.forward import PARAMS
+from sedppl.model.generative import log_joint
+from npe_accuracy import shown_path  # a sibling script (run as a script, validation/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import conftest  # noqa: E402  (the test suite's stars and NUTS reference)
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from sedppl.diagnostics.comparison import half_width, unsupported_fraction  # noqa: E402
-from sedppl.inference.importance import ImportanceSampler, ISConfig  # noqa: E402
-from sedppl.inference.npe.card import load_npe  # noqa: E402
-from sedppl.inference.npe.estimator import NPEEstimator  # noqa: E402
-from sedppl.model.forward import PARAMS  # noqa: E402
-from sedppl.model.generative import log_joint  # noqa: E402
-from npe_accuracy import shown_path  # noqa: E402  (a sibling script)
 
 SHOWN = (*PARAMS, "theta_mas")
 
 
 def star_rows(name: str, model, posterior, photometry) -> tuple[list[str], str]:
-    nuts = conftest.nuts_reference.__wrapped__()(model, *photometry)
+    nuts = nuts_reference(model, *photometry)
     npe = NPEEstimator(posterior, model, draws=2000, stars_per_call=1).sample(
         jax.random.key(1), *photometry, progress=False)
     exact = ImportanceSampler(posterior, model, model, ISConfig(proposals=8000, draws=8000, stars_per_call=1)).sample(
@@ -76,8 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     posterior, card = load_npe(args.model)
     model = card.model(marginalize_scale=True)
-    star = conftest.reference_star.__wrapped__()
-    stars = {"typical": star, "bright": functools.partial(star, bands=card.bands, err_mag=0.02)}
+    stars = {"typical": reference_star, "bright": functools.partial(reference_star, bands=card.bands, err_mag=0.02)}
     rows, notes = [], []
     for name, make in stars.items():
         r, note = star_rows(name, model, posterior, make(model))

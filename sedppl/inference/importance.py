@@ -207,10 +207,10 @@ class ImportanceSampler:
         return z, x, log_q, log_w, khat, ess
 
     def _star(self, key, err, mask, mag, rounds: int):
-        cfg, base = self.config, self.posterior.flow.base_dist
+        cfg, (loc, scale) = self.config, self.posterior.base_loc_scale()
         condition = self.posterior.summary(err, mask, mag)
-        n_par = base.loc.shape[0]
-        mixture = _BaseMixture(base.loc, base.scale, jnp.zeros((0, n_par)), jnp.zeros((0, n_par, n_par)),
+        n_par = loc.shape[0]
+        mixture = _BaseMixture(loc, scale, jnp.zeros((0, n_par)), jnp.zeros((0, n_par, n_par)),
                                cfg.df, cfg.defensive)
         keys = jax.random.split(key, rounds + 3)
         z, x, log_q, log_w, khat, ess = self._round(keys[0], mixture, condition, err, mask, mag)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from arviz_stats.base import array_stats
 
+from sedppl.diagnostics.comparison import half_width
 from sedppl.inference.importance import INFLATE, ImportanceSampler, ISConfig, _BaseMixture, smoothed_weights
 from sedppl.inference.npe.card import ModelMismatchError, load_npe
 from sedppl.model.generative import sed_model
@@ -92,13 +93,16 @@ def test_a_prior_wider_than_the_training_box_is_refused(pretrained):
 
 
 def _assert_agree(nuts, draws, params=("teff", "logg", "mh", "av", "rv", "theta_mas")):
-    """Medians within half a NUTS sd, widths within a factor 1.6; theta compared in log10."""
+    """Medians within half a NUTS half-width (half the 16-84% interval), half-widths within a factor 1.6;
+    theta compared in log10. Quantiles, not sds: the reference star's exact posterior has a minor mode
+    near 6300 K that NUTS's chains visit less (under the swapped prior, 5.5% of the mass with 8000
+    proposals, ESS 1555; NUTS's 99th percentile is 6225 K), and an sd weighs such a mode heavily."""
     for p in params:
         a, b = nuts.params[p][0].ravel(), draws.params[p][0].ravel()
         if p == "theta_mas":
             a, b = np.log10(a), np.log10(b)
-        assert abs(np.median(a) - np.median(b)) < 0.5 * np.std(a), (p, np.median(a), np.median(b), np.std(a))
-        assert 0.6 < np.std(b) / np.std(a) < 1.6, (p, np.std(a), np.std(b))
+        assert abs(np.median(a) - np.median(b)) < 0.5 * half_width(a), (p, np.median(a), np.median(b), half_width(a))
+        assert 0.6 < half_width(b) / half_width(a) < 1.6, (p, half_width(a), half_width(b))
 
 
 def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained, nuts_reference, reference_star):
@@ -113,7 +117,7 @@ def test_npe_is_agrees_with_nuts_where_plain_npe_is_off(pretrained, nuts_referen
     _assert_agree(nuts_reference(model, *star), result)  # theta too (NUTS's theta: checked in test_nuts)
 
 
-@pytest.mark.slow  # ~65 s on 2 cores (a second NUTS reference run); passed 2026-11-22, run with -m slow
+@pytest.mark.slow  # ~65 s on 2 cores (a second NUTS reference run); run with -m slow
 def test_prior_swap_agrees_with_nuts_under_the_new_prior(pretrained, nuts_reference, reference_star):
     """A much narrower R_V prior away from the old mean, and a gravity prior that cuts away the
     giants: NPE trained under the default prior, reweighted, against NUTS run under the new prior."""

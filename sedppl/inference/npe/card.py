@@ -75,7 +75,7 @@ class ModelCard:
     def skeleton(self) -> NPEPosterior:
         model = self.model()
         return NPEPosterior(jax.random.key(0), len(self.bands), model.support(), model.prior.sys_floor,
-                            Architecture(**self.architecture))
+                            Architecture.from_card(self.architecture))
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"bands": list(self.bands)}, indent=2)

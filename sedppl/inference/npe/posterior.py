@@ -2,8 +2,17 @@
 
 The flow (flowjax MAF with rational-quadratic splines, optionally followed by a
 conditional shift and scale) works in R^5 and is composed with a fixed,
-non-trainable bijection onto the prior's support box
-(log scale for Teff, linear for the rest), so no draw ever leaves the box.
+non-trainable bijection onto the prior's support box, so no draw ever leaves the box.
+
+That bijection decides where the prior sits in the flow's space, and so what
+the splines can reach. The splines act on [-interval, interval] and are the
+identity outside it; a flow whose targets lie outside must widen its base
+distribution, and the base's far tails then land as isolated draws far from a
+narrow posterior. The "standardized" support map (the default) keeps the
+prior inside: log maps for Teff and A_V (A_V softened near its lower bound, where
+the exponential prior peaks) and a logistic slope of pi/sqrt(3), so that a flat
+prior has unit variance; the base is a fixed N(0, 1). The "logit" map (plain
+logit, log Teff only, trainable base) is kept so that models trained with it load.
 Draws that land in a hole of the grid's validity region are rejected by the
 caller (``estimator.NPEEstimator``), which counts them per star.
 
@@ -22,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import paramax
 from flowjax.bijections import AbstractBijection, Chain, RationalQuadraticSpline
-from flowjax.distributions import Normal, Transformed
+from flowjax.distributions import Normal, StandardNormal, Transformed
 from flowjax.flows import masked_autoregressive_flow
 from jaxtyping import Array, Float, PRNGKeyArray
 from jax.scipy.special import logit
@@ -31,7 +40,12 @@ from ...model.forward import PARAMS
 from .encoder import SetEncoder
 from .simulations import centre
 
-LOG_SCALED = ("teff",)  # parameters whose box is mapped in log space
+# parameter -> softening of its log map: log(value - low + softening); 0 = log(value) itself
+LOG_MAPS = {
+    "standardized": {"teff": 0.0, "av": 0.01},  # A_V resolved down to ~0.01 mag above its lower bound
+    "logit": {"teff": 0.0},
+}
+SLOPES = {"standardized": float(np.pi / np.sqrt(3.0)), "logit": 1.0}  # logistic slope of the box map
 EDGE = 1e-6  # fraction of a box side treated as its edge when mapping back to R^5
 
 
@@ -49,39 +63,60 @@ class Architecture:
     knots: int = 8
     interval: float = 5.0  # spline range in the flow's standardised space
     conditional_affine: bool = False  # a per-star shift and scale after the splines (see ConditionalAffine)
+    support_map: str = "standardized"  # how R^5 maps onto the prior box: "standardized" or "logit" (see module)
+
+    def __post_init__(self):
+        if self.support_map not in SLOPES:
+            raise ValueError(f"support_map must be one of {sorted(SLOPES)}, got {self.support_map!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_card(cls, architecture: dict) -> Architecture:
+        """The architecture a model card records; cards older than ``support_map`` used "logit"."""
+        return cls(**{"support_map": "logit"} | architecture)
+
 
 class BoxSupport(AbstractBijection):
-    """R^5 -> the prior's support box: sigmoid, affine, and exp for log-scaled parameters."""
+    """R^5 -> the prior's support box: a logistic of slope ``slope``, affine onto the box, then the
+    inverse of a log map for the parameters that have one (value = exp(w), or low - softening + exp(w))."""
 
     low: Float[Array, " 5"]
     high: Float[Array, " 5"]
     log_scaled: Array
+    offset: tuple[float, ...] = eqx.field(static=True)  # value = offset + exp(w) for log-mapped parameters
+    slope: float = eqx.field(static=True)
     shape: tuple[int, ...] = (len(PARAMS),)
     cond_shape = None
 
-    def __init__(self, support: dict[str, tuple[float, float]]):
-        log_scaled = np.asarray([p in LOG_SCALED for p in PARAMS])
+    def __init__(self, support: dict[str, tuple[float, float]], support_map: str = "standardized"):
+        softening = LOG_MAPS[support_map]
+        log_scaled = np.asarray([p in softening for p in PARAMS])
         bounds = np.asarray([support[p] for p in PARAMS], np.float64)
-        bounds[log_scaled] = np.log(bounds[log_scaled])
+        offset = np.asarray([support[p][0] - softening[p] if softening.get(p, 0.0) > 0 else 0.0 for p in PARAMS])
+        if np.any(bounds[log_scaled, 0] <= offset[log_scaled]):
+            bad = [p for p, b, o, ls in zip(PARAMS, bounds[:, 0], offset, log_scaled) if ls and b <= o]
+            raise ValueError(f"the prior box of {bad} must lie above 0 for a log map")
+        bounds[log_scaled] = np.log(bounds[log_scaled] - offset[log_scaled, None])
         self.low, self.high = jnp.asarray(bounds[:, 0], jnp.float32), jnp.asarray(bounds[:, 1], jnp.float32)
         self.log_scaled = jnp.asarray(log_scaled)
+        self.offset, self.slope = tuple(float(o) for o in offset), SLOPES[support_map]
 
     def _log_det(self, x, w):
+        s = self.slope * x
         width = self.high - self.low
-        return jnp.sum(jax.nn.log_sigmoid(x) + jax.nn.log_sigmoid(-x) + jnp.log(width) + jnp.where(self.log_scaled, w, 0.0))
+        return jnp.sum(jax.nn.log_sigmoid(s) + jax.nn.log_sigmoid(-s) + jnp.log(self.slope * width)
+                       + jnp.where(self.log_scaled, w, 0.0))
 
     def transform_and_log_det(self, x, condition=None):
-        w = self.low + (self.high - self.low) * jax.nn.sigmoid(x)
-        return jnp.where(self.log_scaled, jnp.exp(w), w), self._log_det(x, w)
+        w = self.low + (self.high - self.low) * jax.nn.sigmoid(self.slope * x)
+        return jnp.where(self.log_scaled, jnp.asarray(self.offset) + jnp.exp(w), w), self._log_det(x, w)
 
     def inverse_and_log_det(self, y, condition=None):
-        w = jnp.where(self.log_scaled, jnp.log(jnp.where(self.log_scaled, y, 1.0)), y)
+        w = jnp.where(self.log_scaled, jnp.log(jnp.where(self.log_scaled, y - jnp.asarray(self.offset), 1.0)), y)
         # a float32 value on the box's edge (e.g. A_V at its shift) would map to -inf: keep it just inside
-        x = logit(jnp.clip((w - self.low) / (self.high - self.low), EDGE, 1.0 - EDGE))
+        x = logit(jnp.clip((w - self.low) / (self.high - self.low), EDGE, 1.0 - EDGE)) / self.slope
         return x, -self._log_det(x, w)
 
 
@@ -131,14 +166,16 @@ class NPEPosterior(eqx.Module):
         k_enc, k_flow, k_affine = jax.random.split(key, 3)
         self.encoder = SetEncoder(n_bands, width=a.width, depth=a.depth, heads=a.heads,
                                   summary_dim=a.summary_dim, key=k_enc)
+        # a fixed N(0, 1) base, except in "logit" models, whose base was trained
+        base = Normal(jnp.zeros(len(PARAMS))) if a.support_map == "logit" else StandardNormal((len(PARAMS),))
         maf = masked_autoregressive_flow(
-            k_flow, base_dist=Normal(jnp.zeros(len(PARAMS))),
+            k_flow, base_dist=base,
             transformer=RationalQuadraticSpline(knots=a.knots, interval=a.interval),
             cond_dim=a.summary_dim, flow_layers=a.flow_layers, nn_width=a.flow_width, nn_depth=a.flow_depth,
             invert=True,  # fast log_prob for training; sampling inverts (5 dims: cheap enough)
         )
         affine = [ConditionalAffine(k_affine, a.summary_dim, a.flow_width)] if a.conditional_affine else []
-        self.flow = Transformed(maf.base_dist, Chain([maf.bijection, *affine, paramax.non_trainable(BoxSupport(support))]))
+        self.flow = Transformed(maf.base_dist, Chain([maf.bijection, *affine, paramax.non_trainable(BoxSupport(support, a.support_map))]))
         self.sys_floor = sys_floor
 
     def summary(self, mag_err, mask, mag) -> Float[Array, " s"]:
@@ -153,6 +190,13 @@ class NPEPosterior(eqx.Module):
     def sample_and_log_prob(self, key: PRNGKeyArray, n: int, mag_err, mask, mag) -> tuple[Array, Array]:
         """n draws (n, 5) and their log q, in one forward pass (exact for importance weights)."""
         return self.flow.sample_and_log_prob(key, (n,), condition=self.summary(mag_err, mask, mag))
+
+    def base_loc_scale(self) -> tuple[Array, Array]:
+        """Mean and sd of the flow's Gaussian base distribution."""
+        base = self.flow.base_dist
+        if isinstance(base, Normal):
+            return base.loc, base.scale
+        return jnp.zeros(base.shape), jnp.ones(base.shape)
 
     def push(self, z: Float[Array, "n 5"], condition: Float[Array, " s"]) -> tuple[Array, Array]:
         """Points of the flow's base space -> parameters, with log |det dx/dz| of each.

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import time
 import tomllib
 from dataclasses import dataclass, replace
@@ -104,23 +105,35 @@ class TrainConfig:
 def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosterior, dict]:
     """``posterior`` with the trainable weights of the model in ``config.init_from``, and what the
     card records of that parent. The support box stays the new prior's; a conditional affine layer
-    that the parent lacks keeps its initial weights (the identity)."""
+    that the parent lacks keeps its initial weights (the identity). Under another support map the
+    encoder and flow layers start from the parent's, the base is the new map's."""
     parent, card = load_npe(config.init_from)
-    theirs = Architecture(**card.architecture)
-    allowed = replace(theirs, conditional_affine=True) if config.architecture.conditional_affine else theirs
-    differ = [name for name, mine, other in (("bands", list(config.bands), list(card.bands)),
-                                             ("library", config.library, card.library),
-                                             ("architecture", config.architecture, allowed)) if mine != other]
+    theirs = Architecture.from_card(card.architecture)
+    mine = config.architecture
+    allowed = replace(theirs, conditional_affine=theirs.conditional_affine or mine.conditional_affine,
+                      support_map=mine.support_map)
+    differ = [name for name, ours, parents in (("bands", list(config.bands), list(card.bands)),
+                                               ("library", config.library, card.library),
+                                               ("architecture", mine, allowed)) if ours != parents]
     if differ:
         raise ValueError(f"init_from {config.init_from}: the model's {' and '.join(differ)} differ from this "
                          "configuration's; fine-tuning keeps bands, library and architecture (it may only add a "
-                         "conditional affine layer)")
+                         "conditional affine layer or change the support map)")
     n = len(parent.flow.bijection.bijections) - 1  # the parent's MAF and its affine layer, if any: all but the box
-    layers = lambda p: (p.encoder, p.flow.base_dist, *p.flow.bijection.bijections[:n])  # noqa: E731
+    same_base = theirs.support_map == mine.support_map  # another map has another (fixed) base
+    layers = lambda p: (p.encoder, *([p.flow.base_dist] if same_base else []),  # noqa: E731
+                        *p.flow.bijection.bijections[:n])
     t = card.training
     lineage = {k: t.get(k) for k in ("epochs", "simulations_seen", "minutes", "best_validation_nll", "date")}
     lineage |= {"path": Path(config.init_from).name, "code_hash": card.code_hash, "init_from": t.get("init_from")}
     return eqx.tree_at(layers, posterior, layers(parent)), lineage
+
+
+def _portable(config: dict, out: Path) -> dict:
+    """The config as the card records it: file paths relative to the model directory, not this machine's."""
+    paths = {k: os.path.relpath(config[k], out) for k in ("prior", "init_from")
+             if config.get(k) and config[k] != "default"}
+    return config | paths
 
 
 def _fields(cls) -> set[str]:
@@ -235,7 +248,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             "minutes": round(state["seconds"] / 60, 1), "simulations_per_second": round(sims / max(state["seconds"], 1e-9)),
             "best_validation_nll": round(state["best_val"], 4), "validation_stars": config.val_size,
             "stopped": "patience" if stale >= config.patience else ("time" if state["epoch"] < config.max_epochs else "max_epochs"),
-            "config": config.to_dict(), "history": state["history"],
+            "config": _portable(config.to_dict(), out), "history": state["history"],
         } | ({"init_from": state["parent"], "starting_validation_nll": round(state["history"][0][2], 4)}
              if "parent" in state else {}),
         data_hash=data_hash(config.library), code_hash=code_hash(),

@@ -1,5 +1,6 @@
 """Training runs, resumes, and saves a model card that loading checks."""
 
+import json
 from dataclasses import replace
 
 import equinox as eqx
@@ -71,6 +72,9 @@ def test_fine_tuning_starts_from_the_parent_and_never_ends_worse(trained, tmp_pa
     _, swapped = train(replace(TINY, init_from=str(out), max_epochs=1, prior=str(narrower)), tmp_path / "swapped",
                        progress=False)
     assert swapped.prior().to_dict()["av"]["high"] == 5.0
+    recorded = swapped.training["config"]  # paths relative to the model directory, not this machine's
+    assert recorded["prior"] == "../prior.toml"
+    assert (tmp_path / "swapped" / recorded["init_from"]).resolve() == out.resolve()
     wider = replace(TINY, init_from=str(out), architecture=replace(TINY.architecture, flow_width=32))
     with pytest.raises(ValueError, match="architecture differ"):
         train(wider, tmp_path / "refused", progress=False)
@@ -87,6 +91,23 @@ def test_fine_tuning_may_add_a_conditional_affine_layer_that_starts_as_the_ident
     assert len(tuned.flow.bijection.bijections) == len(parent.flow.bijection.bijections) + 1
     with pytest.raises(ValueError, match="architecture differ"):  # a layer may be added, never dropped
         train(replace(TINY, init_from=str(tmp_path / "grown"), max_epochs=1), tmp_path / "shrunk", progress=False)
+
+
+def test_fine_tuning_may_move_to_another_support_map(trained, model):
+    """The encoder and flow layers start as the parent's, exactly; the base is the new map's own."""
+    from sedppl.inference.npe.posterior import NPEPosterior
+    from sedppl.inference.npe.train import warm_start
+
+    out, parent, _ = trained
+    moved = replace(TINY, init_from=str(out), architecture=replace(TINY.architecture, support_map="logit"))
+    fresh = NPEPosterior(jax.random.key(99), len(TINY.bands), model.support(), 0.02, moved.architecture)
+    started, lineage = warm_start(fresh, moved)
+    layers = lambda p: (p.encoder, p.flow.bijection.bijections[0])  # noqa: E731
+    leaves = lambda t: jax.tree.leaves(eqx.filter(t, eqx.is_inexact_array))  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(layers(started)), leaves(layers(parent))))
+    assert not np.array_equal(leaves(fresh.encoder)[0], leaves(parent.encoder)[0])
+    assert len(leaves(started.flow.base_dist)) == 2 and not leaves(parent.flow.base_dist)  # trainable loc, scale
+    assert lineage["epochs"] == 3
 
 
 def test_loading_checks_bands_library_and_prior(trained):
@@ -134,7 +155,7 @@ def test_cli_time_budget_stops_and_resume_finishes(trained, tmp_path):
     """`sedppl train --max-minutes 0` stops after one epoch; `--resume` then runs to max_epochs."""
     from sedppl.io.cli import main
 
-    arch = ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in TINY.architecture.to_dict().items())
+    arch = ", ".join(f"{k} = {json.dumps(v)}" for k, v in TINY.architecture.to_dict().items())  # TOML values
     config = tmp_path / "tiny.toml"
     config.write_text(f"[model]\nbands = {list(TINY.bands)!r}\n[architecture]\n" + arch.replace(", ", "\n")
                       + "\n[train]\nbatch_size = 32\nsteps_per_epoch = 4\nmax_epochs = 3\nval_size = 128\nwarmup_steps = 2\n")
