@@ -27,6 +27,8 @@ from .fit import REPORTED, FitResult, fit_catalog
 COMPARED = ("npe", "npe-is")
 SHOWN = PARAMS + ("theta_mas",)
 
+KHAT_SHOWN_MAX = 2.0  # k̂ above this (or inf) is drawn at this value in the report's histogram
+
 
 @dataclass
 class Comparison:
@@ -176,7 +178,10 @@ def _figure(stars: Table, path: Path) -> None:
     axes[0, 1].axhline(1.0, color="0.5")
     axes[0, 1].set_yscale("log")
     khat = np.asarray(stars["npe-is_khat"])
-    axes[1, 0].hist([np.asarray(stars["npe-is_khat_npe"]), khat], bins=20, label=["NPE draws", "after adaptation"],
+    # k̂ is inf where too few ratios were finite for the tail fit: shown at the right edge, KHAT_SHOWN_MAX
+    shown = [np.minimum(np.nan_to_num(np.asarray(k, float), nan=KHAT_SHOWN_MAX, posinf=KHAT_SHOWN_MAX), KHAT_SHOWN_MAX)
+             for k in (stars["npe-is_khat_npe"], khat)]
+    axes[1, 0].hist(shown, bins=20, label=["NPE draws", "after adaptation"],
                     color=["C1", "C2"])
     axes[1, 0].axvline(0.7, color="C3")
     axes[1, 0].set_title("Pareto k̂ of the importance weights", fontsize=10)
