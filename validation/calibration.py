@@ -93,6 +93,10 @@ def main() -> None:
         "proposals per round and no NUTS fallback. θ is compared as log10.", "",
         "Fit minutes (sampling time, compile included): "
         + ", ".join(f"{m} {v:.1f}" for m, v in minutes.items()) + ".", "",
+        "Trusted stars (an exact method whose own diagnostics pass; `summary.trusted`): "
+        + ", ".join(f"{m} {int(f.summary['trusted'].sum())}/{len(f.summary)} "
+                    f"({f.summary['trusted'].sum() / max(minutes[m], 1e-9):.1f} per minute)"
+                    for m, f in fits.items() if m != "npe") + ".", "",
         f"Verdict: *pass* when the KS test keeps uniform PIT values (p ≥ {KS_ALPHA}) and both interval coverages "
         "lie in their 3σ binomial bands. \"Max error\" is the signed largest gap between the coverage curve and "
         "the diagonal over 41 levels (negative: overconfident).", "",

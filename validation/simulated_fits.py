@@ -23,13 +23,14 @@ from sedppl.io.catalog import Catalog, read_catalog, write_table
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
 from sedppl.model.simulate import simulate_catalog
 
-METHODS = ("npe", "npe-is", "nuts")
+METHODS = ("npe", "npe-is", "nuts", "smc")
+EXACT = ("nuts", "smc")  # the slow ones on a CPU: they fit the first nuts_n stars
 
 
 @dataclass(frozen=True)
 class Study:
     n: int = 200  # simulated stars (npe and npe-is fit all of them)
-    nuts_n: int = 100  # the first nuts_n stars are also fitted by NUTS (it is the slow one on a CPU)
+    nuts_n: int = 100  # the first nuts_n stars are also fitted by NUTS and SMC (the slow ones on a CPU)
     seed: int = 0
     chains: int = 4
     draws: int = 1000
@@ -71,12 +72,12 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
             fits[method] = FitResult.read(folder)
             minutes[method] = json.loads(done.read_text())["minutes"]
             continue
-        rows = catalog if method != "nuts" else read_catalog(table[: study.nuts_n])
+        rows = catalog if method not in EXACT else read_catalog(table[: study.nuts_n])
         config = NUTSConfig(chains=study.chains, draws=study.draws, warmup=study.warmup, retry=False)
         importance = ISConfig(proposals=study.proposals)
         fit = fit_catalog(rows, method, out=folder, config=config, seed=study.seed + 1, progress=progress,
                           npe_model=study.model, importance=importance, fallback=False,
-                          prior=card.prior() if method == "nuts" else None)
+                          prior=card.prior() if method in EXACT else None)
         fits[method] = fit
         minutes[method] = float(np.sum(fit.summary["seconds"])) / 60
         done.write_text(json.dumps({"settings": stamp, "minutes": minutes[method]}, indent=2))

@@ -31,7 +31,6 @@ CPU devices doubled the throughput (BENCHMARKS.md).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 
 import blackjax
@@ -39,13 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
-from jax.sharding import PartitionSpec
+from jax.flatten_util import ravel_pytree
 from numpyro.infer import Predictive
 from numpyro.infer.util import initialize_model, unconstrain_fn
-from tqdm.auto import tqdm
 
 from ..model.forward import PARAMS
-from ..model.generative import SEDModel, log_joint, sample_log10_theta
+from ..model.generative import SEDModel, log_joint
+from .batching import compile_over_stars, exact_theta, sample_in_chunks
+from .modes import mode_weights, resample_chains
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class NUTSConfig:
     stars_per_call: int = 8  # stars per compiled call (progress bar granularity), rounded up to the devices
     retry: bool = True  # refit flagged stars once with twice the warm-up
     restart_gap: float = 10.0  # nats; a chain ending warm-up this far below the best restarts from it (inf: never)
+    mode_draws: int = 256  # fresh draws per chain that estimate each mode's mass (``modes.mode_weights``)
 
 
 @dataclass
@@ -77,6 +78,17 @@ class StarDraws:
     step_size: np.ndarray  # (star, chain)
     seconds: np.ndarray  # (star,) wall time share of each star
     restarted: np.ndarray  # (star,) chains moved to the best chain's state after warm-up
+    chain_weight: np.ndarray  # (star, chain) each chain's share of the posterior mass (``modes``)
+    mode: np.ndarray  # (star, chain) label of each chain's mode
+    n_modes: np.ndarray  # (star,)
+    mode_khat: np.ndarray  # (star,) PSIS k̂ behind the chain weights
+    mode_ess: np.ndarray  # (star,) ESS of the mass estimate's importance ratios
+
+    def pooled(self, i: int, n_out: int | None = None) -> dict[str, np.ndarray]:
+        """Star ``i``'s draws pooled over chains with their modes' masses: name -> (n_out,) equal weight
+        (default: as many as the chains hold)."""
+        n_out = n_out or self.diverging[i].size
+        return {p: resample_chains(v[i], self.chain_weight[i], n_out) for p, v in self.params.items()}
 
 
 class NUTSSampler:
@@ -90,17 +102,7 @@ class NUTSSampler:
         template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
         info = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
         self._potential, self._constrain = info.potential_fn, info.postprocess_fn
-        batch = config.batch
-        if batch == "auto":
-            batch = "map" if jax.default_backend() == "cpu" else "vmap"
-        self._batch = batch
-        self._devices = len(jax.local_devices())
-        run = self._run_batch
-        if self._devices > 1:  # each device gets an equal block of the call's stars
-            mesh = jax.make_mesh((self._devices,), ("star",), axis_types=(jax.sharding.AxisType.Auto,))
-            run = jax.shard_map(run, mesh=mesh, in_specs=PartitionSpec("star"),
-                                out_specs=PartitionSpec("star"), check_vma=False)
-        self._compiled = jax.jit(run)
+        self._compiled = compile_over_stars(self._run_one, config.batch)
 
     # -- one star ---------------------------------------------------------------
     def logdensity(self, z: dict, err, mask, mag):
@@ -125,7 +127,7 @@ class NUTSSampler:
     def _run_star(self, key, err, mask, mag):
         cfg = self.config
         logdensity = lambda z: self.logdensity(z, err, mask, mag)  # noqa: E731
-        k_init, k_warm, k_draw = jax.random.split(key, 3)
+        k_init, k_warm, k_draw, k_modes = jax.random.split(key, 4)
         warmup = blackjax.window_adaptation(
             blackjax.nuts, logdensity, is_mass_matrix_diagonal=not cfg.dense_mass,
             target_acceptance_rate=cfg.target_accept,
@@ -150,49 +152,25 @@ class NUTSSampler:
 
         z, div, depth, acc, logp, step_size = jax.vmap(draws)(jax.random.split(k_draw, cfg.chains), state, tuned)
         params = jax.vmap(jax.vmap(self._constrain(err, mask, mag)))(z)
-        return params, div, depth, acc, logp, step_size, restarted
-
-    def _theta(self, key, params, err, mask, mag):
-        """Exact draws of log10 theta [mas] given each draw of the five parameters."""
-        flat = jnp.stack([params[n].reshape(-1) for n in PARAMS], axis=-1)
-        keys = jax.random.split(key, flat.shape[0])
-        draw = lambda k, p: sample_log10_theta(k, self.model, p, err, mask, mag)  # noqa: E731
-        return jax.vmap(draw)(keys, flat).reshape(params[PARAMS[0]].shape)
+        flat = jax.vmap(jax.vmap(lambda v: ravel_pytree(v)[0]))(z)  # (chain, draw, 5)
+        unravel = ravel_pytree(jax.tree.map(lambda a: a[0, 0], z))[1]
+        modes = mode_weights(k_modes, lambda y: logdensity(unravel(y)), flat, cfg.mode_draws)
+        return params, div, depth, acc, logp, step_size, restarted, *modes[:5]
 
     def _run_one(self, key, err, mask, mag):
         k_nuts, k_theta = jax.random.split(key)
         params, *stats = self._run_star(k_nuts, err, mask, mag)
         params = {n: params[n] for n in PARAMS}
-        params["theta_mas"] = 10.0 ** self._theta(k_theta, params, err, mask, mag)
+        params["theta_mas"] = exact_theta(k_theta, self.model, params, err, mask, mag)
         return params, *stats
-
-    def _run_batch(self, keys, err, mask, mag):
-        if self._batch == "vmap":
-            return jax.vmap(self._run_one)(keys, err, mask, mag)
-        return jax.lax.map(lambda a: self._run_one(*a), (keys, err, mask, mag))
 
     # -- many stars ---------------------------------------------------------------
     def sample(self, key, err, mask, mag, progress: bool = True) -> StarDraws:
         """Sample every star (rows of err/mask/mag; absent bands may hold NaN)."""
-        err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
-        mask = mask.astype(bool)
-        err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
-        n = len(mag)
-        size = min(self.config.stars_per_call, n)  # a short catalog is not padded to a full chunk
-        size = -(-size // self._devices) * self._devices
-        keys = jax.random.split(key, n)
-        chunks, seconds = [], np.zeros(n)
-        with tqdm(total=n, desc="NUTS", unit="star", disable=not progress) as bar:
-            for start in range(0, n, size):
-                rows = np.arange(start, min(start + size, n))
-                padded = np.resize(rows, size)  # fixed shape: one compilation
-                t0 = time.perf_counter()
-                out = jax.block_until_ready(self._compiled(keys[padded], err[padded], mask[padded], mag[padded]))
-                seconds[rows] = (time.perf_counter() - t0) / len(rows)
-                chunks.append(jax.tree.map(lambda a: np.asarray(a)[: len(rows)], out))
-                bar.update(len(rows))
-        params, div, depth, acc, logp, step_size, restarted = jax.tree.map(lambda *a: np.concatenate(a), *chunks)
-        return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted)
+        out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "NUTS",
+                                        progress)
+        params, div, depth, acc, logp, step_size, restarted, *modes = out
+        return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted, *modes)
 
     def with_config(self, **changes) -> NUTSSampler:
         return NUTSSampler(self.model, replace(self.config, **changes))

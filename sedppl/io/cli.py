@@ -87,6 +87,7 @@ def _cmd_fit(args) -> int:
 
     from ..inference.importance import ISConfig
     from ..inference.nuts import NUTSConfig
+    from ..inference.smc import SMCConfig
     from .catalog import read_catalog
     from .fit import fit_catalog
 
@@ -99,13 +100,18 @@ def _cmd_fit(args) -> int:
                           rescue_rounds=args.rescue_rounds)
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
                          config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
-                         draws=args.draws, importance=importance, fallback=not args.no_fallback)
+                         draws=args.draws, importance=importance,
+                         fallback=None if args.no_fallback else args.fallback, smc=SMCConfig(particles=args.particles))
     s = result.summary
     flagged = int((s["flag"] != "").sum())
-    print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged")
+    print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged, "
+          f"{int(s['trusted'].sum())} trusted")
+    if args.method == "nuts":
+        print(f"nuts: {int((s['n_modes'] > 1).sum())} stars with chains in more than one mode (weighted by mass)")
     if args.method == "npe-is":
         print(f"npe-is: median khat {np.nanmedian(s['khat']):.2f}, median ESS {np.nanmedian(s['ess']):.0f}; "
-              f"{int(s['fallback'].sum())} stars refitted with NUTS" + ("" if not args.no_fallback else " (fallback off)"))
+              f"{int(s['fallback'].sum())} stars refitted with {args.fallback.upper()}"
+              + ("" if not args.no_fallback else " (fallback off)"))
     print(f"wrote {args.out / 'summary.parquet'} and {args.out / 'posterior.nc'}")
     return 0
 
@@ -203,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a catalog; writes DIR/summary.parquet and DIR/posterior.nc")
     p.add_argument("catalog", type=Path)
-    p.add_argument("--method", default="nuts", choices=("nuts", "npe", "npe-is"),
-                   help="nuts; npe (the trained flow); npe-is (its draws importance-weighted to the model)")
+    p.add_argument("--method", default="nuts", choices=("nuts", "smc", "npe", "npe-is"),
+                   help="nuts; smc (tempered SMC, for multimodal stars); npe (the trained flow); "
+                   "npe-is (its draws importance-weighted to the model)")
     p.add_argument("--model", type=Path, help="NPE model folder (default: models/default)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the default prior; for npe and npe-is "
@@ -219,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescue-rounds", type=int, default=8, metavar="N",
                    help="npe-is: stars unreliable after 3 adaptation rounds start again with N (0: never)")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
+    p.add_argument("--fallback", default="nuts", choices=("nuts", "smc"),
+                   help="npe-is: the exact method that refits unreliable stars")
+    p.add_argument("--particles", type=int, default=512, help="smc: particles per star")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")

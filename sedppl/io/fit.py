@@ -4,6 +4,13 @@
 star, in input order -- stars rejected by input validation included, with
 their flag -- and the ArviZ DataTree holds the draws of the fitted stars with
 ``star`` as a dimension.
+
+The ``posterior`` group always holds equal-weight draws of the posterior. For
+NUTS these are the chains pooled with each mode's estimated mass
+(``inference.modes``), so one chain per dimension ``chain``; the chains as
+sampled, their sampler statistics, weights and mode labels are in the group
+``nuts_chains``. A star is ``trusted`` when it was fitted by an exact method
+(nuts, smc, or npe-is with reliable weights) whose own diagnostics pass.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ from ..diagnostics import ood
 from ..diagnostics.convergence import ConvergenceCriteria, star_diagnostics
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
+from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
 from ..model.generative import sed_model
 from ..model.priors import Prior
 from .catalog import Catalog, read_catalog
 
 REPORTED = PARAMS + ("theta_mas",)
-METHODS = ("nuts", "npe", "npe-is")
+METHODS = ("nuts", "smc", "npe", "npe-is")
+FALLBACKS = ("nuts", "smc")
+MIN_DIVERSITY = 0.1  # SMC: fewer distinct particles than this share after the last reweighting is a collapse
+MIN_ACCEPTANCE = 0.1  # SMC: HMC moves at the posterior that accept less than this do not refresh the particles
 DEFAULT_NPE_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 MAX_REJECTED_FRACTION = 0.5  # NPE stars with more of their draws in grid holes are flagged
 
@@ -66,27 +77,35 @@ class _Fitted:
     stats: dict[str, np.ndarray]  # sample_stats, (star, chain, draw)
     extra: dict[str, np.ndarray]  # extra summary columns, (star,)
     importance: object = None  # importance.ISDraws for npe-is: proposals and weights
+    chains: dict | None = None  # nuts: the chains as sampled (params, stats, chain_weight, mode), (star, chain, ...)
 
 
 def fit_catalog(
     catalog, method: str = "nuts", out: str | Path | None = None, prior: Prior | str | Path | None = None,
     library: str = "phoenix", config: NUTSConfig = NUTSConfig(), seed: int = 0, progress: bool = True,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
-    draws: int | None = None, importance: ISConfig = ISConfig(), fallback: bool = True,
+    draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
+    smc: SMCConfig = SMCConfig(),
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
-    - ``nuts``: NUTS on the model under ``prior`` (default prior if None), run as ``config``.
+    - ``nuts``: NUTS on the model under ``prior`` (default prior if None), run as ``config``; chains
+      pooled with each mode's mass.
+    - ``smc``: adaptive tempered SMC on the same model, run as ``smc``.
     - ``npe``: the trained model in ``npe_model`` (default ``models/default``), ``draws`` per star
       (default 1000); the prior must be the one it was trained under (None: that one).
     - ``npe-is``: NPE proposals importance-weighted to the model under ``prior`` (None: the
       training prior), as ``importance``; a different prior is fine while the proposals cover it.
-      Stars with k̂ or ESS out of bounds are refitted with NUTS when ``fallback``.
+      Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("nuts" or "smc"; None or
+      False: flagged only).
 
     Every method flags stars whose photometry the model does not fit (``diagnostics.ood``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; available: {METHODS}")
+    fallback = "nuts" if fallback is True else (fallback or None)
+    if fallback is not None and fallback not in FALLBACKS:
+        raise ValueError(f"unknown fallback {fallback!r}; available: {FALLBACKS} or None")
     catalog = catalog if isinstance(catalog, Catalog) else read_catalog(catalog)
     if prior is not None and not isinstance(prior, Prior):
         prior = Prior.load(prior)
@@ -95,10 +114,13 @@ def fit_catalog(
         config = replace(config, draws=draws)
         importance = replace(importance, draws=draws)
 
-    if method == "nuts":
+    if method in FALLBACKS:
         model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
         fitted = np.nonzero(catalog.usable)[0]
-        result = _nuts(catalog, fitted, model, config, criteria, key, progress)
+        if method == "nuts":
+            result = _nuts(catalog, fitted, model, config, criteria, key, progress)
+        else:
+            result = _smc(catalog, fitted, model, smc, key, progress)
     else:
         path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
         posterior, card, catalog = _load_npe(path, catalog, library, prior if method == "npe" else None)
@@ -110,12 +132,12 @@ def fit_catalog(
         else:
             result = _npe_is(catalog, fitted, posterior, proposal, model, importance, key, progress)
             if fallback:
-                _fall_back_to_nuts(result, catalog, fitted, model, config, criteria, key, progress)
+                _fall_back(fallback, result, catalog, fitted, model, config, smc, criteria, key, progress)
         _flag_errors_outside_training(result, catalog, fitted, card)
     _flag_misfit(result, catalog, fitted, model)
 
     fit = FitResult(_summary(catalog, fitted, result, method), _posterior(catalog, fitted, result, model, method))
-    if method != "nuts":
+    if method not in FALLBACKS:
         fit.posterior.attrs["sedppl_npe_model"] = str(path)
     if out is not None:
         fit.write(out)
@@ -123,7 +145,8 @@ def fit_catalog(
 
 
 def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, progress) -> _Fitted:
-    """NUTS on ``rows`` of the catalog; flagged stars are rerun once with twice the warm-up."""
+    """NUTS on ``rows`` of the catalog; flagged stars are rerun once with twice the warm-up.
+    The reported draws pool the chains with their modes' masses."""
     sampler = NUTSSampler(model, config)
     draws = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
     diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
@@ -137,10 +160,40 @@ def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, prog
             _replace_star(draws, i, again, j)
             diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
             diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
+    for d in diags:
+        d["trusted"] = not d["flag"]
     stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
              "lp": draws.logdensity}
-    return _Fitted({p: draws.params[p] for p in REPORTED}, draws.seconds, diags,
-                   np.full(len(rows), "nuts"), stats, {"chains_restarted": draws.restarted})
+    pooled = [draws.pooled(i) for i in range(len(rows))]
+    params = {p: np.stack([d[p] for d in pooled])[:, None, :] for p in REPORTED}
+    chains = {"params": {p: draws.params[p] for p in REPORTED}, "stats": stats, "chain_weight": draws.chain_weight,
+              "mode": draws.mode}
+    return _Fitted(params, draws.seconds, diags, np.full(len(rows), "nuts"), {}, {"chains_restarted": draws.restarted},
+                   chains=chains)
+
+
+def _smc(catalog: Catalog, rows, model, config: SMCConfig, key, progress) -> _Fitted:
+    """Adaptive tempered SMC on ``rows`` of the catalog."""
+    res = SMCSampler(model, config).sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+    diags = []
+    for i in range(len(rows)):
+        diag = _no_chains(smc_flag(res, i))
+        diags.append(diag | {"trusted": not diag["flag"]})
+    extra = {"log_evidence": res.log_evidence, "smc_steps": res.n_steps, "smc_ess": res.ess,
+             "smc_diversity": res.diversity, "smc_acceptance": res.acceptance}
+    return _Fitted(res.params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
+
+
+def smc_flag(res: SMCDraws, i: int) -> str:
+    """Why star ``i``'s SMC draws cannot be trusted ('' when they can)."""
+    reasons = []
+    if not res.reached_posterior[i]:
+        reasons.append(f"smc: stopped at temperature {res.tempering[i]:.3g} after {res.n_steps[i]} steps")
+    if not res.diversity[i] >= MIN_DIVERSITY:
+        reasons.append(f"smc: {res.diversity[i]:.0%} of particles distinct after the last reweighting")
+    if not res.acceptance[i] >= MIN_ACCEPTANCE:
+        reasons.append(f"smc: acceptance {res.acceptance[i]:.2f} at the posterior")
+    return "; ".join(reasons)
 
 
 def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
@@ -174,26 +227,30 @@ def _npe_is(catalog: Catalog, rows, posterior, proposal, target, cfg: ISConfig, 
             reasons.append(f"npe-is: khat {res.khat[i]:.2f} > {cfg.khat_max}")
         if res.ess[i] < cfg.min_ess:
             reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
-        diags.append(_no_chains(ood.join(*reasons)))
+        diags.append(_no_chains(ood.join(*reasons)) | {"trusted": bool(res.reliable[i])})
     extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
              "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
     return _Fitted(res.params, res.seconds, diags, np.full(len(rows), "npe-is"), {}, extra, importance=res)
 
 
-def _fall_back_to_nuts(result: _Fitted, catalog, rows, model, config, criteria, key, progress) -> None:
-    """Refit the stars whose importance weights cannot be trusted with NUTS, in place."""
+def _fall_back(engine: str, result: _Fitted, catalog, rows, model, config, smc, criteria, key, progress) -> None:
+    """Refit the stars whose importance weights cannot be trusted with ``engine`` (nuts or smc), in place."""
     unreliable = np.nonzero(~result.importance.reliable)[0]
     if len(unreliable) == 0:
         return
-    nuts = _nuts(catalog, rows[unreliable], model, config, criteria, jax.random.fold_in(key, 2), progress)
+    k = jax.random.fold_in(key, 2)
+    if engine == "nuts":
+        exact = _nuts(catalog, rows[unreliable], model, config, criteria, k, progress)
+    else:
+        exact = _smc(catalog, rows[unreliable], model, smc, k, progress)
     n_draws = result.params["teff"].shape[-1]
     for j, i in enumerate(unreliable):
-        for p in REPORTED:  # all chains pooled, thinned evenly to the importance draws' length
-            pooled = nuts.params[p][j].reshape(-1)
+        for p in REPORTED:  # the equal-weight draws, thinned evenly to the importance draws' length
+            pooled = exact.params[p][j].reshape(-1)
             result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
-        result.diags[i] = nuts.diags[j]
-        result.seconds[i] += nuts.seconds[j]
-        result.methods[i] = "nuts"
+        result.diags[i] = exact.diags[j]
+        result.seconds[i] += exact.seconds[j]
+        result.methods[i] = engine
         result.extra["fallback"][i] = True
 
 
@@ -220,22 +277,25 @@ def _rejected_flag(n_rejected: int, n_draws: int) -> str:
 
 
 def _no_chains(flag: str) -> dict:
-    """NPE and NPE-IS have no chains: the MCMC columns stay empty."""
-    return {"rhat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan, "n_divergent": -1,
-            "n_max_treedepth": -1, "step_size": np.nan, "logp_gap": np.nan, "flag": flag, "retried": False}
+    """SMC, NPE and NPE-IS have no chains: the MCMC columns stay empty."""
+    return {"rhat_max": np.nan, "rhat_pooled": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan,
+            "n_divergent": -1, "n_max_treedepth": -1, "step_size": np.nan, "logp_gap": np.nan, "n_modes": -1,
+            "major_mode_weight": np.nan, "mode_khat": np.nan, "flag": flag, "retried": False, "trusted": False}
 
 
 def _diagnose(draws: StarDraws, i: int, config: NUTSConfig, criteria) -> dict:
     params = {p: draws.params[p][i] for p in REPORTED}
     diag = star_diagnostics(params, draws.diverging[i], draws.tree_depth[i], draws.step_size[i],
-                            config.max_tree_depth, criteria, logdensity=draws.logdensity[i])
+                            config.max_tree_depth, criteria, logdensity=draws.logdensity[i], mode=draws.mode[i],
+                            chain_weight=draws.chain_weight[i], mode_khat=draws.mode_khat[i])
     return diag | {"retried": False}
 
 
 def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
     for p in draws.params:
         draws.params[p][i] = other.params[p][j]
-    for name in ("diverging", "tree_depth", "acceptance", "logdensity", "step_size", "restarted"):
+    for name in ("diverging", "tree_depth", "acceptance", "logdensity", "step_size", "restarted", "chain_weight",
+                 "mode", "n_modes", "mode_khat", "mode_ess"):
         getattr(draws, name)[i] = getattr(other, name)[j]
     draws.seconds[i] += other.seconds[j]
 
@@ -250,8 +310,9 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
             col = np.full(n, np.nan)
             col[fitted] = np.percentile(result.params[p].reshape(len(fitted), -1), q, axis=1)
             cols[f"{p}_{name}"] = col
-    for name, fill in (("rhat_max", np.nan), ("ess_bulk_min", np.nan), ("ess_tail_min", np.nan),
-                       ("n_divergent", -1), ("n_max_treedepth", -1), ("step_size", np.nan), ("logp_gap", np.nan)):
+    for name, fill in (("rhat_max", np.nan), ("rhat_pooled", np.nan), ("ess_bulk_min", np.nan),
+                       ("ess_tail_min", np.nan), ("n_divergent", -1), ("n_max_treedepth", -1), ("step_size", np.nan),
+                       ("logp_gap", np.nan), ("n_modes", -1), ("major_mode_weight", np.nan), ("mode_khat", np.nan)):
         col = np.full(n, fill, dtype=type(fill) if isinstance(fill, int) else float)
         col[fitted] = [d[name] for d in result.diags]
         cols[name] = col
@@ -264,6 +325,9 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
     retried = np.zeros(n, bool)
     retried[fitted] = [d["retried"] for d in result.diags]
     cols["retried"] = retried
+    trusted = np.zeros(n, bool)
+    trusted[fitted] = [d["trusted"] for d in result.diags]
+    cols["trusted"] = trusted
     for name, values in result.extra.items():
         values = np.asarray(values)
         col = np.full(n, *((False, bool) if values.dtype == bool else (-1, int) if values.dtype.kind == "i"
@@ -294,6 +358,12 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
         data |= {"log_q": (dims2, importance.log_q), "log_weight": (dims2, importance.log_weights),
                  "khat": ("star", importance.khat), "ess": ("star", importance.ess)}
         tree["importance"] = xr.Dataset(data, coords={"star": stars})
+    if result.chains is not None:  # nuts: the chains as sampled, with each one's share of the mass
+        c = result.chains
+        dims3 = ("star", "chain", "draw")
+        data = {p: (dims3, v) for p, v in c["params"].items()} | {name: (dims3, v) for name, v in c["stats"].items()}
+        data |= {"chain_weight": (("star", "chain"), c["chain_weight"]), "mode": (("star", "chain"), c["mode"])}
+        tree["nuts_chains"] = xr.Dataset(data, coords={"star": stars})
     tree.attrs.update({"sedppl_method": method, "sedppl_library": model.forward.library,
                        "sedppl_bands": ",".join(model.bands), "sedppl_prior": model.prior.to_toml()})
     return tree

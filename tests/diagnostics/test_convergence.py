@@ -43,6 +43,23 @@ def test_a_chain_stuck_in_a_lesser_mode_is_named_by_its_log_density_gap():
     assert "1 chain stuck 40 nats below the best" in stuck["flag"]
 
 
+def test_chains_in_separate_modes_pass_when_each_mode_has_its_mass():
+    """Three chains in one mode, one in another: pooled R-hat fails, R-hat within each mode passes, and the
+    weighted ESS is the heavy mode's (the light one's single chain hardly counts)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 1000))
+    x[3] += 8.0
+    weight = np.array([0.33, 0.33, 0.33, 0.01])
+    d = star_diagnostics({"a": x}, np.zeros((4, 1000), bool), np.full((4, 1000), 3), np.full(4, 0.1), 10,
+                         mode=np.array([0, 0, 0, 3]), chain_weight=weight, mode_khat=0.2)
+    assert d["rhat_pooled"] > 1.5 and d["rhat_max"] < 1.01 and d["flag"] == ""
+    assert d["n_modes"] == 2 and abs(d["major_mode_weight"] - 0.99) < 1e-9
+    assert 2000 < d["ess_bulk_min"] < 3500  # ~3000 / 0.99^2, not 4000
+    bad = star_diagnostics({"a": x}, np.zeros((4, 1000), bool), np.full((4, 1000), 3), np.full(4, 0.1), 10,
+                           mode=np.array([0, 0, 0, 3]), chain_weight=weight, mode_khat=0.9)
+    assert "mode weights unreliable" in bad["flag"]
+
+
 def test_pit_and_coverage_of_a_calibrated_posterior():
     rng = np.random.default_rng(2)
     n = 2000

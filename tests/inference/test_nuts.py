@@ -87,7 +87,13 @@ def test_fit_outputs(simulated_fit):
     assert np.all(fitted["seconds"] > 0)
     tree = xr.open_datatree(out / "posterior.nc")
     assert tree["posterior"]["teff"].dims == ("chain", "draw", "star") and tree["posterior"].sizes["star"] == N_FIT
-    assert "diverging" in tree["sample_stats"] and np.isfinite(tree["sample_stats"]["lp"]).all()
+    assert tree["posterior"].sizes["chain"] == 1 and tree["posterior"].sizes["draw"] == 600  # pooled by mode mass
+    chains = tree["nuts_chains"]
+    assert chains["teff"].dims == ("star", "chain", "draw") and chains.sizes["chain"] == 2
+    assert "diverging" in chains and np.isfinite(chains["lp"]).all()
+    np.testing.assert_allclose(chains["chain_weight"].values.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(fitted["n_modes"] >= 1) and np.all(fitted["major_mode_weight"] > 0.5 - 1e-6)
+    assert list(fitted["trusted"]) == [not f for f in fitted["flag"]]
     assert np.all(fitted["logp_gap"] >= 0)  # the best chain's own gap is 0
     assert np.all((fitted["chains_restarted"] >= 0) & (fitted["chains_restarted"] < 2))  # never the best chain
 
