@@ -11,7 +11,7 @@ The brute-force reference is importance sampling of the one log-joint
 defensive mixture: the prior itself (weight 0.2) and broad Student t's
 (df 3, sd x 2) fitted to each NUTS chain, to the SMC particles and to the
 NPE-IS draws, (weight 0.8 shared). It draws until the ESS of its weights
-reaches ``--min-ess`` (2000). Its weakness is the one every such check has: a
+reaches ``--min-ess`` (4000). Its weakness is the one every such check has: a
 mode that no method found is only reachable through the prior component.
 
 Then nuts, smc, npe-is and npe (each as ``sedppl fit`` runs it, defaults)
@@ -227,7 +227,7 @@ def write_report(r: Table, seconds: dict, out: Path, per_kind: int, min_ess: flo
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-kind", type=int, default=13)
-    ap.add_argument("--min-ess", type=float, default=2000.0)
+    ap.add_argument("--min-ess", type=float, default=4000.0)  # issue 20 asks >= 2000; 4000 halves the reference's own noise
     ap.add_argument("--max-draws", type=int, default=2**20)
     ap.add_argument("--particles", type=int, default=512)
     ap.add_argument("--out", type=Path, default=ROOT / "validation" / "results" / "exact_reference")

@@ -4,6 +4,10 @@ Particles start as prior draws and move through p(x) L(x)^λ as λ rises from 0
 to 1, each increment chosen so that the weights keep ``target_ess`` of the
 particles (BlackJAX ``adaptive_tempered_smc``), each step resampling and then
 moving every particle with a few HMC steps on the current tempered target.
+At λ = 1 the particles move ``final_moves`` more times and the particles after
+each move are the draws. Each star runs ``runs`` independent particle
+systems; like chains, their agreement (R-hat across runs) is the check that
+the answer does not depend on the run.
 Modes are found by the prior's particles and keep the mass the tempering path
 gives them, whatever their number, so SMC is the engine for stars where NUTS's
 chains disagree. Its byproduct is the log-evidence (the product of the mean
@@ -50,18 +54,21 @@ TARGET_ACCEPT = 0.65  # HMC acceptance the step size is steered towards
 class SMCConfig:
     """Tempered SMC settings (hashable, static under jit)."""
 
-    particles: int = 512
+    particles: int = 512  # per run
+    runs: int = 2  # independent particle systems per star: their agreement (R-hat) is the check of each star
     target_ess: float = 0.5  # fraction of particles the weights keep at each tempering step
     mutation_steps: int = 5  # HMC steps per particle per tempering step
     integration_steps: int = 8  # leapfrog steps per HMC step
     max_steps: int = 150  # tempering steps; a star that has not reached the posterior by then is flagged
-    final_moves: int = 2  # resample-move passes at the posterior itself (>= 1), to refresh duplicated particles
+    final_moves: int = 4  # moves at the posterior itself (>= 1); the particles after each are the draws
     batch: str = "auto"
     stars_per_call: int = 4
 
     def __post_init__(self):
         if self.particles < 16:
             raise ValueError(f"particles must be >= 16, got {self.particles}")
+        if self.runs < 1:
+            raise ValueError(f"runs must be >= 1, got {self.runs}")
         if not 0 < self.target_ess < 1:
             raise ValueError(f"target_ess must be in (0, 1), got {self.target_ess}")
         if min(self.mutation_steps, self.integration_steps, self.max_steps, self.final_moves) < 1:
@@ -72,19 +79,27 @@ class SMCConfig:
 class SMCDraws:
     """Equal-weight SMC draws and diagnostics for a batch of stars (leading axis: star)."""
 
-    params: dict[str, np.ndarray]  # name -> (star, 1, particle), theta_mas included
-    log_evidence: np.ndarray  # (star,)
-    n_steps: np.ndarray  # (star,) tempering steps taken
-    tempering: np.ndarray  # (star,) final λ: 1 unless max_steps ran out
-    ess: np.ndarray  # (star,) ESS of the weights at the last tempering step, before the final moves
-    diversity: np.ndarray  # (star,) distinct particles kept by the resampling after the last reweighting / particles
-    acceptance: np.ndarray  # (star,) mean HMC acceptance of the final moves
+    params: dict[str, np.ndarray]  # name -> (star, run, particle x final move), theta_mas included
+    log_evidence: np.ndarray  # (star, run)
+    n_steps: np.ndarray  # (star, run) tempering steps taken
+    tempering: np.ndarray  # (star, run) final λ: 1 unless max_steps ran out
+    ess: np.ndarray  # (star, run) ESS of the weights at the last tempering step, before the final moves
+    diversity: np.ndarray  # (star, run) distinct particles kept by the resampling after the last reweighting / particles
+    acceptance: np.ndarray  # (star, run) mean HMC acceptance of the last move at the posterior
     seconds: np.ndarray
     config: SMCConfig
 
     @property
     def reached_posterior(self) -> np.ndarray:
-        return self.tempering >= 1.0
+        """(star,) every run reached λ = 1."""
+        return np.all(self.tempering >= 1.0, axis=1)
+
+    @property
+    def combined_log_evidence(self) -> np.ndarray:
+        """(star,) log of the runs' mean evidence."""
+        z = self.log_evidence
+        top = np.max(z, axis=1, keepdims=True)
+        return (top + np.log(np.mean(np.exp(z - top), axis=1, keepdims=True)))[:, 0]
 
 
 class _Carry(NamedTuple):
@@ -97,6 +112,7 @@ class _Carry(NamedTuple):
     ess: jax.Array  # after the last reweighting
     diversity: jax.Array  # distinct particles kept by the first resampling at λ = 1, as a share
     acceptance: jax.Array  # HMC acceptance of the last move at λ = 1
+    kept: jax.Array  # (final_moves, particles, d): the particles after each move at λ = 1
 
 
 class SMCSampler:
@@ -142,7 +158,7 @@ class SMCSampler:
 
     def _run_star(self, key, err, mask, mag):
         cfg = self.config
-        k_init, k_loop, k_pick = jax.random.split(key, 3)
+        k_init, k_loop = jax.random.split(key)
         x0, unravel = self._initial_particles(k_init, err, mask, mag)
         log_prior, log_likelihood = self._densities(err, mask, mag, unravel)
 
@@ -167,24 +183,28 @@ class SMCSampler:
                 carry.log_evidence + jnp.where(at_posterior, 0.0, info.log_likelihood_increment),
                 jnp.where(at_posterior, carry.ess, smc_ess(jnp.log(state.weights))),
                 jnp.where(first_move, _distinct(info.ancestors) / cfg.particles, carry.diversity),
-                jnp.where(at_posterior, acc, carry.acceptance))
+                jnp.where(at_posterior, acc, carry.acceptance),
+                jnp.where(at_posterior, carry.kept.at[jnp.minimum(carry.n_final, cfg.final_moves - 1)].set(
+                    state.particles), carry.kept))
 
         def unfinished(carry: _Carry):
             return (carry.n_final < cfg.final_moves) & (carry.n_steps < cfg.max_steps)
 
         start = _Carry(blackjax.adaptive_tempered_smc.init(x0), k_loop, jnp.asarray(0.5), jnp.asarray(0),
                        jnp.asarray(0), jnp.asarray(0.0), jnp.asarray(float(cfg.particles)), jnp.asarray(jnp.nan),
-                       jnp.asarray(jnp.nan))
+                       jnp.asarray(jnp.nan), jnp.zeros((cfg.final_moves,) + x0.shape))
         end = jax.lax.while_loop(unfinished, body, start)
-        picks = resampling.systematic(k_pick, end.state.weights, cfg.particles)  # uniform after a final move
-        z = jax.vmap(unravel)(end.state.particles[picks])
+        # a star that ran out of steps keeps its last (tempered) particles, flagged by its final λ
+        kept = jnp.where(end.n_final > 0, end.kept, jnp.broadcast_to(end.state.particles, end.kept.shape))
+        z = jax.vmap(unravel)(jnp.swapaxes(kept, 0, 1).reshape(-1, x0.shape[1]))  # particle-major
         params = jax.vmap(self._constrain(err, mask, mag))(z)
         return ({p: params[p] for p in PARAMS}, end.log_evidence, end.n_steps, end.state.tempering_param, end.ess,
                 end.diversity, end.acceptance)
 
     def _run_one(self, key, err, mask, mag):
         k_smc, k_theta = jax.random.split(key)
-        params, *stats = self._run_star(k_smc, err, mask, mag)
+        runs = jax.random.split(k_smc, self.config.runs)
+        params, *stats = jax.vmap(lambda k: self._run_star(k, err, mask, mag))(runs)
         params["theta_mas"] = exact_theta(k_theta, self.model, params, err, mask, mag)
         return params, *stats
 
@@ -194,7 +214,6 @@ class SMCSampler:
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "SMC",
                                         progress)
         params, log_z, n_steps, tempering, ess, diversity, acc = out
-        params = {p: v[:, None, :] for p, v in params.items()}
         return SMCDraws(params, log_z.astype(float), n_steps.astype(int), tempering.astype(float), ess.astype(float),
                         diversity.astype(float), acc.astype(float), seconds, self.config)
 

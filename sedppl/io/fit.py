@@ -23,7 +23,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..diagnostics import ood
-from ..diagnostics.convergence import ConvergenceCriteria, star_diagnostics
+from ..diagnostics.convergence import ConvergenceCriteria, mode_rhat_ess, star_diagnostics
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
@@ -120,7 +120,7 @@ def fit_catalog(
         if method == "nuts":
             result = _nuts(catalog, fitted, model, config, criteria, key, progress)
         else:
-            result = _smc(catalog, fitted, model, smc, key, progress)
+            result = _smc(catalog, fitted, model, smc, criteria, key, progress)
     else:
         path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
         posterior, card, catalog = _load_npe(path, catalog, library, prior if method == "npe" else None)
@@ -172,27 +172,39 @@ def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, prog
                    chains=chains)
 
 
-def _smc(catalog: Catalog, rows, model, config: SMCConfig, key, progress) -> _Fitted:
-    """Adaptive tempered SMC on ``rows`` of the catalog."""
+def _smc(catalog: Catalog, rows, model, config: SMCConfig, criteria, key, progress) -> _Fitted:
+    """Adaptive tempered SMC on ``rows`` of the catalog: ``config.runs`` independent runs per star, pooled."""
     res = SMCSampler(model, config).sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
     diags = []
     for i in range(len(rows)):
-        diag = _no_chains(smc_flag(res, i))
+        draws = np.stack([res.params[p][i] for p in REPORTED], axis=-1)  # (run, draw, param)
+        rhat, bulk, tail = mode_rhat_ess(draws, np.zeros(len(draws), int), np.full(len(draws), 1.0 / len(draws)))
+        diag = _no_chains("") | {"rhat_max": float(np.nanmax(rhat)) if config.runs > 1 else np.nan,
+                                 "ess_bulk_min": float(np.nanmin(bulk)), "ess_tail_min": float(np.nanmin(tail))}
+        diag["flag"] = smc_flag(res, i, diag, criteria)
         diags.append(diag | {"trusted": not diag["flag"]})
-    extra = {"log_evidence": res.log_evidence, "smc_steps": res.n_steps, "smc_ess": res.ess,
-             "smc_diversity": res.diversity, "smc_acceptance": res.acceptance}
-    return _Fitted(res.params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
+    extra = {"log_evidence": res.combined_log_evidence, "log_evidence_spread": np.ptp(res.log_evidence, axis=1),
+             "smc_steps": res.n_steps.max(axis=1), "smc_ess": res.ess.min(axis=1),
+             "smc_diversity": res.diversity.min(axis=1), "smc_acceptance": res.acceptance.min(axis=1)}
+    params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
+    return _Fitted(params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
 
 
-def smc_flag(res: SMCDraws, i: int) -> str:
-    """Why star ``i``'s SMC draws cannot be trusted ('' when they can)."""
+def smc_flag(res: SMCDraws, i: int, diag: dict, criteria: ConvergenceCriteria) -> str:
+    """Why star ``i``'s SMC draws cannot be trusted ('' when they can): a run that did not reach the
+    posterior or whose particles collapsed or stopped moving, or runs that disagree."""
     reasons = []
     if not res.reached_posterior[i]:
-        reasons.append(f"smc: stopped at temperature {res.tempering[i]:.3g} after {res.n_steps[i]} steps")
-    if not res.diversity[i] >= MIN_DIVERSITY:
-        reasons.append(f"smc: {res.diversity[i]:.0%} of particles distinct after the last reweighting")
-    if not res.acceptance[i] >= MIN_ACCEPTANCE:
-        reasons.append(f"smc: acceptance {res.acceptance[i]:.2f} at the posterior")
+        reasons.append(f"smc: stopped at temperature {res.tempering[i].min():.3g} after {res.n_steps[i].max()} steps")
+    if not res.diversity[i].min() >= MIN_DIVERSITY:
+        reasons.append(f"smc: {res.diversity[i].min():.0%} of particles distinct after the last reweighting")
+    if not res.acceptance[i].min() >= MIN_ACCEPTANCE:
+        reasons.append(f"smc: acceptance {res.acceptance[i].min():.2f} at the posterior")
+    if res.config.runs > 1 and not diag["rhat_max"] <= criteria.rhat_max:
+        reasons.append(f"smc: runs disagree (rhat {diag['rhat_max']:.3f} > {criteria.rhat_max})")
+    ess = min(diag["ess_bulk_min"], diag["ess_tail_min"])
+    if not ess >= criteria.ess_min:
+        reasons.append(f"smc: ess {ess:.0f} < {criteria.ess_min:.0f}")
     return "; ".join(reasons)
 
 
@@ -242,7 +254,7 @@ def _fall_back(engine: str, result: _Fitted, catalog, rows, model, config, smc, 
     if engine == "nuts":
         exact = _nuts(catalog, rows[unreliable], model, config, criteria, k, progress)
     else:
-        exact = _smc(catalog, rows[unreliable], model, smc, k, progress)
+        exact = _smc(catalog, rows[unreliable], model, smc, criteria, k, progress)
     n_draws = result.params["teff"].shape[-1]
     for j, i in enumerate(unreliable):
         for p in REPORTED:  # the equal-weight draws, thinned evenly to the importance draws' length

@@ -52,9 +52,11 @@ def smc_draws(model, reference_star, seed5_star):
 
 
 def test_smc_reaches_the_posterior_with_diverse_particles(smc_draws):
+    assert smc_draws.params["teff"].shape == (2, 2, 512 * 4)  # star, run, particle x final move
     assert np.all(smc_draws.reached_posterior) and np.all(smc_draws.n_steps > 3)
     assert np.all(smc_draws.diversity > 0.3) and np.all(smc_draws.acceptance > 0.2)
     assert np.all(np.isfinite(smc_draws.log_evidence))
+    assert np.all(np.ptp(smc_draws.log_evidence, axis=1) < 0.5)  # the two runs' evidences agree
 
 
 def test_smc_agrees_with_nuts_on_a_unimodal_star(model, reference_star, nuts_reference, smc_draws):
