@@ -35,10 +35,12 @@ def compile_over_stars(run_one, batch: str = "auto"):
     return jax.jit(run)
 
 
-def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: str, progress: bool = True):
-    """Every row through ``compiled`` in fixed-size chunks (one compilation): outputs stacked over rows,
-    and each row's share of the wall time."""
+def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: str, progress: bool = True,
+                     *per_star):
+    """Every row through ``compiled(keys, err, mask, mag, *per_star)`` in fixed-size chunks (one
+    compilation): outputs stacked over rows, and each row's share of the wall time."""
     err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
+    per_star = [np.asarray(a) for a in per_star]
     mask = mask.astype(bool)
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
     n = len(mag)
@@ -52,7 +54,8 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
             rows = np.arange(start, min(start + size, n))
             padded = np.resize(rows, size)
             t0 = time.perf_counter()
-            out = jax.block_until_ready(compiled(keys[padded], err[padded], mask[padded], mag[padded]))
+            out = jax.block_until_ready(compiled(keys[padded], err[padded], mask[padded], mag[padded],
+                                                 *(a[padded] for a in per_star)))
             seconds[rows] = (time.perf_counter() - t0) / len(rows)
             chunks.append(jax.tree.map(lambda a: np.asarray(a)[: len(rows)], out))
             bar.update(len(rows))

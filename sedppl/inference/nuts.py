@@ -9,10 +9,14 @@ correlation (theta with Teff) from the sampler's work without changing the
 joint posterior.
 
 Each star has its own chains, initial points (per chain, the best of a few
-prior draws after a short Adam climb), window adaptation and set of present bands. A chain that ends warm-up
+prior draws; or given points, such as NPE draws: ``sample(init=...)``), window
+adaptation and set of present bands. A chain that ends warm-up
 ``restart_gap`` nats below the star's best chain restarts from that chain's
 state and tuning before drawing (``_restart_stuck_chains``): such chains were
-found stuck in far less probable modes (validation/README.md, SBC run 3). The model samples
+found stuck in far less probable modes (validation/README.md, SBC run 3). Chains that still
+end in different modes are pooled with each mode's posterior mass, estimated by
+importance sampling after the run (``modes.mode_weights``), never by how many
+chains found it: ``StarDraws.pooled``. The model samples
 logg above the grid's continuous gravity floor (``atmospheres``), so
 trajectories do not end on the staircase of missing models. Stars are batched:
 
@@ -111,6 +115,7 @@ class NUTSSampler:
         template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
         info = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
         self._potential, self._constrain = info.potential_fn, info.postprocess_fn
+        self.support_mid = {p: 0.5 * (lo + hi) for p, (lo, hi) in model.support().items()}
         self._compiled = compile_over_stars(self._run_one, config.batch)
 
     # -- one star ---------------------------------------------------------------
@@ -161,7 +166,17 @@ class NUTSSampler:
         (_, _, best, best_loss), _ = jax.lax.scan(step, start, None, length=self.config.init_steps)
         return best, -best_loss
 
-    def _run_star(self, key, err, mask, mag):
+    def _starting_points(self, key, err, mask, mag, init):
+        """Per chain: ``init`` (constrained, (chain, 5)) where it is finite and has a finite log-density,
+        else the prior candidates' start."""
+        z_prior = self._initial_positions(key, err, mask, mag)
+        values = {p: jnp.nan_to_num(init[:, i], nan=self.support_mid[p]) for i, p in enumerate(PARAMS)}
+        z_init = jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v))(values)
+        logp = jax.vmap(lambda z: self.logdensity(z, err, mask, mag))(z_init)
+        use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp)
+        return jax.tree.map(lambda a, b: jnp.where(use.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), z_init, z_prior)
+
+    def _run_star(self, key, err, mask, mag, init):
         cfg = self.config
         logdensity = lambda z: self.logdensity(z, err, mask, mag)  # noqa: E731
         k_init, k_warm, k_draw, k_modes = jax.random.split(key, 4)
@@ -170,7 +185,7 @@ class NUTSSampler:
             target_acceptance_rate=cfg.target_accept,
             adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=cfg.max_tree_depth,
         )
-        z0 = self._initial_positions(k_init, err, mask, mag)
+        z0 = self._starting_points(k_init, err, mask, mag, init)
         (state, params), _ = jax.vmap(lambda k, z: warmup.run(k, z, num_steps=cfg.warmup))(
             jax.random.split(k_warm, cfg.chains), z0)
         tuned = {k: params[k] for k in ("step_size", "inverse_mass_matrix")}
@@ -194,18 +209,27 @@ class NUTSSampler:
         modes = mode_weights(k_modes, lambda y: logdensity(unravel(y)), flat, cfg.mode_draws)
         return params, div, depth, acc, logp, step_size, restarted, *modes[:5]
 
-    def _run_one(self, key, err, mask, mag):
+    def _run_one(self, key, err, mask, mag, init):
         k_nuts, k_theta = jax.random.split(key)
-        params, *stats = self._run_star(k_nuts, err, mask, mag)
+        params, *stats = self._run_star(k_nuts, err, mask, mag, init)
         params = {n: params[n] for n in PARAMS}
         params["theta_mas"] = exact_theta(k_theta, self.model, params, err, mask, mag)
         return params, *stats
 
     # -- many stars ---------------------------------------------------------------
-    def sample(self, key, err, mask, mag, progress: bool = True) -> StarDraws:
-        """Sample every star (rows of err/mask/mag; absent bands may hold NaN)."""
+    def sample(self, key, err, mask, mag, progress: bool = True, init=None) -> StarDraws:
+        """Sample every star (rows of err/mask/mag; absent bands may hold NaN).
+
+        ``init`` (star, chain, 5), constrained in PARAMS order, starts chains there (e.g. NPE draws,
+        which come from where the posterior's mass is); NaN rows, and points of zero density,
+        start from the prior candidates instead.
+        """
+        n, chains = len(np.asarray(mag)), self.config.chains
+        init = np.full((n, chains, len(PARAMS)), np.nan) if init is None else np.asarray(init, float)
+        if init.shape != (n, chains, len(PARAMS)):
+            raise ValueError(f"init must have shape (stars, chains, 5) = {(n, chains, len(PARAMS))}, got {init.shape}")
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "NUTS",
-                                        progress)
+                                        progress, init)
         params, div, depth, acc, logp, step_size, restarted, *modes = out
         return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted, *modes)
 

@@ -101,7 +101,8 @@ def _cmd_fit(args) -> int:
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
                          config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
                          draws=args.draws, importance=importance,
-                         fallback=None if args.no_fallback else args.fallback, smc=SMCConfig(particles=args.particles))
+                         fallback=None if args.no_fallback else args.fallback, smc=SMCConfig(particles=args.particles),
+                         nuts_init=args.init)
     s = result.summary
     flagged = int((s["flag"] != "").sum())
     print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged, "
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback", default="nuts", choices=("nuts", "smc"),
                    help="npe-is: the exact method that refits unreliable stars")
     p.add_argument("--particles", type=int, default=512, help="smc: particles per star")
+    p.add_argument("--init", default="prior", choices=("prior", "npe"),
+                   help="nuts: start chains at the best of prior draws, or at draws of the NPE model (--model)")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")

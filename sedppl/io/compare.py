@@ -1,8 +1,11 @@
 """``sedppl compare``: npe, npe-is and nuts on the same stars, and a report of where they agree.
 
-NUTS is the reference. For NPE and NPE-IS the report gives, per star and on
+The reference of each star is its *trusted* exact posterior: NUTS where its
+diagnostics pass, else SMC (run only when some NUTS star is untrusted) where
+its diagnostics pass, else NUTS marked untrusted; the column ``reference``
+says which. For NPE and NPE-IS the report gives, per star and on
 aggregate: z-scores of posterior means under NUTS, ratios of posterior widths,
-the sliced Wasserstein distance to the NUTS draws (with its noise floor),
+the sliced Wasserstein distance to the reference draws (with its noise floor),
 k̂ and ESS of the importance weights, and the time per star of each method;
 and overlaid corner plots of a few stars. NPE-IS runs without the NUTS
 fallback here, so that what is compared is importance sampling itself.
@@ -20,6 +23,7 @@ from ..diagnostics.comparison import sliced_wasserstein_per_star, width_ratios, 
 from ..diagnostics.convergence import ConvergenceCriteria
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig
+from ..inference.smc import SMCConfig
 from ..model.forward import PARAMS
 from .catalog import Catalog, read_catalog
 from .fit import REPORTED, FitResult, fit_catalog
@@ -40,7 +44,7 @@ class Comparison:
 def compare_catalog(
     catalog, out: str | Path | None = None, prior=None, library: str = "phoenix", config: NUTSConfig = NUTSConfig(),
     importance: ISConfig = ISConfig(), npe_model=None, seed: int = 0, progress: bool = True, n_corner: int = 3,
-    criteria: ConvergenceCriteria = ConvergenceCriteria(),
+    criteria: ConvergenceCriteria = ConvergenceCriteria(), smc: SMCConfig = SMCConfig(),
 ) -> Comparison:
     """Fit ``catalog`` with npe, npe-is and nuts; measure the agreement; write the report into ``out``.
 
@@ -62,6 +66,9 @@ def compare_catalog(
             catalog, method, prior=None if method == "npe" else prior,  # plain NPE only knows its training prior
             library=library, config=config, seed=seed, progress=progress, criteria=criteria, npe_model=npe_model,
             importance=importance, fallback=False, draws=importance.draws)
+    if not np.all(fits["nuts"].summary["trusted"][catalog.usable]):  # a second exact engine for those stars
+        fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, seed=seed, progress=progress,
+                                  criteria=criteria, smc=smc)
     stars = _per_star(fits)
     comparison = Comparison(fits, stars)
     if out is not None:
@@ -77,19 +84,40 @@ def _draws(fit: FitResult, ids) -> dict[str, np.ndarray]:
     return draws
 
 
+def _reference(fits: dict[str, FitResult], ids, rows) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each star's trusted exact draws (nuts, else smc, else nuts untrusted), thinned to one length,
+    and which it was ("nuts", "smc" or "none")."""
+    exact = [m for m in ("nuts", "smc") if m in fits]
+    sets = {m: _draws(fits[m], ids) for m in exact}
+    n = min(v["teff"].shape[-1] * v["teff"].shape[-2] for v in sets.values())
+    draws = {p: np.zeros((len(ids), 1, n)) for p in REPORTED}
+    which = np.full(len(ids), "none", dtype=object)
+    for k in range(len(ids)):
+        trusted = [m for m in exact if fits[m].summary["trusted"][rows[m][k]]]
+        source = trusted[0] if trusted else "nuts"
+        which[k] = trusted[0] if trusted else "none"
+        for p in REPORTED:
+            flat = sets[source][p][k].reshape(-1)
+            draws[p][k, 0] = flat[np.linspace(0, len(flat) - 1, n).round().astype(int)]
+    return draws, which.astype(str)
+
+
 def _per_star(fits: dict[str, FitResult]) -> Table:
-    """Per star: the measures of each compared method against NUTS, and each method's time and flags."""
+    """Per star: the measures of each compared method against the star's trusted reference, and each
+    method's time and flags."""
     common = set.intersection(*(set(f.posterior["posterior"]["star"].values) for f in fits.values()))
     ids = [i for i in fits["nuts"].posterior["posterior"]["star"].values if i in common]
     rows = {}
     for name, fit in fits.items():
         order = {str(i): k for k, i in enumerate(fit.summary["id"])}
         rows[name] = np.array([order[i] for i in ids], int)
-    reference = _draws(fits["nuts"], ids)
-    cols: dict[str, np.ndarray] = {"id": np.asarray(ids)}
+    reference, which = _reference(fits, ids, rows)
+    cols: dict[str, np.ndarray] = {"id": np.asarray(ids), "reference": which}
     nuts = fits["nuts"].summary
     cols["nuts_flag"] = np.asarray(nuts["flag"][rows["nuts"]]).astype(str)
     cols["nuts_seconds"] = np.asarray(nuts["seconds"][rows["nuts"]])
+    if "smc" in fits:
+        cols["smc_flag"] = np.asarray(fits["smc"].summary["flag"][rows["smc"]]).astype(str)
     for method in COMPARED:
         other = _draws(fits[method], ids)
         z, w = z_scores(reference, other, SHOWN), width_ratios(reference, other, SHOWN)
@@ -128,16 +156,19 @@ def write_report(comparison: Comparison, out: Path, catalog: Catalog, n_corner: 
     figure = out / "comparison.png"
     _figure(stars, figure)
     corners = _corners(comparison, out, catalog, n_corner)
-    n, flagged = len(stars), int(np.sum(stars["nuts_flag"] != ""))
+    n = len(stars)
+    by = {m: int(np.sum(stars["reference"] == m)) for m in ("nuts", "smc", "none")}
     khat, ess = np.asarray(stars["npe-is_khat"]), np.asarray(stars["npe-is_ess"])
     cfg = ISConfig()
     lines = [
-        "# NPE and NPE-IS against NUTS", "",
-        f"{n} stars fitted by all three methods; NUTS (the reference) flagged {flagged} of them "
-        "(their comparisons are less certain). Every measure is in units of the NUTS posterior sd.", "",
+        "# NPE and NPE-IS against the exact posterior", "",
+        f"{n} stars fitted by every method. Each star's reference is its trusted exact posterior: NUTS for "
+        f"{by['nuts']}, SMC for {by['smc']} (where NUTS's diagnostics failed), and none for {by['none']} "
+        "(NUTS untrusted and no trusted SMC: those comparisons are less certain; column `reference`). "
+        "Every measure is in units of the reference posterior's sd.", "",
         *_aggregate(stars), "",
-        f"- Sliced Wasserstein distance to NUTS, median over stars: npe {np.median(stars['npe_swd']):.2f}, "
-        f"npe-is {np.median(stars['npe-is_swd']):.2f}; noise floor (two halves of the NUTS draws) "
+        f"- Sliced Wasserstein distance to the reference, median over stars: npe {np.median(stars['npe_swd']):.2f}, "
+        f"npe-is {np.median(stars['npe-is_swd']):.2f}; noise floor (two halves of the reference draws) "
         f"{np.median(stars['swd_floor']):.2f}.",
         f"- Importance sampling: median k̂ {np.median(khat):.2f} (NPE alone: {np.median(stars['npe-is_khat_npe']):.2f}), "
         f"median ESS {np.median(ess):.0f}; {int(np.sum((khat <= cfg.khat_max) & (ess >= cfg.min_ess)))}/{n} stars "
@@ -146,7 +177,8 @@ def write_report(comparison: Comparison, out: Path, catalog: Catalog, n_corner: 
             f"{m} {np.median(stars[f'{m}_seconds']):.2f} s" for m in ("nuts",) + COMPARED) + ".", "",
         f"![comparison]({figure.name})", "",
         *[f"![{c.stem}]({c.name})" for c in corners], "",
-        "Per-star numbers: `comparison.parquet`; each method's fit: `nuts/`, `npe/`, `npe-is/`.",
+        "Per-star numbers: `comparison.parquet`; each method's fit: "
+        + ", ".join(f"`{m}/`" for m in comparison.fits) + ".",
     ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
@@ -170,7 +202,7 @@ def _figure(stars: Table, path: Path) -> None:
                             label=method if j == 0 else None)
             axes[0, 1].plot(np.full(len(w), x[j] + jitter), w, ".", color=f"C{k + 1}", alpha=0.6,
                             label=method if j == 0 else None)
-    for ax, title in ((axes[0, 0], "z of posterior mean under NUTS"), (axes[0, 1], "posterior sd / NUTS sd")):
+    for ax, title in ((axes[0, 0], "z of posterior mean under the reference"), (axes[0, 1], "posterior sd / reference sd")):
         ax.set_xticks(x, SHOWN)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
@@ -205,7 +237,7 @@ def _corners(comparison: Comparison, out: Path, catalog: Catalog, n: int) -> lis
         i = int(np.nonzero(catalog.ids == star)[0][0])
         truth = {p: float(catalog.extra[f"true_{p}"][i]) for p in REPORTED} if _has_truth(catalog) else None
         path = out / f"corner_{star}.png"
-        corner(sets[0], path, truth, title=f"{star}: NUTS, NPE, NPE-IS", overlay=sets[1:],
+        corner(sets[0], path, truth, title=f"{star}: " + ", ".join(m.upper() for m in comparison.fits), overlay=sets[1:],
                labels=tuple(comparison.fits))
         paths.append(path)
     return paths

@@ -35,6 +35,7 @@ from .catalog import Catalog, read_catalog
 REPORTED = PARAMS + ("theta_mas",)
 METHODS = ("nuts", "smc", "npe", "npe-is")
 FALLBACKS = ("nuts", "smc")
+INITS = ("prior", "npe")  # where NUTS chains start: the best of prior candidates, or NPE draws
 MIN_DIVERSITY = 0.1  # SMC: fewer distinct particles than this share after the last reweighting is a collapse
 MIN_ACCEPTANCE = 0.1  # SMC: HMC moves at the posterior that accept less than this do not refresh the particles
 DEFAULT_NPE_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -85,12 +86,14 @@ def fit_catalog(
     library: str = "phoenix", config: NUTSConfig = NUTSConfig(), seed: int = 0, progress: bool = True,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
     draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
-    smc: SMCConfig = SMCConfig(),
+    smc: SMCConfig = SMCConfig(), nuts_init: str = "prior",
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
     - ``nuts``: NUTS on the model under ``prior`` (default prior if None), run as ``config``; chains
       pooled with each mode's mass.
+      ``nuts_init="npe"`` starts each chain at a draw of the NPE model (``npe_model``, default
+      ``models/default``) where its bands allow, instead of the best of the prior candidates.
     - ``smc``: adaptive tempered SMC on the same model, run as ``smc``.
     - ``npe``: the trained model in ``npe_model`` (default ``models/default``), ``draws`` per star
       (default 1000); the prior must be the one it was trained under (None: that one).
@@ -103,6 +106,8 @@ def fit_catalog(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; available: {METHODS}")
+    if nuts_init not in INITS:
+        raise ValueError(f"unknown nuts_init {nuts_init!r}; available: {INITS}")
     fallback = "nuts" if fallback is True else (fallback or None)
     if fallback is not None and fallback not in FALLBACKS:
         raise ValueError(f"unknown fallback {fallback!r}; available: {FALLBACKS} or None")
@@ -118,7 +123,9 @@ def fit_catalog(
         model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
         fitted = np.nonzero(catalog.usable)[0]
         if method == "nuts":
-            result = _nuts(catalog, fitted, model, config, criteria, key, progress)
+            init = (_npe_starts(catalog, fitted, library, npe_model, config.chains, jax.random.fold_in(key, 3), progress)
+                    if nuts_init == "npe" else None)
+            result = _nuts(catalog, fitted, model, config, criteria, key, progress, init)
         else:
             result = _smc(catalog, fitted, model, smc, criteria, key, progress)
     else:
@@ -144,18 +151,37 @@ def fit_catalog(
     return fit
 
 
-def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, progress) -> _Fitted:
-    """NUTS on ``rows`` of the catalog; flagged stars are rerun once with twice the warm-up.
-    The reported draws pool the chains with their modes' masses."""
+def _npe_starts(catalog: Catalog, rows, library, npe_model, chains: int, key, progress) -> np.ndarray | None:
+    """(star, chain, 5) NPE draws to start NUTS chains at, or None (with a warning) if the NPE model
+    does not know this catalog's bands or library. Any start is valid: a point outside the prior or
+    the grid falls back to the prior candidates."""
+    import warnings
+
+    from ..inference.npe.card import ModelMismatchError
+    from ..inference.npe.estimator import NPEEstimator
+
+    try:
+        posterior, card, cat = _load_npe(Path(npe_model or DEFAULT_NPE_MODEL), catalog, library, None)
+    except (ModelMismatchError, FileNotFoundError) as err:
+        warnings.warn(f"nuts_init='npe': {err}; chains start from prior draws", stacklevel=3)
+        return None
+    draws = NPEEstimator(posterior, card.model(marginalize_scale=True), chains).sample(
+        key, cat.err[rows], cat.mask[rows], cat.mag[rows], progress)
+    return np.stack([draws.params[p][:, 0, :] for p in PARAMS], axis=-1)
+
+
+def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, progress, init=None) -> _Fitted:
+    """NUTS on ``rows`` of the catalog (chains start at ``init`` where given); flagged stars are rerun once
+    with twice the warm-up. The reported draws pool the chains with their modes' masses."""
     sampler = NUTSSampler(model, config)
-    draws = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+    draws = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress, init)
     diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
     failed = [i for i, d in enumerate(diags) if d["flag"]]
     if config.retry and failed:
         retry = sampler.with_config(warmup=2 * config.warmup)
         again_rows = rows[failed]
         again = retry.sample(jax.random.fold_in(key, 1), catalog.err[again_rows], catalog.mask[again_rows],
-                             catalog.mag[again_rows], progress)
+                             catalog.mag[again_rows], progress, None if init is None else init[failed])
         for j, i in enumerate(failed):
             _replace_star(draws, i, again, j)
             diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}

@@ -180,3 +180,34 @@ def test_use_cpu_cores_only_before_jax_runs():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     asked, devices = map(int, done.stdout.split())
     assert asked >= 1 and devices == asked
+
+
+def test_chains_start_at_given_points_where_they_have_density():
+    """init: a finite point with density starts its chain there; NaN or a point outside the prior falls back
+    to the prior candidates' start (the same one as without init)."""
+    from numpyro.infer.util import constrain_fn
+
+    model = sed_model(bands=BANDS, marginalize_scale=True)
+    sampler = NUTSSampler(model, NUTSConfig(chains=3))
+    truth = np.array([5400.0, 4.5, -0.2, 0.4, 3.1])
+    err, mask = np.full(len(BANDS), 0.02), np.ones(len(BANDS), bool)
+    mag = np.asarray(model.forward.magnitudes(jnp.asarray(truth), -1.0))
+    init = np.stack([truth, np.full(5, np.nan), [1e6, 4.5, -0.2, 0.4, 3.1]])
+    key = jax.random.key(4)
+    z = sampler._starting_points(key, err, mask, mag, jnp.asarray(init))
+    prior_start = sampler._initial_positions(key, err, mask, mag)
+    start = jax.vmap(lambda v: constrain_fn(model, (err, mask, mag), {}, v))(z)
+    np.testing.assert_allclose([float(start[p][0]) for p in PARAMS], truth, rtol=1e-4)
+    for p in prior_start:
+        np.testing.assert_array_equal(np.asarray(z[p][1:]), np.asarray(prior_start[p][1:]))
+
+
+def test_npe_starts_come_from_the_pretrained_model_or_warn():
+    from sedppl.io.fit import _npe_starts
+
+    table = simulate_catalog(jax.random.key(2), 3, sed_model(bands=BANDS), NoiseModel(p_missing=0.0))
+    starts = _npe_starts(read_catalog(table), np.arange(3), "phoenix", None, 4, jax.random.key(0), False)
+    assert starts.shape == (3, 4, 5) and np.all(np.isfinite(starts))
+    assert np.all(np.abs(starts[:, :, 0] - np.asarray(table["true_teff"])[:, None]) < 3000)
+    with pytest.warns(UserWarning, match="chains start from prior draws"):
+        assert _npe_starts(read_catalog(table), np.arange(3), "kurucz", None, 4, jax.random.key(0), False) is None

@@ -31,3 +31,30 @@ def test_compare_writes_a_report(tmp_path, capsys):
     assert len(stars) == 2
     for column in ("npe_z_teff", "npe-is_width_logg", "npe-is_swd", "swd_floor", "npe-is_khat", "nuts_seconds"):
         assert np.all(np.isfinite(stars[column])), column
+
+
+def _fake_fit(values: dict[str, float], trusted: list[bool], n_draws: int):
+    """A FitResult whose star k has every draw of every parameter equal to values[k]."""
+    import arviz_base as azb
+    from astropy.table import Table
+
+    from sedppl.io.fit import REPORTED, FitResult
+
+    ids = list(values)
+    post = {p: np.broadcast_to(np.array(list(values.values()), float), (1, n_draws, len(ids))).copy()
+            for p in REPORTED}
+    tree = azb.from_dict({"posterior": post}, dims={p: ["star"] for p in REPORTED}, coords={"star": ids})
+    return FitResult(Table({"id": ids, "trusted": trusted}), tree)
+
+
+def test_each_star_is_judged_against_its_trusted_exact_posterior():
+    from sedppl.io.compare import _reference
+
+    ids = ["a", "b", "c"]
+    fits = {"nuts": _fake_fit({"a": 1.0, "b": 2.0, "c": 3.0}, [True, False, False], 400),
+            "smc": _fake_fit({"a": 10.0, "b": 20.0, "c": 30.0}, [True, True, False], 600)}
+    rows = {m: np.arange(3) for m in fits}
+    draws, which = _reference(fits, ids, rows)
+    assert list(which) == ["nuts", "smc", "none"]  # nuts first; smc where nuts fails; none when both fail
+    np.testing.assert_array_equal(draws["teff"][:, 0, 0], [1.0, 20.0, 3.0])
+    assert draws["teff"].shape == (3, 1, 400)  # one length for every star
