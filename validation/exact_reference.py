@@ -30,8 +30,12 @@ import time
 from datetime import date
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
+from sedppl.io.cli import use_cpu_cores
+
+use_cpu_cores()  # every core a JAX device (NUTS and SMC split stars over them), before JAX starts
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np
 import numpyro.distributions as dist
 from astropy.table import Table, vstack
