@@ -99,42 +99,44 @@ def components(fits: dict, star: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(locs), np.stack(trils)
 
 
-def brute_force(key, model, err, mask, mag, locs, trils, min_ess: float, max_draws: int):
-    """Weighted draws of the exact posterior: (x, normalised weights, ESS, number drawn)."""
-    t = dist.MultivariateStudentT(DF, jnp.asarray(locs), jnp.asarray(trils))
-    k = len(locs)
-    joint = jax.jit(jax.vmap(lambda v: log_joint(model, dict(zip(PARAMS, v)), err, mask, mag)))
-    prior = jax.jit(jax.vmap(lambda v: log_prior(model, dict(zip(PARAMS, v)))))
-    prior_draws = Predictive(model.sample_prior, num_samples=BATCH)
+class BruteForce:
+    """Importance sampling of one star's exact posterior from the defensive mixture; compiled once for
+    every star (the star's photometry and the components are arguments)."""
 
-    @jax.jit
-    def t_draws(key):
-        k1, k2 = jax.random.split(key)
-        which = jax.random.randint(k1, (BATCH,), 0, k)
-        return t.sample(k2, (BATCH,))[jnp.arange(BATCH), which]
+    def __init__(self, model, n_components: int):
+        self.model, self.k = model, n_components
+        self._batch = jax.jit(self._draw_and_weigh)
 
-    @jax.jit
-    def log_q(x, log_prior_x):
-        log_t = jax.nn.logsumexp(t.log_prob(x[:, None, :]), axis=1) - jnp.log(k)
-        lp = jnp.where(jnp.isfinite(log_prior_x), log_prior_x, -jnp.inf)
-        return jnp.logaddexp(jnp.log(PRIOR_WEIGHT) + lp, jnp.log1p(-PRIOR_WEIGHT) + log_t)
-
-    xs, log_w, n = [], [], 0
-    while n < max_draws:
-        key, k_pick, k_prior, k_t = jax.random.split(key, 4)
+    def _draw_and_weigh(self, key, err, mask, mag, locs, trils):
+        model, k = self.model, self.k
+        t = dist.MultivariateStudentT(DF, locs, trils)
+        k_pick, k_prior, k_which, k_t = jax.random.split(key, 4)
+        p = Predictive(model.sample_prior, num_samples=BATCH)(k_prior)
         from_prior = jax.random.uniform(k_pick, (BATCH,)) < PRIOR_WEIGHT
-        p = prior_draws(k_prior)
-        x = jnp.where(from_prior[:, None], jnp.stack([p[q] for q in PARAMS], -1), t_draws(k_t))
-        lw = joint(x) - log_q(x, prior(x))
-        xs.append(np.asarray(x)), log_w.append(np.asarray(lw))
-        n += BATCH
-        w = np.concatenate(log_w)
-        w = np.where(np.isfinite(w), w, -np.inf)
-        w = np.exp(w - w.max())
-        ess = w.sum() ** 2 / (w**2).sum()
-        if ess >= min_ess and n >= 4 * BATCH:
-            break
-    return np.concatenate(xs), w / w.sum(), float(ess), n
+        which = jax.random.randint(k_which, (BATCH,), 0, k)
+        t_x = t.sample(k_t, (BATCH,))[jnp.arange(BATCH), which]
+        x = jnp.where(from_prior[:, None], jnp.stack([p[q] for q in PARAMS], -1), t_x)
+        log_prior_x = jax.vmap(lambda v: log_prior(model, dict(zip(PARAMS, v))))(x)
+        log_t = jax.nn.logsumexp(t.log_prob(x[:, None, :]), axis=1) - jnp.log(k)
+        log_q = jnp.logaddexp(jnp.log(PRIOR_WEIGHT) + log_prior_x, jnp.log1p(-PRIOR_WEIGHT) + log_t)
+        joint = jax.vmap(lambda v: log_joint(model, dict(zip(PARAMS, v)), err, mask, mag))(x)
+        log_w = joint - log_q
+        return x, jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
+
+    def __call__(self, key, err, mask, mag, locs, trils, min_ess: float, max_draws: int):
+        """Weighted draws of the exact posterior: (x, normalised weights, ESS, number drawn)."""
+        xs, log_w, n = [], [], 0
+        while n < max_draws:
+            key, k = jax.random.split(key)
+            x, lw = self._batch(k, err, mask, mag, jnp.asarray(locs), jnp.asarray(trils))
+            xs.append(np.asarray(x)), log_w.append(np.asarray(lw, float))
+            n += BATCH
+            w = np.concatenate(log_w)
+            w = np.exp(w - w.max())
+            ess = w.sum() ** 2 / (w**2).sum()
+            if ess >= min_ess and n >= 4 * BATCH:
+                break
+        return np.concatenate(xs), w / w.sum(), float(ess), n
 
 
 def mode_of(x: np.ndarray, locs, trils, labels) -> np.ndarray:
@@ -152,24 +154,34 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
 
 
 def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int) -> Path:
+    import json
+
+    from sedppl.inference.smc import SMCConfig
+    from sedppl.io.fit import FitResult
+
     out.mkdir(parents=True, exist_ok=True)
     table = hard_set(per_kind)
     table.write(out / "hard_set.parquet", overwrite=True)
     catalog = read_catalog(table)
     model = sed_model(bands=catalog.bands, marginalize_scale=True)
     fits, seconds = {}, {}
-    from sedppl.inference.smc import SMCConfig
-
-    for method in METHODS:
+    for method in METHODS:  # a method's fit of the same stars and settings, written earlier, is reused
+        stamp = {"per_kind": per_kind, "particles": particles, "method": method}
+        done = out / method / "study.json"
+        if done.exists() and json.loads(done.read_text())["settings"] == stamp:
+            fits[method], seconds[method] = FitResult.read(out / method), json.loads(done.read_text())["seconds"]
+            continue
         t0 = time.perf_counter()
         fits[method] = fit_catalog(catalog, method, seed=0, fallback=None, smc=SMCConfig(particles=particles))
         seconds[method] = time.perf_counter() - t0
         fits[method].write(out / method)
+        done.write_text(json.dumps({"settings": stamp, "seconds": seconds[method]}))
+    brute_force = BruteForce(model, fits["nuts"].posterior["nuts_chains"].sizes["chain"] + 2)
     rows = []
     for i, star in enumerate(np.asarray(table["id"]).astype(str)):
         locs, trils = components(fits, star)
         labels = np.asarray(same_mode(jnp.asarray(locs), jnp.asarray(np.einsum("kij,klj->kil", trils, trils))))
-        x, w, ess, n = brute_force(jax.random.key(1000 + i), model, catalog.err[i], catalog.mask[i], catalog.mag[i],
+        x, w, ess, n = brute_force(jax.random.key(1000 + i), catalog.err[i], catalog.mask[i], catalog.mag[i],
                                    locs, trils, min_ess, max_draws)
         modes = np.unique(labels)
         ref_mode = mode_of(x, locs, trils, labels)
