@@ -50,3 +50,10 @@ def test_unreliable_stars_fall_back_to_nuts(catalog):
     assert np.all(s["n_divergent"][:3] >= 0) and np.all(np.isfinite(s["khat"][:3]))  # NUTS diagnostics filled
     assert list(result.posterior["posterior"]["method"].values) == ["nuts"] * 3
     assert result.posterior["posterior"]["teff"].shape == (1, 200, 3)  # NUTS draws thinned to the IS length
+
+
+def test_unknown_fallback_and_init_are_refused_before_any_work(catalog):
+    with pytest.raises(ValueError, match="unknown fallback 'mcmc'"):
+        fit_catalog(catalog, "npe-is", fallback="mcmc", progress=False)
+    with pytest.raises(ValueError, match="unknown nuts_init 'optimiser'"):
+        fit_catalog(catalog, "nuts", nuts_init="optimiser", progress=False)
