@@ -1,4 +1,2 @@
-"""Inference engines on the one model: NUTS (BlackJAX, NumPyro reference) and NPE (flowjax + Equinox).
-
-Importance sampling and prior swapping are the next issue.
-"""
+"""Inference engines on the one model: NUTS with mode weights (``nuts``, ``modes``; NumPyro as the reference),
+tempered SMC (``smc``), NPE (flowjax + Equinox, ``npe``) and importance sampling of NPE draws (``importance``)."""
