@@ -15,7 +15,7 @@ reaches ``--min-ess`` (4000). Its weakness is the one every such check has: a
 mode that no method found is only reachable through the prior component.
 
 Then nuts, smc, npe-is and npe (each as ``sedppl fit`` runs it, defaults)
-are compared with it: each mode's weight (modes = the reference's components
+are compared with it: each mode's weight (modes = the NUTS chains' components
 merged by ``inference.modes.same_mode``; each draw goes to the mode of the
 component that explains it best), the 16/50/84% quantiles in reference sds, and the
 sliced Wasserstein distance. The report says, per method, how many stars meet
@@ -180,11 +180,15 @@ def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int
     rows = []
     for i, star in enumerate(np.asarray(table["id"]).astype(str)):
         locs, trils = components(fits, star)
-        labels = np.asarray(same_mode(jnp.asarray(locs), jnp.asarray(np.einsum("kij,klj->kil", trils, trils))))
+        # modes from the NUTS chains' components only: a t fitted to all of a multimodal SMC or NPE-IS set sits
+        # between the modes and would merge them; those components only propose
+        n_chain = len(locs) - 2
+        chain_labels = np.asarray(same_mode(jnp.asarray(locs[:n_chain]),
+                                            jnp.asarray(np.einsum("kij,klj->kil", trils, trils)[:n_chain])))
         x, w, ess, n = brute_force(jax.random.key(1000 + i), catalog.err[i], catalog.mask[i], catalog.mag[i],
                                    locs, trils, min_ess, max_draws)
-        modes = np.unique(labels)
-        ref_mode = mode_of(x, locs, trils, labels)
+        modes = np.unique(chain_labels)
+        ref_mode = mode_of(x, locs[:n_chain], trils[:n_chain], chain_labels)
         ref_weight = np.array([w[ref_mode == m].sum() for m in modes])
         ref_q = np.stack([weighted_quantiles(x[:, j], w, QUANTILES) for j in range(5)])  # (param, q)
         ref_sd = np.sqrt(np.array([np.sum(w * (x[:, j] - np.sum(w * x[:, j])) ** 2) for j in range(5)]))
@@ -194,7 +198,7 @@ def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int
         for method in METHODS:
             post = fits[method].posterior["posterior"].sel(star=star)
             y = np.stack([post[p].values.ravel() for p in PARAMS], -1)
-            y_mode = mode_of(y, locs, trils, labels)
+            y_mode = mode_of(y, locs[:n_chain], trils[:n_chain], chain_labels)
             weight = np.array([np.mean(y_mode == m) for m in modes])
             q = np.stack([np.percentile(y[:, j], QUANTILES) for j in range(5)])
             row[f"{method}_mode_err"] = float(np.max(np.abs(weight - ref_weight)))

@@ -51,7 +51,12 @@ def mode_rhat_ess(draws: np.ndarray, mode: np.ndarray, weight: np.ndarray) -> tu
     for m in np.unique(mode):
         chains = draws[mode == m]
         mass = float(np.sum(weight[mode == m]))
-        rhat.append(np.asarray(azs.rhat(chains, chain_axis=0, draw_axis=1)))
+        if len(chains) == 1:  # ArviZ needs two chains: split the mode's one chain in halves ourselves
+            half = chains.shape[1] // 2
+            split = np.stack([chains[0, :half], chains[0, half:2 * half]])
+            rhat.append(np.asarray(azs.rhat(split, chain_axis=0, draw_axis=1)))
+        else:
+            rhat.append(np.asarray(azs.rhat(chains, chain_axis=0, draw_axis=1)))
         bulk = np.asarray(azs.ess(chains, method="bulk", chain_axis=0, draw_axis=1))
         tail = np.asarray(azs.ess(chains, method="tail", prob=0.1, chain_axis=0, draw_axis=1))
         inv_bulk, inv_tail = inv_bulk + mass**2 / bulk, inv_tail + mass**2 / tail

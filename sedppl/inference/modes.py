@@ -64,7 +64,7 @@ def same_mode(mean: Float[Array, "K d"], cov: Float[Array, "K d d"], threshold: 
     diff = mean[:, None] - mean[None]
     avg = 0.5 * (cov[:, None] + cov[None])
     dist2 = jnp.einsum("abi,abi->ab", diff, jnp.linalg.solve(avg, diff[..., None])[..., 0])
-    linked = dist2 <= threshold**2
+    linked = (dist2 <= threshold**2) | jnp.eye(k, dtype=bool)  # a chain with a broken fit still labels itself
     for _ in range(k):  # transitive closure: paths of any length up to K
         linked = linked | (linked.astype(jnp.int32) @ linked.astype(jnp.int32) > 0)
     return jnp.argmax(linked, axis=1)  # first linked chain: itself or a lower one

@@ -187,8 +187,9 @@ class SMCSampler:
                 jnp.where(at_posterior, carry.kept.at[jnp.minimum(carry.n_final, cfg.final_moves - 1)].set(
                     state.particles), carry.kept))
 
-        def unfinished(carry: _Carry):
-            return (carry.n_final < cfg.final_moves) & (carry.n_steps < cfg.max_steps)
+        def unfinished(carry: _Carry):  # a run that reached λ = 1 always makes its final moves
+            at_posterior = carry.state.tempering_param >= 1.0
+            return (carry.n_final < cfg.final_moves) & ((carry.n_steps < cfg.max_steps) | at_posterior)
 
         start = _Carry(blackjax.adaptive_tempered_smc.init(x0), k_loop, jnp.asarray(0.5), jnp.asarray(0),
                        jnp.asarray(0), jnp.asarray(0.0), jnp.asarray(float(cfg.particles)), jnp.asarray(jnp.nan),

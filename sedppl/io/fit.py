@@ -220,12 +220,13 @@ def smc_flag(res: SMCDraws, i: int, diag: dict, criteria: ConvergenceCriteria) -
     """Why star ``i``'s SMC draws cannot be trusted ('' when they can): a run that did not reach the
     posterior or whose particles collapsed or stopped moving, or runs that disagree."""
     reasons = []
-    if not res.reached_posterior[i]:
+    if not res.reached_posterior[i]:  # then there were no moves at the posterior to judge
         reasons.append(f"smc: stopped at temperature {res.tempering[i].min():.3g} after {res.n_steps[i].max()} steps")
-    if not res.diversity[i].min() >= MIN_DIVERSITY:
-        reasons.append(f"smc: {res.diversity[i].min():.0%} of particles distinct after the last reweighting")
-    if not res.acceptance[i].min() >= MIN_ACCEPTANCE:
-        reasons.append(f"smc: acceptance {res.acceptance[i].min():.2f} at the posterior")
+    else:
+        if not res.diversity[i].min() >= MIN_DIVERSITY:
+            reasons.append(f"smc: {res.diversity[i].min():.0%} of particles distinct after the last reweighting")
+        if not res.acceptance[i].min() >= MIN_ACCEPTANCE:
+            reasons.append(f"smc: acceptance {res.acceptance[i].min():.2f} at the posterior")
     if res.config.runs > 1 and not diag["rhat_max"] <= criteria.rhat_max:
         reasons.append(f"smc: runs disagree (rhat {diag['rhat_max']:.3f} > {criteria.rhat_max})")
     ess = min(diag["ess_bulk_min"], diag["ess_tail_min"])

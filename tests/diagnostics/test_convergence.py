@@ -58,6 +58,11 @@ def test_chains_in_separate_modes_pass_when_each_mode_has_its_mass():
     bad = star_diagnostics({"a": x}, np.zeros((4, 1000), bool), np.full((4, 1000), 3), np.full(4, 0.1), 10,
                            mode=np.array([0, 0, 0, 3]), chain_weight=weight, mode_khat=0.9)
     assert "mode weights unreliable" in bad["flag"]
+    stuck = x.copy()
+    stuck[3] = 8.0 + np.cumsum(rng.normal(size=1000)) * 0.1  # the lone chain of the light mode does not mix
+    lone = star_diagnostics({"a": stuck}, np.zeros((4, 1000), bool), np.full((4, 1000), 3), np.full(4, 0.1), 10,
+                            mode=np.array([0, 0, 0, 3]), chain_weight=weight, mode_khat=0.2)
+    assert lone["rhat_max"] > 1.05 and "within a mode" in lone["flag"]  # its split R-hat is checked too
 
 
 def test_pit_and_coverage_of_a_calibrated_posterior():
