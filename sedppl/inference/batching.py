@@ -15,6 +15,19 @@ from ..model.forward import PARAMS
 from ..model.generative import SEDModel, sample_log10_theta
 
 
+def scale_marginal_potential(model: SEDModel):
+    """(the scale-marginalised model, its NumPyro potential factory, its postprocess factory): the one
+    log-density the exact engines sample, as functions of (err, mask, mag)."""
+    from numpyro.infer.util import initialize_model
+
+    if not model.marginalize_scale:
+        model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+    nb = len(model.bands)
+    template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
+    info = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
+    return model, info.potential_fn, info.postprocess_fn
+
+
 def compile_over_stars(run_one, batch: str = "auto"):
     """``run_one(key, err, mask, mag)`` of one star -> a jitted function of a block of stars.
 

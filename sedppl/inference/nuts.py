@@ -45,11 +45,11 @@ import optax
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import Predictive
-from numpyro.infer.util import initialize_model, unconstrain_fn
+from numpyro.infer.util import unconstrain_fn
 
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel, log_joint
-from .batching import compile_over_stars, exact_theta, sample_in_chunks
+from .batching import compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
 from .modes import mode_weights, resample_chains
 
 
@@ -108,13 +108,8 @@ class NUTSSampler:
     """Batched BlackJAX NUTS for one ``SEDModel`` (must marginalise the scale)."""
 
     def __init__(self, model: SEDModel, config: NUTSConfig = NUTSConfig()):
-        if not model.marginalize_scale:
-            model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+        model, self._potential, self._constrain = scale_marginal_potential(model)
         self.model, self.config = model, config
-        nb = len(model.bands)
-        template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
-        info = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
-        self._potential, self._constrain = info.potential_fn, info.postprocess_fn
         self.support_mid = {p: 0.5 * (lo + hi) for p, (lo, hi) in model.support().items()}
         self._compiled = compile_over_stars(self._run_one, config.batch)
 

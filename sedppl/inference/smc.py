@@ -45,7 +45,7 @@ from numpyro.infer.util import initialize_model, unconstrain_fn
 
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel
-from .batching import compile_over_stars, exact_theta, sample_in_chunks
+from .batching import compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
 
 TARGET_ACCEPT = 0.65  # HMC acceptance the step size is steered towards
 
@@ -119,14 +119,9 @@ class SMCSampler:
     """Batched adaptive tempered SMC for one ``SEDModel`` (the scale is marginalised)."""
 
     def __init__(self, model: SEDModel, config: SMCConfig = SMCConfig()):
-        if not model.marginalize_scale:
-            model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+        model, self._potential, self._constrain = scale_marginal_potential(model)
         self.model, self.config = model, config
-        nb = len(model.bands)
-        template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
-        full = initialize_model(jax.random.key(0), model, model_args=template, dynamic_args=True)
         prior = initialize_model(jax.random.key(0), model.sample_prior, dynamic_args=True)
-        self._potential, self._constrain = full.potential_fn, full.postprocess_fn
         self._prior_potential = prior.potential_fn()
         self._compiled = compile_over_stars(self._run_one, config.batch)
 
