@@ -41,7 +41,6 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import Predictive
@@ -51,9 +50,6 @@ from ..model.forward import PARAMS
 from ..model.generative import SEDModel, log_joint
 from .batching import compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
 from .modes import mode_weights, resample_chains
-
-
-INIT_LEARNING_RATE = 0.05  # Adam step in the unconstrained space (logit-scaled parameters, O(1) wide)
 
 
 @dataclass(frozen=True)
@@ -66,12 +62,7 @@ class NUTSConfig:
     target_accept: float = 0.8
     max_tree_depth: int = 10
     dense_mass: bool = True  # 5 parameters: a dense mass matrix is cheap and follows the Teff-A_V ridge
-    init_candidates: int = 64  # prior draws per chain; the most probable ones are optimised, the best starts the chain
-    init_optimised: int = 8  # of a chain's candidates, this many of the most probable are climbed with Adam ...
-    # ... for this many steps; 0 (default): start at the best prior draw. Adam climbs to the highest density,
-    # not the most mass: on `sedppl simulate 4 --seed 5` sim0, 150 steps sent 3 of 4 chains into the narrow
-    # giant mode that holds ~1% of the mass (mode k-hat 2.3, flagged), against 1 of 4 from prior draws.
-    init_steps: int = 0
+    init_candidates: int = 64  # prior draws per chain; the most probable one starts the chain
     batch: str = "auto"  # "map", "vmap" or "auto" (map on CPU, vmap on GPU)
     stars_per_call: int = 8  # stars per compiled call (progress bar granularity), rounded up to the devices
     retry: bool = True  # refit flagged stars once with twice the warm-up
@@ -118,48 +109,22 @@ class NUTSSampler:
         return -self._potential(err, mask, mag)(z)
 
     def _initial_positions(self, key, err, mask, mag):
-        """Each chain starts where the posterior is: its own ``init_candidates`` prior draws, the
-        ``init_optimised`` most probable of them climbed by Adam in the unconstrained space, the best
-        of those (unconstrained).
+        """Each chain starts at the most probable of its own ``init_candidates`` prior draws (unconstrained).
 
         Independent candidate sets keep the starts dispersed, so that chains
         which settle in different modes show up as modes (``modes``). (Resampling one
         shared set by likelihood was tried: it started every chain in the same
-        mode, and the SBC then found truths outside all draws of unflagged stars.)
+        mode, and the SBC then found truths outside all draws of unflagged stars.
+        Climbing each start with Adam was tried too: it sent chains to the highest
+        peak, not the most mass; validation/README.md, the seed-5 star.)
         """
         cfg = self.config
         draws = Predictive(self.model.sample_prior, num_samples=cfg.chains * cfg.init_candidates)(key)
         values = {p: draws[p].reshape(cfg.chains, cfg.init_candidates) for p in PARAMS}
         logp = jax.vmap(jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag)))(values)
-        logp = jnp.where(jnp.isfinite(logp), logp, -jnp.inf)
-        keep = jax.lax.top_k(logp, cfg.init_optimised)[1] if cfg.init_steps else jnp.argmax(logp, axis=1)[:, None]
-        chosen = {p: jnp.take_along_axis(v, keep, axis=1) for p, v in values.items()}
-        z = jax.vmap(jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v)))(chosen)
-        if not cfg.init_steps:
-            return jax.tree.map(lambda a: a[:, 0], z)
-        climbed, logp = jax.vmap(jax.vmap(lambda z0: self._climb(z0, err, mask, mag)))(z)
         best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf), axis=1)
-        return jax.tree.map(lambda a: a[jnp.arange(cfg.chains), best], climbed)
-
-    def _climb(self, z, err, mask, mag):
-        """``init_steps`` of Adam up the log-density from z; returns the best point seen and its log-density."""
-        loss = lambda z: -self.logdensity(z, err, mask, mag)  # noqa: E731
-        opt = optax.adam(INIT_LEARNING_RATE)
-
-        def step(carry, _):
-            z, state, best, best_loss = carry
-            value, grad = jax.value_and_grad(loss)(z)
-            ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(ravel_pytree(grad)[0]))
-            better = ok & (value < best_loss)
-            best = jax.tree.map(lambda a, b: jnp.where(better, a, b), z, best)
-            best_loss = jnp.where(better, value, best_loss)
-            grad = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grad)
-            updates, state = opt.update(grad, state)
-            return (optax.apply_updates(z, updates), state, best, best_loss), None
-
-        start = (z, opt.init(z), z, loss(z))
-        (_, _, best, best_loss), _ = jax.lax.scan(step, start, None, length=self.config.init_steps)
-        return best, -best_loss
+        chosen = {p: v[jnp.arange(cfg.chains), best] for p, v in values.items()}
+        return jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v))(chosen)
 
     def _starting_points(self, key, err, mask, mag, init):
         """Per chain: ``init`` (constrained, (chain, 5)) where it is finite and has a finite log-density,
