@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -22,6 +22,15 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_forward.py
+
+# Wheels of the pure-Python dependencies a bare GPU machine lacks (see benchmarks/gpu.sh); needs pip's index.
+GPU_WHEELS := flowjax paramax blackjax arviz arviz-base arviz-plots arviz-stats xarray-einstats speclite h5netcdf \
+  numpyro equinox jaxtyping wadler-lindig optax lineax astropy pyerfa astropy-iers-data
+wheels: $(VENV)/.installed
+	rm -rf .whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	  $$($(BIN)/python -m pip list --format=freeze | grep -iE "^($$(echo $(GPU_WHEELS) | tr ' ' '|' | sed 's/-/[-_]/g'))==")
 
 clean:
 	rm -rf $(VENV) sedppl-demo

@@ -14,9 +14,9 @@ def _cmd_bands(args) -> int:
     from ..model.passbands import describe
 
     rows = describe()
-    print(f"{'name':<12} {'system':<6} {'lambda_eff[um]':>14}  source")
+    print(f"{'name':<12} {'system':<6} {'lambda_eff[um]':>14}  {'curve':<24} zero point")
     for r in rows:
-        print(f"{r['name']:<12} {r['system']:<6} {r['lambda_eff_um']:>14.4f}  {r['source']}")
+        print(f"{r['name']:<12} {r['system']:<6} {r['lambda_eff_um']:>14.4f}  {r['source']:<24} {r['zero_point']}")
     return 0
 
 

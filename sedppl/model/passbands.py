@@ -1,9 +1,13 @@
 """Passband registry and synthetic photometry as a linear operator.
 
 Curves come from maintained packages: speclite (Gaia DR3, GALEX, SDSS,
-Pan-STARRS, 2MASS, WISE, Bessell V) and pyphot (SkyMapper). Each band keeps
-its native system: AB (GALEX, SDSS, Pan-STARRS, SkyMapper) or Vega (Gaia,
-2MASS, WISE, Bessell V) with pyphot's CALSPEC ``alpha_lyr_stis_011`` Vega.
+Pan-STARRS, 2MASS, WISE, Bessell V) and pyphot (SkyMapper, CALSPEC Vega).
+
+Each band's magnitudes are on its catalogue's own zero point
+(:class:`ZeroPoint`, with the publication it follows): AB (GALEX, Pan-STARRS,
+SkyMapper), AB plus a published offset (SDSS u and z; WISE's AB - Vega), or a
+Vega system defined by a named CALSPEC Vega spectrum and Vega's magnitude in
+it (Gaia DR3, 2MASS). The tests pin each one to independent published numbers.
 
 Photon-counting band fluxes are linear in the spectrum, so for one wavelength
 grid we extract speclite's own quadrature as a matrix once (``Passbands``) and
@@ -18,45 +22,81 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Vega's magnitude in each Vega-system passband: Bessell & Murphy (2012) for V;
-# Gaia DR3 VEGAMAG (Riello et al. 2021) for G, BP, RP; 0 for 2MASS and WISE.
-VEGA_MAG = {"gaia": 0.023, "bessell": 0.03, "2mass": 0.0, "wise": 0.0}
+
+@dataclass(frozen=True)
+class ZeroPoint:
+    """Where a catalogue puts magnitude zero in one band, and the publication that says so.
+
+    Either a named CALSPEC Vega spectrum (``vega``, a pyphot flavour) has magnitude ``vega_mag``,
+    or the band is AB shifted by ``ab_offset``: m = m_AB + ab_offset.
+    """
+
+    system: str  # "AB" or "Vega": the catalogue's own name for its system
+    source: str
+    ab_offset: float = 0.0
+    vega: str = ""
+    vega_mag: float = 0.0
+
+
+AB = ZeroPoint("AB", "AB (Oke & Gunn 1983): f_nu = 3631 Jy has magnitude 0")
+#: Gaia DR3 VEGAMAG: Riello et al. (2021, A&A 649, A3) and the DR3 documentation (sec. 5.4.1):
+#: CALSPEC alpha_lyr_mod_002 with V = 0.023.
+GAIA_DR3 = ZeroPoint("Vega", "Gaia DR3 VEGAMAG (Riello et al. 2021): alpha_lyr_mod_002 has 0.023 mag",
+                     vega="mod_002", vega_mag=0.023)
+#: SDSS is AB up to u_AB = u_SDSS - 0.04 and z_AB = z_SDSS + 0.02 (SDSS DR7-DR9 "flux calibration" pages).
+SDSS_U = ZeroPoint("AB", "SDSS flux calibration: u_AB = u_SDSS - 0.04", ab_offset=0.04)
+SDSS_Z = ZeroPoint("AB", "SDSS flux calibration: z_AB = z_SDSS + 0.02", ab_offset=-0.02)
+#: 2MASS on CALSPEC Vega: Maiz Apellaniz & Pantaleoni Gonzalez (2018, A&A 616, L7) find Vega at
+#: J = -0.025, H = +0.004, Ks = -0.015 (each +-0.005) from HST CALSPEC spectrophotometry.
+TWOMASS = {b: ZeroPoint("Vega", f"2MASS (Maiz Apellaniz & Pantaleoni Gonzalez 2018): alpha_lyr_stis_011 has {m:+.3f}",
+                        vega="stis_011", vega_mag=m) for b, m in (("j", -0.025), ("h", 0.004), ("ks", -0.015))}
+#: WISE All-Sky Explanatory Supplement IV.4.h (Jarrett et al. 2011): m_AB - m_Vega = 2.699 (W1), 3.339 (W2).
+WISE = {b: ZeroPoint("Vega", f"WISE All-Sky Explanatory Supplement (Jarrett et al. 2011): m_AB - m_Vega = {d}",
+                     ab_offset=-d) for b, d in (("w1", 2.699), ("w2", 3.339))}
+#: Bessell & Murphy (2012): Vega has V = 0.03 (calibration checks only).
+BESSELL_V = ZeroPoint("Vega", "Bessell & Murphy (2012): alpha_lyr_stis_011 has V = 0.03", vega="stis_011", vega_mag=0.03)
 
 
 @dataclass(frozen=True)
 class Band:
-    """One registry entry: where its curve comes from and its magnitude system."""
+    """One registry entry: where its curve comes from and where its catalogue puts magnitude zero."""
 
     name: str
-    system: str  # "AB" or "Vega"
+    zero_point: ZeroPoint
     package: str  # "speclite" or "pyphot"
     curve: str  # the package's own name for the curve
 
     @property
+    def system(self) -> str:
+        return self.zero_point.system
+
+    @property
     def vega_mag(self) -> float:
-        return VEGA_MAG[self.name.split("_")[0]] if self.system == "Vega" else float("nan")
+        """Vega's magnitude in this band by the catalogue's definition (nominally 0 where it is set by an
+        AB offset; NaN for AB systems)."""
+        return self.zero_point.vega_mag if self.system == "Vega" else float("nan")
 
 
-def _band(name: str, system: str, package: str, curve: str) -> tuple[str, Band]:
-    return name, Band(name, system, package, curve)
+def _band(name: str, zero_point: ZeroPoint, package: str, curve: str) -> tuple[str, Band]:
+    return name, Band(name, zero_point, package, curve)
 
 
 REGISTRY: dict[str, Band] = dict(
     [
-        _band("gaia_g", "Vega", "speclite", "gaiadr3-G"),
-        _band("gaia_bp", "Vega", "speclite", "gaiadr3-BP"),
-        _band("gaia_rp", "Vega", "speclite", "gaiadr3-RP"),
-        _band("galex_fuv", "AB", "speclite", "galex-fuv"),
-        _band("galex_nuv", "AB", "speclite", "galex-nuv"),
-        *[_band(f"sdss_{b}", "AB", "speclite", f"sdss2010-{b}") for b in "ugriz"],
-        *[_band(f"ps1_{b}", "AB", "speclite", f"panstarrs-{b}") for b in "grizy"],
-        *[_band(f"skymapper_{b}", "AB", "pyphot", f"SkyMapper_{b}") for b in "uvgriz"],
-        _band("2mass_j", "Vega", "speclite", "twomass-J"),
-        _band("2mass_h", "Vega", "speclite", "twomass-H"),
-        _band("2mass_ks", "Vega", "speclite", "twomass-Ks"),
-        _band("wise_w1", "Vega", "speclite", "wise2010-W1"),
-        _band("wise_w2", "Vega", "speclite", "wise2010-W2"),
-        _band("bessell_v", "Vega", "speclite", "bessell-V"),
+        _band("gaia_g", GAIA_DR3, "speclite", "gaiadr3-G"),
+        _band("gaia_bp", GAIA_DR3, "speclite", "gaiadr3-BP"),
+        _band("gaia_rp", GAIA_DR3, "speclite", "gaiadr3-RP"),
+        _band("galex_fuv", AB, "speclite", "galex-fuv"),
+        _band("galex_nuv", AB, "speclite", "galex-nuv"),
+        *[_band(f"sdss_{b}", {"u": SDSS_U, "z": SDSS_Z}.get(b, AB), "speclite", f"sdss2010-{b}") for b in "ugriz"],
+        *[_band(f"ps1_{b}", AB, "speclite", f"panstarrs-{b}") for b in "grizy"],
+        *[_band(f"skymapper_{b}", AB, "pyphot", f"SkyMapper_{b}") for b in "uvgriz"],
+        _band("2mass_j", TWOMASS["j"], "speclite", "twomass-J"),
+        _band("2mass_h", TWOMASS["h"], "speclite", "twomass-H"),
+        _band("2mass_ks", TWOMASS["ks"], "speclite", "twomass-Ks"),
+        _band("wise_w1", WISE["w1"], "speclite", "wise2010-W1"),
+        _band("wise_w2", WISE["w2"], "speclite", "wise2010-W2"),
+        _band("bessell_v", BESSELL_V, "speclite", "bessell-V"),
     ]
 )
 
@@ -95,11 +135,12 @@ def filter_response(name: str):
 
 
 @functools.cache
-def vega_spectrum() -> tuple[np.ndarray, np.ndarray]:
-    """CALSPEC alpha_lyr_stis_011 (pyphot): wavelength [A], F_lambda [erg s^-1 cm^-2 A^-1]."""
+def vega_spectrum(flavor: str = "stis_011") -> tuple[np.ndarray, np.ndarray]:
+    """A CALSPEC Vega spectrum shipped with pyphot (``alpha_lyr_<flavor>``): wavelength [A],
+    F_lambda [erg s^-1 cm^-2 A^-1]."""
     from pyphot import Vega
 
-    with Vega(flavor="stis_011") as vega:
+    with Vega(flavor=flavor) as vega:
         wave = np.asarray(vega.wavelength.to("AA").value, dtype=float)
         flux = np.asarray(vega.flux.value, dtype=float)
     return wave, flux
@@ -115,14 +156,20 @@ def convolution_weights(name: str, wavelength_aa: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def reference_convolution(name: str) -> float:
-    """Convolution of the band's zero-magnitude reference: 10**(-0.4 m_ref) x reference flux."""
-    band, resp = REGISTRY[name], filter_response(name)
-    if band.system == "AB":
-        return float(resp.ab_zeropoint.value)
-    wave, flux = vega_spectrum()
+    """Convolution of a source of magnitude 0 in the band's catalogue system (photon-weighted)."""
+    zp, resp = REGISTRY[name].zero_point, filter_response(name)
+    if not zp.vega:
+        return float(resp.ab_zeropoint.value) * 10 ** (0.4 * zp.ab_offset)
+    wave, flux = vega_spectrum(zp.vega)
     return float(resp.convolve_with_array(wave, flux, photon_weighted=True, interpolate=True)) * 10 ** (
-        0.4 * band.vega_mag
+        0.4 * zp.vega_mag
     )
+
+
+def ab_minus_catalogue(name: str) -> float:
+    """m_AB - m_band, the same for every source: the band's zero point as one number (0 for pure AB)."""
+    resp = filter_response(name)
+    return float(2.5 * np.log10(float(resp.ab_zeropoint.value) / reference_convolution(name))) + 0.0
 
 
 def effective_wavelength(name: str) -> float:
@@ -168,6 +215,7 @@ def describe() -> list[dict]:
                 lambda_eff_um=round(effective_wavelength(band.name) / 1e4, 4),
                 source=f"{band.package}:{band.curve}",
                 vega_mag=None if band.system == "AB" else band.vega_mag,
+                zero_point=band.zero_point.source,
             )
         )
     return rows

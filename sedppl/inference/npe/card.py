@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import equinox as eqx
 import jax
+import numpy as np
 
 from ...model.generative import SEDModel, sed_model
+from ...model.passbands import ab_minus_catalogue
 from ...model.priors import Prior
 from .posterior import Architecture, NPEPosterior
 from .simulations import TrainingNoise
@@ -62,6 +65,7 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     data_hash: str = ""
     code_hash: str = ""
+    zero_points: dict = field(default_factory=dict)  # band -> m_AB - m_band when trained ({}: not recorded)
     version: int = CARD_VERSION
 
     def prior(self) -> Prior:
@@ -93,6 +97,7 @@ class ModelCard:
             "# NPE model card", "",
             f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`); code hash `{self.code_hash}`",
             f"- Bands ({len(self.bands)}): {', '.join(self.bands)}",
+            f"- Zero points (m_AB - m_band when trained): {self.zero_points or 'not recorded (before 2026-11-30)'}",
             "- Training prior: `prior.toml` (plain NPE refuses any other prior; `npe-is` reweights to a new one)",
             f"- Noise model: {noise}",
             f"- Architecture: {self.architecture}",
@@ -140,5 +145,25 @@ def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Pr
             f"NPE model {path} was trained under another prior (tables that differ: {differ}). "
             "Retrain under this prior, or use --method npe-is, which importance-weights the NPE to the new prior."
         )
+    stale = stale_zero_points(card)
+    if stale:
+        warnings.warn(f"NPE model {path} was trained under other photometric zero points ({stale}); plain NPE "
+                      "draws inherit that offset until it is retrained, while npe-is weights them to the current "
+                      "model", UserWarning, stacklevel=2)
     posterior = eqx.tree_deserialise_leaves(Path(path) / "weights.eqx", card.skeleton())
     return posterior, card
+
+
+def current_zero_points(bands) -> dict[str, float]:
+    """m_AB - m_band of each band as the model defines it now (what a card records when trained)."""
+    return {b: round(ab_minus_catalogue(b), 5) for b in bands}
+
+
+def stale_zero_points(card: ModelCard) -> str:
+    """'' when the card's zero points are today's, else what differs (a card without them predates them)."""
+    if not card.zero_points:
+        return "not recorded: trained before the catalogue zero points of 2026-11-30, up to 0.04 mag apart (SDSS u)"
+    now = current_zero_points(card.bands)
+    differ = {b: round(now[b] - card.zero_points.get(b, np.nan), 4) for b in card.bands
+              if not abs(now[b] - card.zero_points.get(b, np.nan)) < 1e-4}
+    return f"current minus trained, mag: {differ}" if differ else ""

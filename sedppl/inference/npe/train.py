@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ...model.generative import sed_model
 from ...model.passbands import SURVEY_BANDS
 from ...model.priors import Prior
-from .card import ModelCard, code_hash, data_hash, load_npe, save_npe
+from .card import ModelCard, code_hash, current_zero_points, data_hash, load_npe, save_npe
 from .posterior import Architecture, NPEPosterior, negative_log_likelihood
 from .simulations import TrainingNoise, simulate_batch
 
@@ -251,7 +251,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             "config": _portable(config.to_dict(), out), "history": state["history"],
         } | ({"init_from": state["parent"], "starting_validation_nll": round(state["history"][0][2], 4)}
              if "parent" in state else {}),
-        data_hash=data_hash(config.library), code_hash=code_hash(),
+        data_hash=data_hash(config.library), code_hash=code_hash(), zero_points=current_zero_points(config.bands),
     )
     save_npe(out, best, card)
     return best, card

@@ -38,8 +38,27 @@ def test_training_writes_a_complete_card(trained):
     assert np.isfinite(card.training["best_validation_nll"])
     assert card.bands == TINY.bands and card.library == "phoenix"
     assert card.data_hash and card.code_hash
+    assert card.zero_points["gaia_g"] == pytest.approx(0.1137, abs=1e-3) and card.zero_points["2mass_j"] > 0.9
     assert Prior.load(out / "prior.toml").to_dict() == Prior.default().to_dict()
     assert read_card(out).architecture == TINY.architecture.to_dict()
+
+
+def test_a_card_from_other_zero_points_warns_on_load(trained, tmp_path):
+    """A model trained under other zero points (or before they were recorded) still loads, with a warning
+    that names the offsets; one trained now loads silently."""
+    import shutil
+    import warnings
+
+    out, _, card = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_npe(out)
+    for recorded, match in (({}, "not recorded"), (card.zero_points | {"gaia_bp": 0.0}, "gaia_bp")):
+        other = shutil.copytree(out, tmp_path / f"m{len(recorded)}")
+        data = json.loads((other / "card.json").read_text()) | {"zero_points": recorded}
+        (other / "card.json").write_text(json.dumps(data))
+        with pytest.warns(UserWarning, match=match):
+            load_npe(other)
 
 
 def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):

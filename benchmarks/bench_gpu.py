@@ -1,0 +1,192 @@
+"""One section of the GPU benchmark (``benchmarks/gpu.sh`` runs them all, each under its own time limit).
+
+    python benchmarks/bench_gpu.py SECTION [--out DIR] [--budget SECONDS]
+
+Sections: ``env``, ``forward``, ``npe``, ``npe-is``, ``nuts``, ``smc``. Each prints one line per
+figure, ``figure: value (goal: ...)``, and writes ``DIR/gpu_SECTION.json``. Compilation is never
+timed except in ``npe-is``, which is end to end (simulated catalogue in memory to per-star summaries).
+A section that cannot reach its full size in ``--budget`` seconds runs what fits, says so, and
+reports the measured rate with the time the full size would take at that rate (``extrapolated``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MODEL = Path(__file__).parents[1] / "models" / "default"
+GOALS = {"forward": 1e8, "npe": 1e7, "npe-is": 120.0, "nuts": 1000.0, "smc": 1000.0}
+
+
+def _device() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{d.device_kind} x{jax.device_count()}"
+
+
+def _timed(fn, *args, repeats: int = 5) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _catalog(n: int, seed: int = 0):
+    from sedppl.inference.npe.card import load_npe
+    from sedppl.io.catalog import read_catalog
+    from sedppl.model.simulate import simulate_catalog
+
+    posterior, card = load_npe(MODEL)
+    return posterior, card, read_catalog(simulate_catalog(jax.random.key(seed), n, card.model()))
+
+
+def env(args) -> dict:
+    import importlib.metadata as md
+
+    versions = {p: md.version(p) for p in ("jax", "jaxlib", "equinox", "flowjax", "blackjax", "numpyro", "arviz")}
+    return {"device": _device(), "python": platform.python_version(), **versions}
+
+
+def forward(args) -> dict:
+    from sedppl.model.forward import PARAMS
+    from sedppl.model.generative import sed_model
+    from sedppl.model.simulate import NoiseModel, prior_predictive
+
+    model = sed_model("phoenix")
+    err, mask = NoiseModel(p_missing=0.0).draw(jax.random.key(0), 4096, len(model.bands))
+    pool = prior_predictive(jax.random.key(1), model, err, mask)
+    idx = np.resize(np.arange(4096), args.batch)
+    params = jnp.asarray(np.column_stack([pool[p] for p in PARAMS])[idx])
+    theta = jnp.asarray(pool["log10_theta"][idx])
+    seconds = _timed(jax.jit(jax.vmap(model.forward.magnitudes)), params, theta)
+    return {"batch": args.batch, "bands": len(model.bands), "seconds": seconds,
+            "evaluations_per_second": args.batch / seconds, "goal": GOALS["forward"]}
+
+
+def npe(args) -> dict:
+    from sedppl.inference.npe.estimator import NPEEstimator
+
+    posterior, card, cat = _catalog(args.stars)
+    est = NPEEstimator(posterior, card.model(marginalize_scale=True), draws=1000, stars_per_call=args.stars_per_call)
+    n = args.stars_per_call  # one compiled call's shape, then the whole catalogue
+    est.sample(jax.random.key(1), cat.err[:n], cat.mask[:n], cat.mag[:n], progress=False)
+    t0 = time.perf_counter()
+    out = est.sample(jax.random.key(2), cat.err, cat.mask, cat.mag, progress=False)
+    seconds = time.perf_counter() - t0
+    return {"stars": args.stars, "draws_per_star": 1000, "seconds": seconds,
+            "draws_per_second": args.stars * 1000 / seconds, "rejected": int(out.n_rejected.sum()),
+            "goal": GOALS["npe"]}
+
+
+def npe_is(args) -> dict:
+    """End to end: simulate the catalogue, NPE + IS (default adaptation and rescue), per-star summaries."""
+    from sedppl.inference.importance import ImportanceSampler, ISConfig
+
+    start = time.perf_counter()
+    posterior, card, cat = _catalog(args.stars)
+    model = card.model(marginalize_scale=True)
+    cfg = ISConfig(proposals=1000, draws=args.draws, stars_per_call=args.stars_per_call)
+    sampler = ImportanceSampler(posterior, model, model, cfg)
+    probe = min(args.stars, 4 * args.stars_per_call)
+    t0 = time.perf_counter()
+    sampler.sample(jax.random.key(0), cat.err[:probe], cat.mask[:probe], cat.mag[:probe], progress=False)
+    probe_seconds = time.perf_counter() - t0  # compiles, then runs `probe` stars
+    t0 = time.perf_counter()
+    sampler.sample(jax.random.key(0), cat.err[:probe], cat.mask[:probe], cat.mag[:probe], progress=False)
+    rate = probe / (time.perf_counter() - t0)
+    fits = max(probe, int(rate * max(args.budget - (time.perf_counter() - start) - 30, 0)))
+    n = min(args.stars, fits)
+    t0 = time.perf_counter()
+    res = sampler.sample(jax.random.key(1), cat.err[:n], cat.mask[:n], cat.mag[:n], progress=False)
+    medians = {p: np.median(v[:, 0], axis=-1) for p, v in res.params.items()}  # per-star summaries
+    run_seconds = time.perf_counter() - t0
+    total = time.perf_counter() - start
+    out = {"stars_requested": args.stars, "stars_run": n, "proposals_per_round": 1000,
+           "adapt_rounds": cfg.adapt_rounds, "rescued": int((res.rounds > cfg.adapt_rounds).sum()),
+           "reliable_fraction": float(res.reliable.mean()), "compile_and_probe_seconds": probe_seconds,
+           "sampling_seconds": run_seconds, "end_to_end_seconds": total, "stars_per_second": n / run_seconds,
+           "median_teff": float(np.median(medians["teff"])), "goal_seconds": GOALS["npe-is"]}
+    if n < args.stars:
+        out["extrapolated_end_to_end_seconds"] = total - run_seconds + args.stars / out["stars_per_second"]
+    return out
+
+
+def _exact(args, method: str) -> dict:
+    """Two compiled calls of ``stars_per_call`` stars: the first compiles, the second is timed (its
+    stars' recorded seconds); trusted is counted over both. No retry of flagged stars (as bench_nuts)."""
+    from sedppl.inference.nuts import NUTSConfig
+    from sedppl.inference.smc import SMCConfig
+    from sedppl.io.catalog import read_catalog
+    from sedppl.io.fit import fit_catalog
+    from sedppl.model.simulate import simulate_catalog
+
+    _, card, _ = _catalog(1)
+    n = args.stars_per_call
+    table = simulate_catalog(jax.random.key(3), 2 * n, card.model())
+    kw = ({"config": NUTSConfig(stars_per_call=n, batch="vmap", retry=False)} if method == "nuts"
+          else {"smc": SMCConfig(stars_per_call=n)})
+    t0 = time.perf_counter()
+    summary = fit_catalog(read_catalog(table), method=method, progress=False, **kw).summary
+    wall = time.perf_counter() - t0
+    steady = float(np.sum(summary["seconds"][n:]))
+    trusted = np.asarray(summary["trusted"], bool)
+    per_minute = 60 * n / steady
+    return {"stars": 2 * n, "stars_per_call": n, "wall_seconds_with_compile": wall, "timed_call_seconds": steady,
+            "stars_per_minute": per_minute, "trusted": int(trusted.sum()),
+            "trusted_per_minute": per_minute * trusted.mean(), "goal": GOALS[method]}
+
+
+SECTIONS = {"env": env, "forward": forward, "npe": npe, "npe-is": npe_is,
+            "nuts": lambda a: _exact(a, "nuts"), "smc": lambda a: _exact(a, "smc")}
+DEFAULTS = {"forward": {"batch": 4_000_000}, "npe": {"stars": 20_000, "stars_per_call": 5_000},
+            "npe-is": {"stars": 250_000, "stars_per_call": 2_048, "draws": 100},
+            "nuts": {"stars_per_call": 256}, "smc": {"stars_per_call": 256}}
+
+
+def _line(section: str, r: dict) -> str:
+    if section == "env":
+        return "env: " + ", ".join(f"{k} {v}" for k, v in r.items())
+    if section == "forward":
+        return f"forward model: {r['evaluations_per_second']:.3g} evaluations/s (goal >= 1e8)"
+    if section == "npe":
+        return f"NPE: {r['draws_per_second']:.3g} posterior draws/s (goal >= 1e7)"
+    if section == "npe-is":
+        size = f"{r['stars_run']} stars run"
+        if "extrapolated_end_to_end_seconds" in r:
+            size += f"; {r['stars_requested']} stars extrapolated: {r['extrapolated_end_to_end_seconds']:.0f} s"
+        return (f"NPE + IS, 1000 proposals/star: {r['end_to_end_seconds']:.1f} s end to end for {size}, "
+                f"{r['stars_per_second']:.0f} stars/s, {r['reliable_fraction']:.1%} reliable (goal < 120 s for 250000)")
+    return (f"{section.upper()}: {r['trusted_per_minute']:.0f} trusted stars/min ({r['trusted']}/{r['stars']} "
+            f"trusted, {r['stars_per_minute']:.0f} stars/min, {r['stars_per_call']} stars per call; goal >= 1000 trusted/min)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("section", choices=sorted(SECTIONS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds this section may use")
+    for name in ("batch", "stars", "stars_per_call", "draws"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None)
+    args = parser.parse_args()
+    for name, value in DEFAULTS.get(args.section, {}).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    result = {"section": args.section, "date": date.today().isoformat(), "device": _device(),
+              **SECTIONS[args.section](args)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"gpu_{args.section}.json").write_text(json.dumps(result, indent=2, default=float))
+    print(_line(args.section, result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
