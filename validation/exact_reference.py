@@ -49,6 +49,7 @@ from sedppl.model.forward import PARAMS
 from sedppl.model.generative import log_joint, log_prior, sed_model
 from sedppl.model.simulate import NoiseModel, simulate_catalog
 from npe_accuracy import shown_path  # a sibling script (validation/ is on sys.path)
+from simulated_fits import fingerprint  # noqa: E402  (likewise)
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("nuts", "smc", "npe-is", "npe")
@@ -166,7 +167,7 @@ def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int
     model = sed_model(bands=catalog.bands, marginalize_scale=True)
     fits, seconds = {}, {}
     for method in METHODS:  # a method's fit of the same stars and settings, written earlier, is reused
-        stamp = {"per_kind": per_kind, "particles": particles, "method": method}
+        stamp = {"per_kind": per_kind, "particles": particles, "method": method, **fingerprint(catalog)}
         done = out / method / "study.json"
         if done.exists() and json.loads(done.read_text())["settings"] == stamp:
             fits[method], seconds[method] = FitResult.read(out / method), json.loads(done.read_text())["seconds"]

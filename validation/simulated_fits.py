@@ -9,6 +9,7 @@ one set of fits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +52,18 @@ class Study:
         return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(self).items() if k != "model")
 
 
+def fingerprint(catalog: Catalog) -> dict[str, str]:
+    """What a cached fit depends on beyond its settings: the catalogue's numbers and sedppl's code. A fit
+    is reused only when both match, so a model change (zero points, say) never reuses stale fits."""
+    data = hashlib.sha256()
+    for a in (catalog.mag, catalog.err, catalog.mask):
+        data.update(np.ascontiguousarray(np.nan_to_num(np.asarray(a, float), nan=-99.0)).tobytes())
+    code = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parents[1] / "sedppl").rglob("*.py")):
+        code.update(path.read_bytes())
+    return {"catalog": data.hexdigest()[:16], "code": code.hexdigest()[:16]}
+
+
 def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = True
                    ) -> tuple[Catalog, dict[str, np.ndarray], dict[str, FitResult], dict[str, float]]:
     """The catalog, its truths (param -> (star,)), each method's fit, and each method's minutes.
@@ -66,13 +79,13 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
     truths = {p: np.asarray(table[f"true_{p}"], float) for p in REPORTED}
     fits, minutes = {}, {}
     for method in methods:
-        folder, stamp = out / method, {**asdict(study), "method": method}
+        rows = catalog if method not in EXACT else read_catalog(table[: study.nuts_n])
+        folder, stamp = out / method, {**asdict(study), "method": method, **fingerprint(rows)}
         done = folder / "study.json"
         if done.exists() and json.loads(done.read_text())["settings"] == stamp:
             fits[method] = FitResult.read(folder)
             minutes[method] = json.loads(done.read_text())["minutes"]
             continue
-        rows = catalog if method not in EXACT else read_catalog(table[: study.nuts_n])
         config = NUTSConfig(chains=study.chains, draws=study.draws, warmup=study.warmup, retry=False)
         importance = ISConfig(proposals=study.proposals)
         fit = fit_catalog(rows, method, out=folder, config=config, seed=study.seed + 1, progress=progress,

@@ -5,12 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from blackjax.smc import solver
-from blackjax.smc.ess import ess, ess_solver
+from blackjax.smc.ess import ess
 
 from sedppl.diagnostics.comparison import half_width
 from sedppl.inference.nuts import NUTSConfig, NUTSSampler
-from sedppl.inference.smc import SMCConfig, SMCSampler
+from sedppl.inference.smc import SMCConfig, SMCSampler, tempering_increment
 from sedppl.model.forward import PARAMS
 from sedppl.model.simulate import simulate_catalog
 
@@ -24,10 +23,26 @@ def test_adaptive_tempering_reaches_the_target_ess_on_an_asymmetric_likelihood()
     own sign (delta * loglik); the old sign gives another."""
     loglik = -jnp.exp(jax.random.normal(jax.random.key(0), (2000,)) * 1.5) * 50.0
     for target in (0.3, 0.5, 0.8):
-        delta = ess_solver(lambda x: x, loglik, target, 1.0, solver.dichotomy)
+        delta, log_w = tempering_increment(loglik, 1.0, target)
         assert 0 < float(delta) < 1
-        assert abs(float(ess(delta * loglik)) / 2000 - target) < 0.01, target
+        np.testing.assert_allclose(log_w, delta * loglik)
+        assert abs(float(ess(log_w)) / 2000 - target) < 0.01, target
         assert abs(float(ess(-delta * loglik)) / 2000 - target) > 0.05  # the two signs really differ here
+
+
+def test_tempering_drops_zero_likelihood_particles_instead_of_stalling():
+    """When most prior draws have L = 0 (log L = -inf), the increment is still positive, the ESS target counts
+    the living particles, the dead get weight 0 (never NaN); the last step stops exactly at λ = 1."""
+    live = -jnp.exp(jax.random.normal(jax.random.key(1), (500,))) * 200.0
+    loglik = jnp.concatenate([live, jnp.full(1500, -jnp.inf)])  # 75% dead, more than 1 - target_ess
+    delta, log_w = tempering_increment(loglik, 1.0, 0.5)
+    assert 0 < float(delta) < 1 and np.all(~np.isnan(log_w))
+    assert np.all(np.isneginf(log_w[500:]))
+    assert abs(float(ess(log_w)) / 500 - 0.5) < 0.01
+    delta, log_w = tempering_increment(loglik * 1e-6, 0.25, 0.5)  # an almost flat likelihood: take the rest
+    assert float(delta) == 0.25
+    delta, log_w = tempering_increment(loglik, 0.0, 0.5)  # at the posterior: uniform over the living
+    assert float(delta) == 0.0 and np.all(log_w[:500] == 0.0) and np.all(np.isneginf(log_w[500:]))
 
 
 def _rows(table, bands, i):
@@ -56,7 +71,8 @@ def test_smc_reaches_the_posterior_with_diverse_particles(smc_draws):
     assert np.all(smc_draws.reached_posterior) and np.all(smc_draws.n_steps > 3)
     assert np.all(smc_draws.diversity > 0.3) and np.all(smc_draws.acceptance > 0.2)
     assert np.all(np.isfinite(smc_draws.log_evidence))
-    assert np.all(np.ptp(smc_draws.log_evidence, axis=1) < 0.5)  # the two runs' evidences agree
+    # the two runs' evidences agree: one run's log Z has sd 0.23 on sim0 (10 runs, 2026-11-30), so 1 nat is 3 sd
+    assert np.all(np.ptp(smc_draws.log_evidence, axis=1) < 1.0)
 
 
 def test_smc_agrees_with_nuts_on_a_unimodal_star(model, reference_star, nuts_reference, smc_draws):
