@@ -52,16 +52,23 @@ class Study:
         return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(self).items() if k != "model")
 
 
+def _code_hash() -> str:
+    code = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parents[1] / "sedppl").rglob("*.py")):
+        code.update(path.read_bytes())
+    return code.hexdigest()[:16]
+
+
+CODE = _code_hash()  # taken when the study starts: the code this process runs, whatever is edited later
+
+
 def fingerprint(catalog: Catalog) -> dict[str, str]:
     """What a cached fit depends on beyond its settings: the catalogue's numbers and sedppl's code. A fit
     is reused only when both match, so a model change (zero points, say) never reuses stale fits."""
     data = hashlib.sha256()
     for a in (catalog.mag, catalog.err, catalog.mask):
         data.update(np.ascontiguousarray(np.nan_to_num(np.asarray(a, float), nan=-99.0)).tobytes())
-    code = hashlib.sha256()
-    for path in sorted((Path(__file__).resolve().parents[1] / "sedppl").rglob("*.py")):
-        code.update(path.read_bytes())
-    return {"catalog": data.hexdigest()[:16], "code": code.hexdigest()[:16]}
+    return {"catalog": data.hexdigest()[:16], "code": CODE}
 
 
 def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = True

@@ -71,6 +71,7 @@ class SMCConfig:
     final_moves: int = 4  # moves at the posterior itself (>= 1); the particles after each are the draws
     batch: str = "auto"
     stars_per_call: int = 4
+    retry: bool = True  # rerun flagged stars once with twice the particles (``io.fit``), like NUTS's retry
 
     def __post_init__(self):
         if self.particles < 16:

@@ -11,6 +11,7 @@ problems with one star flag that star (``Catalog.flags``) and the rest goes on.
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +95,28 @@ def read_table(source) -> Table:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise CatalogError(f"catalog file {path}: unknown extension {path.suffix!r}; use one of {sorted(FORMATS)}")
+    if fmt == "ascii.csv":
+        return _read_csv(path)
     try:
         return Table.read(path, format=fmt)
     except Exception as err:  # astropy raises many types for malformed files
         raise CatalogError(f"catalog file {path} could not be read as {fmt}: {err}") from err
+
+
+def _read_csv(path: Path) -> Table:
+    """CSV with its ids kept as written (``007`` stays ``007``, ``1e3`` stays ``1e3``), a UTF-8 byte-order
+    mark ignored, and a header that names a column twice refused by name (astropy would rename one)."""
+    from astropy.io.ascii import convert_numpy
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        header = [h.strip() for h in next(csv.reader(fh), [])]
+    twice = sorted(name for name, count in Counter(header).items() if count > 1)
+    if twice:
+        raise CatalogError(f"catalog file {path}: the header names column(s) {twice} more than once")
+    try:
+        return Table.read(path, format="ascii.csv", encoding="utf-8-sig", converters={"id": [convert_numpy(str)]})
+    except Exception as err:  # astropy raises many types for malformed files
+        raise CatalogError(f"catalog file {path} could not be read as CSV: {err}") from err
 
 
 def write_table(table: Table, path: str | Path) -> Path:

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 from ..model.passbands import SURVEY_BANDS
+
+
+def _number(kind, low=None, high=None, above=None, why: str = ""):
+    """An argparse type: ``kind`` (int or float) within [low, high] (or > above), else a message that the
+    parser prints with the option's name."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high) \
+                or (above is not None and value <= above):
+            show = str if kind is int else "{:g}".format
+            bounds = " and ".join(b for b in (f"> {show(above)}" if above is not None else "",
+                                              f">= {show(low)}" if low is not None else "",
+                                              f"<= {show(high)}" if high is not None else "") if b)
+            raise argparse.ArgumentTypeError(f"must be {bounds}{why}, got {text}")
+        return value
+
+    return convert
+
+
+SEED = _number(int, 0, 2**32 - 1)
+STARS = _number(int, 1, 10**9)
 
 
 def _cmd_bands(args) -> int:
@@ -101,9 +127,14 @@ def _cmd_fit(args) -> int:
     result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
                          config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
                          draws=args.draws, importance=importance,
-                         fallback=None if args.no_fallback else args.fallback, smc=SMCConfig(particles=args.particles),
+                         fallback=None if args.no_fallback else args.fallback,
+                         smc=SMCConfig(particles=args.particles, retry=not args.no_retry),
                          nuts_init=args.init)
     s = result.summary
+    if not catalog.usable.any():
+        print(f"sedppl fit: error: no usable star in {args.catalog} (reasons above); the summary of its flagged "
+              f"rows is in {args.out / 'summary.parquet'}", file=sys.stderr)
+        return 2
     flagged = int((s["flag"] != "").sum())
     print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged, "
           f"{int(s['trusted'].sum())} trusted")
@@ -132,7 +163,7 @@ def _cmd_compare(args) -> int:
     result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, config=config,
                              importance=importance, npe_model=args.model, seed=args.seed,
                              progress=not args.quiet, n_corner=args.corners)
-    print(f"compared npe, npe-is and nuts on {len(result.stars)} stars")
+    print(f"compared {', '.join(result.fits)} on {len(result.stars)} stars")
     print(f"report: {result.report}")
     return 0
 
@@ -162,7 +193,7 @@ def _cmd_demo(args) -> int:
     print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior.nc "
           f"({result['flagged']} flagged by the convergence checks)")
     if result["report"] is not None:
-        print(f"NPE, NPE-IS and NUTS compared on those {result['n_fit']} stars: {result['report']}")
+        print(f"{', '.join(result['methods'])} compared on those {result['n_fit']} stars: {result['report']}")
     if result["npe"] is not None:
         print(f"NPE fit of all {result['n_usable']} usable stars with the pretrained model: "
               f"{result['npe']}/summary.parquet ({result['npe_seconds']:.1f} s)")
@@ -172,6 +203,7 @@ def _cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sedppl", description="Bayesian stellar SED fitting: NUTS and NPE on one model.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("bands", help="list the passband registry")
@@ -183,16 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prior)
 
     p = sub.add_parser("simulate", help="simulate a catalog from the model's prior predictive")
-    p.add_argument("n", type=int, help="number of stars")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("n", type=STARS, help="number of stars")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, required=True, help="output table (.csv, .ecsv, .fits or .parquet)")
     p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
     p.add_argument("--bands", nargs="+", default=list(SURVEY_BANDS), metavar="BAND")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
-    p.add_argument("--err-min", type=float, default=0.005, help="smallest per-band error [mag] (log-uniform)")
-    p.add_argument("--err-max", type=float, default=0.1, help="largest per-band error [mag] (log-uniform)")
-    p.add_argument("--p-missing", type=float, default=0.2, help="chance that each band is absent")
-    p.add_argument("--min-bands", type=int, default=3, help="fewest bands a simulated star keeps")
+    p.add_argument("--err-min", type=_number(float, above=0), default=0.005, help="smallest per-band error [mag] (log-uniform)")
+    p.add_argument("--err-max", type=_number(float, above=0), default=0.1, help="largest per-band error [mag] (log-uniform)")
+    p.add_argument("--p-missing", type=_number(float, 0, 0.99), default=0.2, help="chance that each band is absent")
+    p.add_argument("--min-bands", type=_number(int, 1, 26), default=3, help="fewest bands a simulated star keeps")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("ingest", help="turn a survey table into a sedppl catalog with a TOML column mapping")
@@ -219,23 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "the NPE's training prior). npe-is accepts a new prior without retraining")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--draws", type=int, default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
-    p.add_argument("--proposals", type=int, default=1000, help="npe-is: NPE proposals per star")
-    p.add_argument("--khat-max", type=float, default=0.7, help="npe-is: refit stars above this Pareto k with NUTS")
-    p.add_argument("--min-ess", type=float, default=100.0, help="npe-is: refit stars below this ESS with NUTS")
-    p.add_argument("--rescue-rounds", type=int, default=8, metavar="N",
+    p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
+    p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
+    p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="npe-is: NPE proposals per star")
+    p.add_argument("--khat-max", type=_number(float, above=0), default=0.7, help="npe-is: refit stars above this Pareto k with NUTS")
+    p.add_argument("--min-ess", type=_number(float, 1), default=100.0, help="npe-is: refit stars below this ESS with NUTS")
+    p.add_argument("--rescue-rounds", type=_number(int, 0, 100), default=8, metavar="N",
                    help="npe-is: stars unreliable after 3 adaptation rounds start again with N (0: never)")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
     p.add_argument("--fallback", default="nuts", choices=("nuts", "smc"),
                    help="npe-is: the exact method that refits unreliable stars")
-    p.add_argument("--particles", type=int, default=512, help="smc: particles per star")
+    p.add_argument("--particles", type=_number(int, 16, 100_000), default=512, help="smc: particles per star")
     p.add_argument("--init", default="prior", choices=("prior", "npe"),
                    help="nuts: start chains at the best of prior draws, or at draws of the NPE model (--model)")
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-retry", action="store_true", help="do not refit flagged stars with twice the warm-up")
-    p.add_argument("--restart-gap", type=float, default=10.0, metavar="NATS",
+    p.add_argument("--warmup", type=_number(int, 10, 100_000), default=1000)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--no-retry", action="store_true",
+                   help="do not refit flagged stars (nuts: with twice the warm-up; smc: with twice the particles)")
+    p.add_argument("--restart-gap", type=_number(float, above=0), default=10.0, metavar="NATS",
                    help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
@@ -247,15 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the NPE's training prior)")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain; NPE and NPE-IS draws per star")
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--proposals", type=int, default=1000, help="NPE-IS proposals per star and round")
-    p.add_argument("--corners", type=int, default=3, help="overlaid corner plots for this many stars")
+    p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
+    p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="NUTS draws per chain; NPE and NPE-IS draws per star")
+    p.add_argument("--warmup", type=_number(int, 10, 100_000), default=1000)
+    p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="NPE-IS proposals per star and round")
+    p.add_argument("--corners", type=_number(int, 0, 100), default=3, help="overlaid corner plots for this many stars")
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged NUTS stars with twice the warm-up")
-    p.add_argument("--restart-gap", type=float, default=10.0, metavar="NATS",
+    p.add_argument("--restart-gap", type=_number(float, above=0), default=10.0, metavar="NATS",
                    help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
 
@@ -263,16 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training TOML ([model], [noise], [architecture], [train])")
     p.add_argument("--out", type=Path, required=True, help="model folder (weights, card, prior, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
-    p.add_argument("--max-minutes", type=float, help="total training time budget, resumed legs included "
+    p.add_argument("--max-minutes", type=_number(float, above=0), help="total training time budget, resumed legs included "
                    "(overrides [train] max_minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="run the demo on the embedded defaults (offline)")
     p.add_argument("--out", type=Path, default=Path("sedppl-demo"))
-    p.add_argument("--n", type=int, default=50, help="stars to simulate")
-    p.add_argument("--n-fit", type=int, default=4, help="of which to fit with NUTS")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=STARS, default=50, help="stars to simulate")
+    p.add_argument("--n-fit", type=_number(int, 1, 1000), default=4, help="of which to fit with NUTS")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz"))
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -309,8 +342,11 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (CatalogError, PriorError, KeyError, ValueError, FileNotFoundError) as err:
+        if args.debug:
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"sedppl {args.command}: error: {message}", file=sys.stderr)
+        hint = "" if isinstance(err, (CatalogError, PriorError)) else " (sedppl --debug ... shows the traceback)"
+        print(f"sedppl {args.command}: error: {message}{hint}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `sedppl bands | head`
         sys.stderr.close()

@@ -89,6 +89,6 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()),
             "figure": figure, "fit": out / "compare" / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
             "flagged": int((fits["nuts"].summary["flag"] != "").sum()),
-            "report": None if comparison is None else comparison.report,
+            "report": None if comparison is None else comparison.report, "methods": list(fits),
             "npe": None if npe is None else out / "npe",
             "npe_seconds": None if npe is None else float(npe.summary["seconds"].sum())}

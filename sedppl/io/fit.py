@@ -118,6 +118,11 @@ def fit_catalog(
     if draws is not None:
         config = replace(config, draws=draws)
         importance = replace(importance, draws=draws)
+    if not catalog.usable.any():  # nothing to fit: the flagged rows' summary is still the result
+        fit = FitResult(_unfitted_summary(catalog, method), _empty_posterior(method))
+        if out is not None:
+            fit.write(out)
+        return fit
 
     if method in FALLBACKS:
         model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
@@ -199,21 +204,42 @@ def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, prog
 
 
 def _smc(catalog: Catalog, rows, model, config: SMCConfig, criteria, key, progress) -> _Fitted:
-    """Adaptive tempered SMC on ``rows`` of the catalog: ``config.runs`` independent runs per star, pooled."""
-    res = SMCSampler(model, config).sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
-    diags = []
-    for i in range(len(rows)):
-        draws = np.stack([res.params[p][i] for p in REPORTED], axis=-1)  # (run, draw, param)
-        rhat, bulk, tail = mode_rhat_ess(draws, np.zeros(len(draws), int), np.full(len(draws), 1.0 / len(draws)))
-        diag = _no_chains("") | {"rhat_max": float(np.nanmax(rhat)) if config.runs > 1 else np.nan,
-                                 "ess_bulk_min": float(np.nanmin(bulk)), "ess_tail_min": float(np.nanmin(tail))}
-        diag["flag"] = smc_flag(res, i, diag, criteria)
-        diags.append(diag | {"trusted": not diag["flag"]})
+    """Adaptive tempered SMC on ``rows`` of the catalog: ``config.runs`` independent runs per star, pooled.
+    Flagged stars are rerun once with twice the particles (``config.retry``); their draws are then an
+    equal-weight random half of the larger run's, so every star keeps the same number of draws."""
+    sampler = SMCSampler(model, config)
+    res = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+    diags = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
+    failed = [i for i, d in enumerate(diags) if d["flag"]]
+    if config.retry and failed:
+        again_rows = rows[failed]
+        again = sampler.with_config(particles=2 * config.particles).sample(
+            jax.random.fold_in(key, 1), catalog.err[again_rows], catalog.mask[again_rows], catalog.mag[again_rows],
+            progress)
+        halves = np.random.default_rng(0).permutation(again.params["teff"].shape[-1])[: res.params["teff"].shape[-1]]
+        for j, i in enumerate(failed):
+            diags[i] = _smc_diagnose(again, j, criteria) | {"retried": True}
+            diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
+            diags[i]["trusted"] = not diags[i]["flag"]
+            for name in ("log_evidence", "n_steps", "tempering", "ess", "diversity", "acceptance"):
+                getattr(res, name)[i] = getattr(again, name)[j]
+            for p in res.params:
+                res.params[p][i] = again.params[p][j][:, halves]
+            res.seconds[i] += again.seconds[j]
     extra = {"log_evidence": res.combined_log_evidence, "log_evidence_spread": np.ptp(res.log_evidence, axis=1),
              "smc_steps": res.n_steps.max(axis=1), "smc_ess": res.ess.min(axis=1),
              "smc_diversity": res.diversity.min(axis=1), "smc_acceptance": res.acceptance.min(axis=1)}
     params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
     return _Fitted(params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
+
+
+def _smc_diagnose(res: SMCDraws, i: int, criteria: ConvergenceCriteria) -> dict:
+    draws = np.stack([res.params[p][i] for p in REPORTED], axis=-1)  # (run, draw, param)
+    rhat, bulk, tail = mode_rhat_ess(draws, np.zeros(len(draws), int), np.full(len(draws), 1.0 / len(draws)))
+    diag = _no_chains("") | {"rhat_max": float(np.nanmax(rhat)) if res.config.runs > 1 else np.nan,
+                             "ess_bulk_min": float(np.nanmin(bulk)), "ess_tail_min": float(np.nanmin(tail))}
+    diag["flag"] = smc_flag(res, i, diag, criteria)
+    return diag | {"trusted": not diag["flag"]}
 
 
 def smc_flag(res: SMCDraws, i: int, diag: dict, criteria: ConvergenceCriteria) -> str:
@@ -373,9 +399,38 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
                            else (np.nan, float)))
         col[fitted] = values
         cols[name] = col
+    for j, band in enumerate(catalog.bands):  # the photometry fitted, under the catalogue's own column names
+        cols[band], cols[f"{band}_err"] = catalog.mag[:, j], catalog.err[:, j]
+    for name in catalog.extra.colnames:  # every other input column, carried along
+        cols[name if name not in cols else f"input_{name}"] = catalog.extra[name]
     table = Table(cols)
     table.meta["sedppl_method"] = method
     return table
+
+
+def _unfitted_summary(catalog: Catalog, method: str) -> Table:
+    """The summary of a catalogue with no usable star: id, method, bands, why each row was not fitted, and
+    the input columns; every fitted quantity is absent (NaN), nothing is trusted."""
+    n = len(catalog)
+    cols = {"id": catalog.ids, "method": np.full(n, method), "n_bands": catalog.n_bands}
+    for p in REPORTED:
+        for name in ("median", "p16", "p84"):
+            cols[f"{p}_{name}"] = np.full(n, np.nan)
+    cols |= {"seconds": np.zeros(n), "flag": np.array([f"input: {f}" for f in catalog.flags]),
+             "retried": np.zeros(n, bool), "trusted": np.zeros(n, bool)}
+    for j, band in enumerate(catalog.bands):
+        cols[band], cols[f"{band}_err"] = catalog.mag[:, j], catalog.err[:, j]
+    for name in catalog.extra.colnames:
+        cols[name if name not in cols else f"input_{name}"] = catalog.extra[name]
+    table = Table(cols)
+    table.meta["sedppl_method"] = method
+    return table
+
+
+def _empty_posterior(method: str):
+    import xarray as xr
+
+    return xr.DataTree(dataset=xr.Dataset(attrs={"sedppl_method": method, "note": "no usable star: nothing fitted"}))
 
 
 def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):

@@ -78,6 +78,26 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+def _check_numbers(name: str, args: dict, where: str = "") -> None:
+    """Every number of a prior table is finite, and scales and means are positive (named when not)."""
+    for key, value in args.items():
+        if isinstance(value, dict):
+            _check_numbers(name, value, f"{where}{key}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_numbers(name, item, f"{where}{key}[{i}].")
+                else:
+                    _check_numbers(name, {f"{key}[{i}]": item}, where)
+        elif isinstance(value, bool) or (not isinstance(value, (int, float)) and value != "grid"):
+            if key != "dist":
+                raise PriorError(f"prior [{name}]: {where}{key} must be a number, got {value!r}")
+        elif value != "grid" and not math.isfinite(value):
+            raise PriorError(f"prior [{name}]: {where}{key} must be finite, got {value}")
+        elif key in ("scale", "mean") and value <= 0:
+            raise PriorError(f"prior [{name}]: {where}{key} must be > 0, got {value}")
+
+
 @dataclass(frozen=True)
 class ParameterPrior:
     """One parameter's prior, as written in the file (hashable, so models stay static)."""
@@ -97,6 +117,7 @@ class ParameterPrior:
         if missing:
             raise PriorError(f"prior [{name}]: dist {kind!r} needs {missing}")
         args = {k: v for k, v in table.items() if k != "dist"}
+        _check_numbers(name, args)
         if kind == "mixture":
             if len(args["weights"]) != len(args["components"]) or not args["components"]:
                 raise PriorError(f"prior [{name}]: 'weights' and 'components' must have the same non-zero length")

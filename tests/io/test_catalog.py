@@ -29,6 +29,25 @@ def test_round_trip_formats(tmp_path, suffix):
     np.testing.assert_allclose(cat.mag[:, 0], [10, 11, 12])
 
 
+def test_csv_ids_are_read_as_written(tmp_path):
+    """Ids are text: leading zeros and exponents survive, and 7, 07 and 007 are three stars."""
+    path = tmp_path / "c.csv"
+    rows = "".join(f"{i},10,0.01,9,0.02,8.5,0.03\n" for i in ("00123", "1e3", "7", "07", "007"))
+    path.write_text("id,gaia_g,gaia_g_err,2mass_j,2mass_j_err,wise_w1,wise_w1_err\n" + rows)
+    assert list(read_catalog(path).ids) == ["00123", "1e3", "7", "07", "007"]
+
+
+def test_csv_byte_order_mark_and_duplicate_header(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_text("\ufeffid,gaia_g,gaia_g_err,2mass_j,2mass_j_err,wise_w1,wise_w1_err\na,10,0.01,9,0.02,8.5,0.03\n",
+                    encoding="utf-8")
+    assert list(read_catalog(path).ids) == ["a"]
+    path = tmp_path / "twice.csv"
+    path.write_text("id,gaia_g,gaia_g_err,gaia_g,2mass_j,2mass_j_err\na,10,0.01,11,9,0.02\n")
+    with pytest.raises(CatalogError, match=r"\['gaia_g'\] more than once"):
+        read_catalog(path)
+
+
 def test_nan_and_empty_cells_mean_absent(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("id,gaia_g,gaia_g_err,2mass_j,2mass_j_err,wise_w1,wise_w1_err,wise_w2,wise_w2_err\n"

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from sedppl.io.catalog import read_catalog
 from sedppl.io.cli import main
@@ -14,6 +15,19 @@ def test_bands_lists_the_registry(capsys):
     out = capsys.readouterr().out
     for band in SURVEY_BANDS:
         assert band in out
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--chains", "0", "must be >= 2"), ("--chains", "1", "R-hat compares chains"),
+    ("--seed", "99999999999999999999", "<= 4294967295"), ("--draws", "100000000", "<= 100000"),
+    ("--warmup", "-1", ">= 10"), ("--draws", "0", ">= 10"), ("--khat-max", "nan", "> 0"),
+    ("--particles", "3", ">= 16"), ("--chains", "x", "not an integer")])
+def test_bad_options_are_refused_by_name_before_any_work(tmp_path, capsys, option, value, words):
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: " in err and words in err and not (tmp_path / "o").exists()
 
 
 def test_simulate_writes_a_readable_reproducible_catalog(tmp_path):
@@ -90,3 +104,15 @@ def test_fit_npe_uses_the_pretrained_model_and_refuses_a_mismatch(tmp_path, caps
     assert "another prior" in capsys.readouterr().err
     assert main(["fit", str(cat), "--method", "npe", "--out", str(out), "--model", str(tmp_path)]) == 2
     assert "no card.json" in capsys.readouterr().err
+
+
+def test_a_catalogue_without_usable_stars_still_writes_their_flags(tmp_path, capsys):
+    path = tmp_path / "none.csv"
+    path.write_text("id,gaia_g,gaia_g_err,2mass_j,2mass_j_err,note\na,10,0.01,9,-1,x\nb,11,0.01,,,y\n")
+    assert main(["fit", str(path), "--out", str(tmp_path / "o"), "--method", "npe"]) == 2
+    assert "no usable star" in capsys.readouterr().err
+    from sedppl.io.fit import FitResult
+
+    summary = FitResult.read(tmp_path / "o").summary
+    assert list(summary["id"]) == ["a", "b"] and not summary["trusted"].any()
+    assert "2mass_j_err=-1.0" in summary["flag"][0] and list(summary["note"]) == ["x", "y"]

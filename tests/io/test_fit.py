@@ -34,6 +34,11 @@ def test_npe_is_summary_and_posterior(catalog, tmp_path):
         assert unreliable == ("npe-is:" in s["flag"][i]), (s["khat"][i], s["ess"][i], s["flag"][i])
     for p in REPORTED:
         assert np.all(np.isfinite(s[f"{p}_median"][:3]))
+    # every input column is carried into the summary: the photometry under its own names, and the rest
+    # (here the simulation's truths); the input's id and values come back unchanged
+    np.testing.assert_array_equal(s["gaia_g"], catalog.mag[:, 0])
+    np.testing.assert_array_equal(s["true_teff"], catalog.extra["true_teff"])
+    assert list(s["id"]) == list(catalog.ids)
     tree = xr.open_datatree(tmp_path / "posterior.nc", engine="h5netcdf")
     assert tree["posterior"]["teff"].shape == (1, 200, 3)
     assert tree["importance"]["log_weight"].shape == (3, 300)
@@ -57,3 +62,16 @@ def test_unknown_fallback_and_init_are_refused_before_any_work(catalog):
         fit_catalog(catalog, "npe-is", fallback="mcmc", progress=False)
     with pytest.raises(ValueError, match="unknown nuts_init 'optimiser'"):
         fit_catalog(catalog, "nuts", nuts_init="optimiser", progress=False)
+
+
+def test_flagged_smc_stars_are_refitted_with_twice_the_particles():
+    """A star SMC flags is rerun once with twice the particles; it keeps the first run's number of draws."""
+    from sedppl.diagnostics.convergence import ConvergenceCriteria
+    from sedppl.inference.smc import SMCConfig
+
+    one = read_catalog(simulate_catalog(jax.random.key(12), 1, sed_model()))
+    tiny = SMCConfig(particles=16, final_moves=1, mutation_steps=1, integration_steps=2, stars_per_call=1)
+    fit = fit_catalog(one, "smc", smc=tiny, criteria=ConvergenceCriteria(ess_min=1e9), progress=False)
+    s = fit.summary
+    assert s["retried"][0] and s["flag"][0].endswith("(after retry)") and not s["trusted"][0]
+    assert fit.posterior["posterior"]["teff"].shape == (1, 2 * 16, 1)  # chain, draw, star

@@ -51,6 +51,13 @@ def _tables():
         ({"log10_theta": {"dist": "loguniform", "low": 1, "high": 2}}, "must be 'uniform'"),
         ({"distance": {"dist": "uniform", "low": 1, "high": 2}}, "unknown table"),
         ({"logg": {"dist": "uniform", "low": 5.0, "high": 1.0}}, "empty support"),
+        ({"rv": {"dist": "truncnormal", "loc": 3.1, "scale": float("nan"), "low": 2, "high": 5}},
+         r"\[rv\]: scale must be finite"),
+        ({"av": {"dist": "exponential", "mean": -1.0, "high": 10.0}}, r"\[av\]: mean must be > 0"),
+        ({"rv": {"dist": "truncnormal", "loc": "x", "scale": 0.2, "low": 2, "high": 5}}, r"\[rv\]: loc must be a number"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0],
+                 "components": [{"dist": "truncnormal", "loc": 0.0, "scale": float("inf")}]}},
+         r"\[mh\]: components\[0\]\.scale must be finite"),
     ],
 )
 def test_bad_prior_tables_are_named(change, message):

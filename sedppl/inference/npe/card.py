@@ -66,6 +66,7 @@ class ModelCard:
     data_hash: str = ""
     code_hash: str = ""
     zero_points: dict = field(default_factory=dict)  # band -> m_AB - m_band when trained ({}: not recorded)
+    checksums: dict = field(default_factory=dict)  # "weights.eqx" and "card" -> SHA-256 (written by save_npe)
     version: int = CARD_VERSION
 
     def prior(self) -> Prior:
@@ -113,10 +114,45 @@ def save_npe(path: str | Path, posterior: NPEPosterior, card: ModelCard) -> Path
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(path / "weights.eqx", posterior)
-    (path / "card.json").write_text(card.to_json())
+    sign_card(path, card)
     (path / "prior.toml").write_text(card.prior_toml)
     (path / "README.md").write_text(card.markdown())
     return path
+
+
+def _card_digest(card: ModelCard) -> str:
+    content = {k: v for k, v in card.__dict__.items() if k != "checksums"} | {"bands": list(card.bands)}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sign_card(path: str | Path, card: ModelCard) -> None:
+    """Record the checksums of the weights and of the card itself, and write the card."""
+    path = Path(path)
+    card.checksums = {"weights.eqx": _file_digest(path / "weights.eqx"), "card": _card_digest(card)}
+    (path / "card.json").write_text(card.to_json())
+
+
+def verify_model(path: str | Path, card: ModelCard) -> None:
+    """Refuse a model whose weights or card differ from what was saved (edited, truncated, corrupted)."""
+    path = Path(path)
+    if not card.checksums:
+        warnings.warn(f"NPE model {path} has no checksums, so its files cannot be verified; saving it again "
+                      "with sedppl.inference.npe.save_npe adds them", UserWarning, stacklevel=3)
+        return
+    if card.checksums.get("card") != _card_digest(card):
+        raise ModelMismatchError(f"{path / 'card.json'} was edited after the model was saved (its checksum "
+                                 "differs); restore it, or retrain")
+    weights = path / "weights.eqx"
+    if not weights.exists():
+        raise ModelMismatchError(f"{weights} is missing")
+    if _file_digest(weights) != card.checksums.get("weights.eqx"):
+        raise ModelMismatchError(f"{weights} differs from the file the model was saved with (checksum "
+                                 f"mismatch: modified, truncated or corrupted; {weights.stat().st_size} bytes); "
+                                 "restore it, or retrain")
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -133,6 +169,7 @@ def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Pr
     ``bands`` may be any subset of the model's bands (absent ones are masked).
     """
     card = read_card(path)
+    verify_model(path, card)
     if library is not None and library != card.library:
         raise ModelMismatchError(f"NPE model {path} was trained on library {card.library!r}, not {library!r}")
     if bands is not None:

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from sedppl.inference.npe.card import ModelMismatchError, load_npe, read_card
+from sedppl.inference.npe.card import ModelMismatchError, load_npe, read_card, sign_card
 from sedppl.inference.npe.estimator import NPEEstimator
 from sedppl.inference.npe.posterior import Architecture
 from sedppl.inference.npe.train import TrainConfig, train
@@ -55,10 +55,33 @@ def test_a_card_from_other_zero_points_warns_on_load(trained, tmp_path):
         load_npe(out)
     for recorded, match in (({}, "not recorded"), (card.zero_points | {"gaia_bp": 0.0}, "gaia_bp")):
         other = shutil.copytree(out, tmp_path / f"m{len(recorded)}")
-        data = json.loads((other / "card.json").read_text()) | {"zero_points": recorded}
-        (other / "card.json").write_text(json.dumps(data))
+        sign_card(other, replace(read_card(other), zero_points=recorded))
         with pytest.warns(UserWarning, match=match):
             load_npe(other)
+
+
+def test_a_modified_truncated_or_edited_model_is_refused(trained, tmp_path):
+    """Checksums in the card: two flipped bytes in the weights, a truncated file, or a card whose band order
+    was edited are refused by name before any star is fitted."""
+    import shutil
+
+    out, _, _ = trained
+    cases = {
+        "flipped": lambda m: (m / "weights.eqx").write_bytes(_flip((m / "weights.eqx").read_bytes())),
+        "truncated": lambda m: (m / "weights.eqx").write_bytes((m / "weights.eqx").read_bytes()[:-100]),
+        "bands": lambda m: (m / "card.json").write_text(json.dumps(
+            json.loads((m / "card.json").read_text()) | {"bands": list(TINY.bands[::-1])})),
+    }
+    for name, damage in cases.items():
+        model = shutil.copytree(out, tmp_path / name)
+        damage(model)
+        with pytest.raises(ModelMismatchError, match="card.json was edited" if name == "bands" else "weights.eqx"):
+            load_npe(model)
+
+
+def _flip(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 1, data[middle + 1] ^ 1]) + data[middle + 2:]
 
 
 def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
