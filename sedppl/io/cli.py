@@ -11,16 +11,16 @@ from pathlib import Path
 from ..model.passbands import SURVEY_BANDS
 
 
-def _number(kind, low=None, high=None, above=None, why: str = ""):
-    """An argparse type: ``kind`` (int or float) within [low, high] (or > above), else a message that the
-    parser prints with the option's name."""
+def _number(kind, low=None, high=None, above=None, why: str = "", infinite: bool = False):
+    """An argparse type: ``kind`` (int or float) within [low, high] (or > above; ``inf`` only where
+    ``infinite``), else a message that the parser prints with the option's name."""
 
     def convert(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
-        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high) \
+        if math.isnan(value) or (math.isinf(value) and not infinite) or (low is not None and value < low) or (high is not None and value > high) \
                 or (above is not None and value <= above):
             show = str if kind is int else "{:g}".format
             bounds = " and ".join(b for b in (f"> {show(above)}" if above is not None else "",
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--no-retry", action="store_true",
                    help="do not refit flagged stars (nuts: with twice the warm-up; smc: with twice the particles)")
-    p.add_argument("--restart-gap", type=_number(float, above=0), default=10.0, metavar="NATS",
+    p.add_argument("--restart-gap", type=_number(float, above=0, infinite=True), default=10.0, metavar="NATS",
                    help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="NPE-IS proposals per star and round")
     p.add_argument("--corners", type=_number(int, 0, 100), default=3, help="overlaid corner plots for this many stars")
     p.add_argument("--no-retry", action="store_true", help="do not refit flagged NUTS stars with twice the warm-up")
-    p.add_argument("--restart-gap", type=_number(float, above=0), default=10.0, metavar="NATS",
+    p.add_argument("--restart-gap", type=_number(float, above=0, infinite=True), default=10.0, metavar="NATS",
                    help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training TOML ([model], [noise], [architecture], [train])")
     p.add_argument("--out", type=Path, required=True, help="model folder (weights, card, prior, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
-    p.add_argument("--max-minutes", type=_number(float, above=0), help="total training time budget, resumed legs included "
+    p.add_argument("--max-minutes", type=_number(float, 0), help="total training time budget, resumed legs included "
                    "(overrides [train] max_minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
