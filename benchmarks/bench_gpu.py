@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_forward import _median_time  # a sibling script (benchmarks/ is on sys.path when run)
 
 MODEL = Path(__file__).parents[1] / "models" / "default"
 GOALS = {"forward": 1e8, "npe": 1e7, "npe-is": 120.0, "nuts": 1000.0, "smc": 1000.0}
@@ -29,16 +30,6 @@ GOALS = {"forward": 1e8, "npe": 1e7, "npe-is": 120.0, "nuts": 1000.0, "smc": 100
 def _device() -> str:
     d = jax.devices()[0]
     return f"{d.platform}:{d.device_kind} x{jax.device_count()}"
-
-
-def _timed(fn, *args, repeats: int = 5) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def _catalog(n: int, seed: int = 0):
@@ -68,7 +59,7 @@ def forward(args) -> dict:
     idx = np.resize(np.arange(4096), args.batch)
     params = jnp.asarray(np.column_stack([pool[p] for p in PARAMS])[idx])
     theta = jnp.asarray(pool["log10_theta"][idx])
-    seconds = _timed(jax.jit(jax.vmap(model.forward.magnitudes)), params, theta)
+    seconds = _median_time(jax.jit(jax.vmap(model.forward.magnitudes)), params, theta, repeats=5)
     return {"batch": args.batch, "bands": len(model.bands), "seconds": seconds,
             "evaluations_per_second": args.batch / seconds, "goal": GOALS["forward"]}
 
