@@ -1,10 +1,12 @@
-"""Where NUTS diverges, and what removes it: the default step-size target against smaller steps, on the
-stars of the 200-star study whose NUTS fit diverged.
+"""Where NUTS diverges, and what removes it: step-size targets and sampler coordinates, on the stars of
+the 200-star study whose NUTS fit diverged.
 
-    JAX_NUM_CPU_DEVICES=2 python validation/divergences.py [--max-stars 60] [--target-accept 0.8 0.95]
+    python validation/divergences.py [--max-stars 60] [--settings target_accept=0.8 target_accept=0.95 ...]
+
+Each setting is a comma-separated list of ``NUTSConfig`` fields, e.g. ``target_accept=0.95,av_map=softplus``.
 
 Reads the study's catalogue and NUTS summary (``validation/results/methods``, written by
-``calibration.py``), refits the diverging stars with each ``--target-accept`` (same seed, so the same
+``calibration.py``), refits the diverging stars with each setting (same seed, so the same
 per-star keys, 4 × (1000 + 1000), no retry) and writes ``validation/reports/divergences.md``: per
 setting the divergences, the stars free of them, the trusted stars, step sizes and seconds per star,
 and how far the posteriors move between settings (in posterior sd).
@@ -32,11 +34,23 @@ from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, fit_catalog  # noqa: E402
 HERE = Path(__file__).parent
 
 
+def _fields(setting: str) -> dict:
+    """'target_accept=0.95,av_map=softplus' -> NUTSConfig keyword arguments (numbers as floats)."""
+    out = {}
+    for item in filter(None, setting.split(",")):
+        key, value = item.split("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", type=Path, default=HERE / "results" / "methods")
     parser.add_argument("--max-stars", type=int, default=60)
-    parser.add_argument("--target-accept", type=float, nargs="+", default=[0.8, 0.95])
+    parser.add_argument("--settings", nargs="+", default=["target_accept=0.8", "target_accept=0.95"])
     parser.add_argument("--out", type=Path, default=HERE / "reports" / "divergences.md")
     args = parser.parse_args()
 
@@ -47,35 +61,35 @@ def main() -> None:
     catalog = read_catalog(rows)
     prior = read_card(DEFAULT_NPE_MODEL).prior()
     fits, minutes = {}, {}
-    for accept in args.target_accept:
-        config = NUTSConfig(chains=4, draws=1000, warmup=1000, retry=False, target_accept=accept)
+    for setting in args.settings:
+        config = NUTSConfig(chains=4, draws=1000, warmup=1000, retry=False, **_fields(setting))
         t0 = time.perf_counter()
-        fits[accept] = fit_catalog(catalog, "nuts", config=config, seed=1, prior=prior, progress=True).summary
-        minutes[accept] = (time.perf_counter() - t0) / 60
+        fits[setting] = fit_catalog(catalog, "nuts", config=config, seed=1, prior=prior, progress=True).summary
+        minutes[setting] = (time.perf_counter() - t0) / 60
 
-    lines = [f"# NUTS divergences against the step-size target ({date.today().isoformat()})", "",
-             f"`{' '.join(['python validation/divergences.py', '--max-stars', str(args.max_stars), '--target-accept', *map(str, args.target_accept)])}`",
+    lines = [f"# NUTS divergences: step-size targets and sampler coordinates ({date.today().isoformat()})", "",
+             f"`{' '.join(['python validation/divergences.py', '--max-stars', str(args.max_stars), '--settings', *args.settings])}`",
              f"The {len(catalog)} stars of the 200-star study (`{args.study}`) whose NUTS fit diverged; each refitted "
              "with every setting, same seed, 4 chains × (1000 + 1000), no retry.", "",
-             "| target accept | divergences (all stars) | stars with none | trusted | median step size | "
+             "| setting | divergences (all stars) | stars with none | trusted | median step size | "
              "fit minutes (compile included) |", "|---|---|---|---|---|---|"]
-    for accept, s in fits.items():
+    for setting, s in fits.items():
         div = np.asarray(s["n_divergent"])
-        lines.append(f"| {accept} | {div.sum()} | {(div == 0).sum()}/{len(s)} | {np.sum(s['trusted'])}/{len(s)} | "
-                     f"{np.median(s['step_size']):.3f} | {minutes[accept]:.1f} |")
-    base, *others = args.target_accept
-    for accept in others:
+        lines.append(f"| {setting} | {div.sum()} | {(div == 0).sum()}/{len(s)} | {np.sum(s['trusted'])}/{len(s)} | "
+                     f"{np.median(s['step_size']):.3f} | {minutes[setting]:.1f} |")
+    base, *others = args.settings
+    for setting in others:
         width = (np.asarray(fits[base][[f"{p}_p84" for p in REPORTED]].to_pandas())
                  - np.asarray(fits[base][[f"{p}_p16" for p in REPORTED]].to_pandas())) / 2
-        shift = np.abs(np.asarray(fits[accept][[f"{p}_median" for p in REPORTED]].to_pandas())
+        shift = np.abs(np.asarray(fits[setting][[f"{p}_median" for p in REPORTED]].to_pandas())
                        - np.asarray(fits[base][[f"{p}_median" for p in REPORTED]].to_pandas())) / width
-        lines += ["", f"Medians at {accept} against {base}, in half 16–84% widths: median "
+        lines += ["", f"Medians at {setting} against {base}, in half 16–84% widths: median "
                   f"{np.median(shift):.3f}, 90th percentile {np.percentile(shift, 90):.3f}, max {shift.max():.2f}."]
     flags = {a: [f for f in s["flag"] if f] for a, s in fits.items()}
-    for accept, f in flags.items():
+    for setting, f in flags.items():
         reasons = {"divergences": sum("diverg" in x for x in f), "ESS": sum("ess" in x.lower() for x in f),
                    "R-hat": sum("rhat" in x.lower() or "r-hat" in x.lower() for x in f)}
-        lines.append(f"\nFlags at {accept}: {len(f)} stars; mentioning {reasons}.")
+        lines.append(f"\nFlags at {setting}: {len(f)} stars; mentioning {reasons}.")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -108,7 +108,7 @@ def main() -> None:
         stars = catalog if method != "nuts" else read_catalog(table[: args.nuts_n])
         t = time.time()
         fits[method] = fit_catalog(stars, method, out=args.out / method, prior=None if method == "npe" else args.prior,
-                                   config=config, importance=ISConfig(), fallback=False, seed=1)
+                                   config=config, importance=ISConfig(), fallback=False, seed=1, overwrite=True)
         minutes[method] = (time.time() - t) / 60
     stats = {m: {p: label_stats(f.summary, table, p) for p in LABELLED} for m, f in fits.items()}
     nuts_ids = set(fits["nuts"].summary["id"]) if "nuts" in fits else set()

@@ -16,16 +16,15 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from sedppl.io.catalog import read_catalog, read_table
-from sedppl.io.fit import REPORTED, fit_catalog
+from sedppl.io.fit import REPORTED, FitResult, fit_catalog
 
 
 def compare(nuts_dir: Path, model_dir: Path, draws: int) -> list[str]:
     table = read_table(nuts_dir / "catalog.parquet")
     catalog = read_catalog(table)
-    nuts = xr.open_datatree(nuts_dir / "posterior.nc")["posterior"]
+    nuts = FitResult.read(nuts_dir).posterior["posterior"]
     flags = read_table(nuts_dir / "summary.parquet")["flag"]
     npe = fit_catalog(catalog, "npe", npe_model=model_dir, draws=draws, progress=False)
     npe_post = npe.posterior["posterior"]

@@ -4,7 +4,7 @@
 
 Writes ``report.md`` (coverage at 68/95%, a KS uniformity test per parameter,
 flagged stars, timing) and ``sbc_ecdf.png`` (ArviZ ``plot_ecdf_pit``), plus the
-fit outputs (``summary.parquet``, ``posterior.nc``) and the simulated catalog.
+fit outputs (``summary.parquet``, ``posterior/``) and the simulated catalog.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     write_table(table, args.out / "catalog.parquet")
     catalog = read_catalog(table)
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry)
-    result = fit_catalog(catalog, "nuts", out=args.out, config=config, seed=args.seed + 1)
+    result = fit_catalog(catalog, "nuts", out=args.out, config=config, seed=args.seed + 1, overwrite=True)
     seconds = time.time() - t0
 
     posterior = result.posterior["posterior"]

@@ -22,6 +22,7 @@ from sedppl.inference.npe.card import read_card
 from sedppl.inference.nuts import NUTSConfig
 from sedppl.io.catalog import Catalog, read_catalog, write_table
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
+from sedppl.io.run import code_fingerprint
 from sedppl.model.simulate import simulate_catalog
 
 METHODS = ("npe", "npe-is", "nuts", "smc")
@@ -52,14 +53,7 @@ class Study:
         return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(self).items() if k != "model")
 
 
-def _code_hash() -> str:
-    code = hashlib.sha256()
-    for path in sorted((Path(__file__).resolve().parents[1] / "sedppl").rglob("*.py")):
-        code.update(path.read_bytes())
-    return code.hexdigest()[:16]
-
-
-CODE = _code_hash()  # taken when the study starts: the code this process runs, whatever is edited later
+CODE = code_fingerprint()  # taken when the study starts: the code this process runs, whatever is edited later
 
 
 def fingerprint(catalog: Catalog) -> dict[str, str]:
@@ -97,7 +91,7 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
         importance = ISConfig(proposals=study.proposals)
         fit = fit_catalog(rows, method, out=folder, config=config, seed=study.seed + 1, progress=progress,
                           npe_model=study.model, importance=importance, fallback=False,
-                          prior=card.prior() if method in EXACT else None)
+                          prior=card.prior() if method in EXACT else None, overwrite=True)
         fits[method] = fit
         minutes[method] = float(np.sum(fit.summary["seconds"])) / 60
         done.write_text(json.dumps({"settings": stamp, "minutes": minutes[method]}, indent=2))

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel, log_joint, sample_log10_theta
 from .npe.card import ModelMismatchError
+from .batching import fold_rows, over_stars, resolve_batch, row_keys
 from .npe.estimator import fill_absent, padded_chunks
 from .npe.posterior import NPEPosterior
 
@@ -52,6 +53,7 @@ class ISConfig:
     khat_max: float = 0.7  # PSIS reliability threshold (Vehtari et al. 2024: ~0.7 for 1000 draws)
     min_ess: float = 100.0  # fewer effective draws than this cannot describe a 5-d posterior
     stars_per_call: int = 16  # each proposal costs a spectrum evaluation: keep chunks modest
+    batch: str = "auto"  # "map" (stars one after another: CPU), "vmap" (side by side, padded: GPU) or "auto"
 
     def __post_init__(self):
         if self.proposals < 25 or self.draws < 1:
@@ -196,8 +198,10 @@ class ImportanceSampler:
         if target.bands != proposal.bands:
             raise ModelMismatchError(f"target bands {target.bands} differ from the NPE's {proposal.bands}")
         self.posterior, self.target, self.config = posterior, target, config
-        self._run = eqx.filter_jit(jax.vmap(functools.partial(self._star, rounds=config.adapt_rounds)))
-        self._rescue = eqx.filter_jit(jax.vmap(functools.partial(self._star, rounds=config.rescue_rounds)))
+        self.batch = resolve_batch(config.batch)
+        self._run = eqx.filter_jit(over_stars(functools.partial(self._star, rounds=config.adapt_rounds), self.batch))
+        self._rescue = eqx.filter_jit(over_stars(functools.partial(self._star, rounds=config.rescue_rounds),
+                                                 self.batch))
 
     def _round(self, key, mixture: _BaseMixture, condition, err, mask, mag):
         z = mixture.sample(key, self.config.proposals)
@@ -234,13 +238,13 @@ class ImportanceSampler:
         """
         err, mask, mag = fill_absent(err, mask, mag)
         cfg = self.config
-        out, seconds = self._sample_rows(self._run, key, err, mask, mag, np.arange(len(mag)), progress, "npe-is",
-                                         pad_short=False)
+        keys = row_keys(key, len(mag))
+        out, seconds = self._sample_rows(self._run, keys, err, mask, mag, np.arange(len(mag)), progress, "npe-is")
         unreliable = np.flatnonzero((out["khat"] > cfg.khat_max) | (out["ess"] < cfg.min_ess))
         rounds = np.full(len(mag), cfg.adapt_rounds)
         if cfg.rescue_rounds and unreliable.size:
-            again, more = self._sample_rows(self._rescue, jax.random.fold_in(key, 1), err, mask, mag, unreliable,
-                                            progress, f"npe-is, {cfg.rescue_rounds} rounds", pad_short=True)
+            again, more = self._sample_rows(self._rescue, fold_rows(keys[unreliable], 1), err, mask, mag, unreliable,
+                                            progress, f"npe-is, {cfg.rescue_rounds} rounds")
             for name in out:
                 out[name][unreliable] = again[name]
             seconds[unreliable] += more
@@ -251,16 +255,14 @@ class ImportanceSampler:
                        out["ess"].astype(float), out["khat_npe"].astype(float), out["ess_npe"].astype(float),
                        out["n_rejected"].astype(int), seconds, rounds, cfg)
 
-    def _sample_rows(self, run, key, err, mask, mag, rows, progress: bool, desc: str, pad_short: bool
-                     ) -> tuple[dict, np.ndarray]:
-        """``run`` on the given rows, in padded chunks: each output stacked over those rows, and seconds per row.
-        The rescue pads even a short run to a full chunk: its size varies, and one compilation serves all."""
+    def _sample_rows(self, run, keys, err, mask, mag, rows, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
+        """``run`` on the given rows (``keys``: one per row), in padded chunks: each output stacked over those
+        rows, and seconds per row (``padded_chunks``: padded to full size under ``vmap``)."""
         names = ("kept", "thetas", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
         out = {name: [] for name in names}
         seconds = np.zeros(len(rows))
-        keys = jax.random.split(key, len(rows))
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
-            for chunk, padded in padded_chunks(len(rows), self.config.stars_per_call, pad_short):
+            for chunk, padded in padded_chunks(len(rows), self.config.stars_per_call, pad=self.batch == "vmap"):
                 t0 = time.perf_counter()
                 at = rows[padded]
                 values = run(keys[padded], err[at], mask[at], mag[at])

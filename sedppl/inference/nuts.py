@@ -28,9 +28,11 @@ trajectories do not end on the staircase of missing models. Stars are batched:
 
 When JAX sees several local devices (GPUs, or CPU cores exposed as devices with
 ``jax.config.update("jax_num_cpu_devices", n)``, which the CLI does), each call's
-stars are split over them with ``shard_map``. One process on the 2-core
-machine keeps about 1.4 cores busy but gains nothing from the second; two
-CPU devices doubled the throughput (BENCHMARKS.md).
+stars are split over them, each device running the same one-device program
+(``batching.compile_over_stars``), so a star's draws do not depend on the
+number of devices. One process on the 2-core machine keeps about 1.4 cores
+busy but gains nothing from the second; two CPU devices doubled the throughput
+(BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -64,10 +66,11 @@ class NUTSConfig:
     dense_mass: bool = True  # 5 parameters: a dense mass matrix is cheap and follows the Teff-A_V ridge
     init_candidates: int = 64  # prior draws per chain; the most probable one starts the chain
     batch: str = "auto"  # "map", "vmap" or "auto" (map on CPU, vmap on GPU)
-    stars_per_call: int = 8  # stars per compiled call (progress bar granularity), rounded up to the devices
+    stars_per_call: int = 8  # stars per compiled call (progress bar granularity); with vmap, per device
     retry: bool = True  # refit flagged stars once with twice the warm-up
     restart_gap: float = 10.0  # nats; a chain ending warm-up this far below the best restarts from it (inf: never)
     mode_draws: int = 256  # fresh draws per chain that estimate each mode's mass (``modes.mode_weights``)
+    av_map: str = "softplus"  # A_V reached by a softplus, not a logit: divergences 147 -> 23 on 60 stars (coordinates.py)
 
 
 @dataclass
@@ -99,7 +102,7 @@ class NUTSSampler:
     """Batched BlackJAX NUTS for one ``SEDModel`` (must marginalise the scale)."""
 
     def __init__(self, model: SEDModel, config: NUTSConfig = NUTSConfig()):
-        model, self._potential, self._constrain = scale_marginal_potential(model)
+        model, self._sampled, self._potential, self._constrain = scale_marginal_potential(model, config.av_map)
         self.model, self.config = model, config
         self.support_mid = {p: 0.5 * (lo + hi) for p, (lo, hi) in model.support().items()}
         self._compiled = compile_over_stars(self._run_one, config.batch)
@@ -124,14 +127,14 @@ class NUTSSampler:
         logp = jax.vmap(jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag)))(values)
         best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf), axis=1)
         chosen = {p: v[jnp.arange(cfg.chains), best] for p, v in values.items()}
-        return jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v))(chosen)
+        return jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag), {}, v))(chosen)
 
     def _starting_points(self, key, err, mask, mag, init):
         """Per chain: ``init`` (constrained, (chain, 5)) where it is finite and has a finite log-density,
         else the prior candidates' start."""
         z_prior = self._initial_positions(key, err, mask, mag)
         values = {p: jnp.nan_to_num(init[:, i], nan=self.support_mid[p]) for i, p in enumerate(PARAMS)}
-        z_init = jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v))(values)
+        z_init = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag), {}, v))(values)
         logp = jax.vmap(lambda z: self.logdensity(z, err, mask, mag))(z_init)
         use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp)
         return jax.tree.map(lambda a, b: jnp.where(use.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), z_init, z_prior)
@@ -189,7 +192,7 @@ class NUTSSampler:
         if init.shape != (n, chains, len(PARAMS)):
             raise ValueError(f"init must have shape (stars, chains, 5) = {(n, chains, len(PARAMS))}, got {init.shape}")
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "NUTS",
-                                        progress, init)
+                                        progress, init, batch=self.config.batch)
         params, div, depth, acc, logp, step_size, restarted, *modes = out
         return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted, *modes)
 

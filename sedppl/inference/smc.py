@@ -128,7 +128,7 @@ class SMCSampler:
     """Batched adaptive tempered SMC for one ``SEDModel`` (the scale is marginalised)."""
 
     def __init__(self, model: SEDModel, config: SMCConfig = SMCConfig()):
-        model, self._potential, self._constrain = scale_marginal_potential(model)
+        model, self._sampled, self._potential, self._constrain = scale_marginal_potential(model)
         self.model, self.config = model, config
         prior = initialize_model(jax.random.key(0), model.sample_prior, dynamic_args=True)
         self._prior_potential = prior.potential_fn()
@@ -153,7 +153,7 @@ class SMCSampler:
         n = self.config.particles
         draws = Predictive(self.model.sample_prior, num_samples=2 * n)(key)
         values = {p: draws[p] for p in PARAMS}
-        z = jax.vmap(lambda v: unconstrain_fn(self.model, (err, mask, mag), {}, v))(values)
+        z = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag), {}, v))(values)
         flat = jax.vmap(lambda v: ravel_pytree(v)[0])(z)
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0], z))[1]
         valid = jnp.isfinite(jax.vmap(lambda x: -self._prior_potential(unravel(x)))(flat))
@@ -225,7 +225,7 @@ class SMCSampler:
     def sample(self, key, err, mask, mag, progress: bool = True) -> SMCDraws:
         """Sample every star (rows of err/mask/mag; absent bands may hold NaN)."""
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "SMC",
-                                        progress)
+                                        progress, batch=self.config.batch)
         params, log_z, n_steps, tempering, ess, diversity, acc = out
         return SMCDraws(params, log_z.astype(float), n_steps.astype(int), tempering.astype(float), ess.astype(float),
                         diversity.astype(float), acc.astype(float), seconds, self.config)

@@ -68,6 +68,12 @@ class Catalog:
                 mag[:, j], err[:, j], mask[:, j] = self.mag[:, k], self.err[:, k], self.mask[:, k]
         return Catalog(self.ids, bands, mag, err, mask, self.flags, self.extra)
 
+    def take(self, rows) -> Catalog:
+        """The stars at ``rows`` (positions), in that order: one chunk of a streamed fit."""
+        rows = np.asarray(rows, int)
+        return Catalog(self.ids[rows], self.bands, self.mag[rows], self.err[rows], self.mask[rows], self.flags[rows],
+                       self.extra[rows])
+
     def flag_report(self) -> list[str]:
         return [f"star {str(i)!r}: {f}" for i, f in zip(self.ids, self.flags) if f]
 

@@ -110,12 +110,14 @@ def _cmd_check(args) -> int:
 
 def _cmd_fit(args) -> int:
     import numpy as np
+    from astropy.table import Table
 
     from ..inference.importance import ISConfig
     from ..inference.nuts import NUTSConfig
     from ..inference.smc import SMCConfig
     from .catalog import read_catalog
-    from .fit import fit_catalog
+    from .fit import Fitter
+    from .run import fit_to_folder
 
     catalog = read_catalog(args.catalog, bands=args.bands)
     for line in catalog.flag_report():
@@ -124,16 +126,21 @@ def _cmd_fit(args) -> int:
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
                           rescue_rounds=args.rescue_rounds)
-    result = fit_catalog(catalog, args.method, out=args.out, prior=args.prior, library=args.library,
-                         config=config, seed=args.seed, progress=not args.quiet, npe_model=args.model,
-                         draws=args.draws, importance=importance,
-                         fallback=None if args.no_fallback else args.fallback,
-                         smc=SMCConfig(particles=args.particles, retry=not args.no_retry),
-                         nuts_init=args.init)
-    s = result.summary
+    fitter = Fitter(catalog, args.method, prior=args.prior, library=args.library, config=config, seed=args.seed,
+                    npe_model=args.model, draws=args.draws, importance=importance,
+                    fallback=None if args.no_fallback else args.fallback,
+                    smc=SMCConfig(particles=args.particles, retry=not args.no_retry), nuts_init=args.init)
+    try:
+        path = fit_to_folder(fitter, args.out, chunk=args.chunk, overwrite=args.overwrite, keep_draws=args.keep_draws,
+                             progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"sedppl fit: interrupted; every finished chunk is kept in {args.out}: run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    s = Table.read(path)
     if not catalog.usable.any():
         print(f"sedppl fit: error: no usable star in {args.catalog} (reasons above); the summary of its flagged "
-              f"rows is in {args.out / 'summary.parquet'}", file=sys.stderr)
+              f"rows is in {path}", file=sys.stderr)
         return 2
     flagged = int((s["flag"] != "").sum())
     print(f"fitted {int(catalog.usable.sum())}/{len(catalog)} stars with {args.method}; {flagged} flagged, "
@@ -142,9 +149,10 @@ def _cmd_fit(args) -> int:
         print(f"nuts: {int((s['n_modes'] > 1).sum())} stars with chains in more than one mode (weighted by mass)")
     if args.method == "npe-is":
         print(f"npe-is: median khat {np.nanmedian(s['khat']):.2f}, median ESS {np.nanmedian(s['ess']):.0f}; "
-              f"{int(s['fallback'].sum())} stars refitted with {args.fallback.upper()}"
+              f"{int(np.sum(s['fallback']))} stars refitted with {args.fallback.upper()}"
               + ("" if not args.no_fallback else " (fallback off)"))
-    print(f"wrote {args.out / 'summary.parquet'} and {args.out / 'posterior.nc'}")
+    draws = "" if args.keep_draws == 0 else f" and the draws in {args.out / 'posterior'}/"
+    print(f"wrote {path}{draws} (read both with sedppl.io.fit.FitResult.read)")
     return 0
 
 
@@ -190,7 +198,7 @@ def _cmd_demo(args) -> int:
     result = run_demo(args.out, args.n, args.n_fit, args.seed, args.library)
     print(f"simulated catalog: {result['catalog']} ({result['n_usable']}/{result['n_stars']} stars usable)")
     print(f"SED figure:        {result['figure']}")
-    print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior.nc "
+    print(f"NUTS fit of {result['n_fit']} stars: {result['fit']}/summary.parquet, posterior/ "
           f"({result['flagged']} flagged by the convergence checks)")
     if result["report"] is not None:
         print(f"{', '.join(result['methods'])} compared on those {result['n_fit']} stars: {result['report']}")
@@ -240,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", nargs="+", metavar="BAND")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("fit", help="fit a catalog; writes DIR/summary.parquet and DIR/posterior.nc")
+    p = sub.add_parser("fit", help="fit a catalog into DIR: summary.parquet and posterior/ (streamed in chunks, resumable)")
     p.add_argument("catalog", type=Path)
     p.add_argument("--method", default="nuts", choices=("nuts", "smc", "npe", "npe-is"),
                    help="nuts; smc (tempered SMC, for multimodal stars); npe (the trained flow); "
@@ -270,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not refit flagged stars (nuts: with twice the warm-up; smc: with twice the particles)")
     p.add_argument("--restart-gap", type=_number(float, above=0, infinite=True), default=10.0, metavar="NATS",
                    help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
+    p.add_argument("--chunk", type=_number(int, 1), metavar="ROWS",
+                   help="rows fitted and written at a time (default: 32 for nuts and smc, 512 for npe-is, 4096 for npe)")
+    p.add_argument("--keep-draws", type=_number(int, 0), metavar="N",
+                   help="store N evenly thinned posterior draws per star, without sampler groups (0: the summary only)")
+    p.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
@@ -335,19 +348,28 @@ def use_cpu_cores() -> int:
 def main(argv=None) -> int:
     from ..model.priors import PriorError
     from .catalog import CatalogError
+    from .run import RunFolderError, UnfinishedRunError
 
     args = build_parser().parse_args(argv)
     if args.command in NUTS_COMMANDS:
         use_cpu_cores()
     try:
         return args.func(args)
-    except (CatalogError, PriorError, KeyError, ValueError, FileNotFoundError) as err:
+    except (CatalogError, PriorError, KeyError, ValueError, FileNotFoundError, UnfinishedRunError) as err:
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        hint = "" if isinstance(err, (CatalogError, PriorError)) else " (sedppl --debug ... shows the traceback)"
+        plain = (CatalogError, PriorError, RunFolderError, UnfinishedRunError)
+        hint = "" if isinstance(err, plain) else " (sedppl --debug ... shows the traceback)"
         print(f"sedppl {args.command}: error: {message}{hint}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a folder gone: finished chunks stay, the run stays unfinished
+        if args.debug:
+            raise
+        resume = ("; the finished chunks are kept and the run reads as unfinished: fix the cause and run the same "
+                  "command again to resume") if args.command == "fit" else ""
+        print(f"sedppl {args.command}: error: {err}{resume}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # e.g. `sedppl bands | head`
         sys.stderr.close()
         return 0

@@ -147,7 +147,7 @@ def _aggregate(stars: Table) -> list[str]:
 
 
 def write_report(comparison: Comparison, out: Path, catalog: Catalog, n_corner: int = 3) -> Path:
-    """Markdown + PNG report, and each method's summary.parquet and posterior.nc in a subfolder."""
+    """Markdown + PNG report, and each method's fit (summary.parquet, posterior/) in a subfolder."""
     out.mkdir(parents=True, exist_ok=True)
     for method, fit in comparison.fits.items():
         fit.write(out / method)

@@ -77,10 +77,10 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     if library == read_card(DEFAULT_NPE_MODEL).library:  # the pretrained model knows one library
         comparison = compare_catalog(subset, out / "compare", library=library, config=config, seed=seed)
         fits = comparison.fits
-        npe = fit_catalog(catalog, "npe", out=out / "npe", library=library, seed=seed)
+        npe = fit_catalog(catalog, "npe", out=out / "npe", library=library, seed=seed, overwrite=True)
     else:
         fits = {"nuts": fit_catalog(subset, "nuts", out=out / "compare" / "nuts", library=library, seed=seed,
-                                    config=config)}
+                                    config=config, overwrite=True)}
     star = str(subset.ids[0])
     truth = {p: float(table[f"true_{p}"][0]) for p in REPORTED}
     sets = [{p: fit.posterior["posterior"].sel(star=star)[p].values for p in REPORTED} for fit in fits.values()]

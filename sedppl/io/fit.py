@@ -1,4 +1,4 @@
-"""Fit a catalog and write the results: ``summary.parquet`` and ``posterior.nc``.
+"""Fit a catalog and write the results: ``summary.parquet`` and the draws in ``posterior/`` (``io.run``).
 
 ``fit_catalog`` is what ``sedppl fit`` runs. The summary has one row per input
 star, in input order -- stars rejected by input validation included, with
@@ -15,15 +15,19 @@ sampled, their sampler statistics, weights and mode labels are in the group
 
 from __future__ import annotations
 
+import shutil
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
 from ..diagnostics import ood
 from ..diagnostics.convergence import ConvergenceCriteria, mode_rhat_ess, star_diagnostics
+from ..inference.batching import fold_rows
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
@@ -48,23 +52,41 @@ class FitResult:
     posterior: object  # xarray.DataTree
 
     def write(self, out: str | Path) -> dict[str, Path]:
+        """Write to ``out`` in the layout of a finished streamed run (``io.run``): ``summary.parquet``,
+        ``posterior/000000.nc`` and ``run.json``; a result already there is replaced."""
+        import json
+
+        from .run import OURS, RUN_FILE, atomic_write
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"summary": out / "summary.parquet", "posterior": out / "posterior.nc"}
-        self.summary.write(paths["summary"], format="parquet", overwrite=True)
-        self.posterior.to_netcdf(paths["posterior"], engine="h5netcdf")
+        for name in OURS:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        paths = {"summary": out / "summary.parquet", "posterior": out / "posterior" / "000000.nc"}
+        paths["posterior"].parent.mkdir()
+        atomic_write(paths["posterior"], lambda tmp: self.posterior.to_netcdf(tmp, engine="h5netcdf"))
+        atomic_write(paths["summary"], lambda tmp: self.summary.write(tmp, format="parquet"))
+        record = {"status": "complete", "chunks": 1, "identity": {"written_by": "FitResult.write"}}
+        atomic_write(out / RUN_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
         return paths
 
     @classmethod
     def read(cls, out: str | Path) -> FitResult:
-        """The fit that ``write`` (or ``sedppl fit --out``) left in ``out``."""
+        """The fit that ``write``, ``fit_catalog(out=...)`` or ``sedppl fit --out`` left in ``out``; refuses a
+        run that has not finished (``run.UnfinishedRunError``)."""
         import xarray as xr
 
+        from .run import check_finished, read_posterior
+
         out = Path(out)
-        missing = [name for name in ("summary.parquet", "posterior.nc") if not (out / name).exists()]
-        if missing:
-            raise FileNotFoundError(f"{out} holds no fit: missing {', '.join(missing)}")
-        return cls(Table.read(out / "summary.parquet"), xr.open_datatree(out / "posterior.nc", engine="h5netcdf").load())
+        if not (out / "summary.parquet").exists() and not (out / "run.json").exists():
+            raise FileNotFoundError(f"{out} holds no fit: no summary.parquet")
+        check_finished(out)
+        summary = Table.read(out / "summary.parquet")
+        if (out / "posterior.nc").exists():  # written before results were streamed in chunks
+            return cls(summary, xr.open_datatree(out / "posterior.nc", engine="h5netcdf").load())
+        return cls(summary, read_posterior(out))
 
 
 @dataclass
@@ -86,7 +108,8 @@ def fit_catalog(
     library: str = "phoenix", config: NUTSConfig = NUTSConfig(), seed: int = 0, progress: bool = True,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
     draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
-    smc: SMCConfig = SMCConfig(), nuts_init: str = "prior",
+    smc: SMCConfig = SMCConfig(), nuts_init: str = "prior", chunk: int | None = None, overwrite: bool = False,
+    keep_draws: int | None = None,
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
@@ -102,135 +125,246 @@ def fit_catalog(
       Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("nuts" or "smc"; None or
       False: flagged only).
 
-    Every method flags stars whose photometry the model does not fit (``diagnostics.ood``).
+    Every method flags stars whose photometry the model does not fit (``diagnostics.ood``). Each star's
+    draws depend on ``seed`` and its id only, not on the other stars or the chunk it is fitted in.
+
+    With ``out``, the fit streams into that folder (``io.run``): ``chunk`` rows at a time (default per
+    method), each chunk written as it finishes, an interrupted run resumed by the same call, a folder
+    holding another run refused unless ``overwrite``; ``keep_draws`` thins the stored posterior to that
+    many draws per star (0: the summary only). The result is then read back from ``out``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; available: {METHODS}")
-    if nuts_init not in INITS:
-        raise ValueError(f"unknown nuts_init {nuts_init!r}; available: {INITS}")
-    fallback = "nuts" if fallback is True else (fallback or None)
-    if fallback is not None and fallback not in FALLBACKS:
-        raise ValueError(f"unknown fallback {fallback!r}; available: {FALLBACKS} or None")
-    catalog = catalog if isinstance(catalog, Catalog) else read_catalog(catalog)
-    if prior is not None and not isinstance(prior, Prior):
-        prior = Prior.load(prior)
-    key = jax.random.key(seed)
-    if draws is not None:
-        config = replace(config, draws=draws)
-        importance = replace(importance, draws=draws)
-    if not catalog.usable.any():  # nothing to fit: the flagged rows' summary is still the result
-        fit = FitResult(_unfitted_summary(catalog, method), _empty_posterior(method))
-        if out is not None:
-            fit.write(out)
+    fitter = Fitter(catalog, method, prior, library, config, seed, criteria, npe_model, draws, importance, fallback,
+                    smc, nuts_init)
+    if out is None:
+        return fitter.fit_rows(np.arange(len(fitter.catalog)), progress)
+    from .run import fit_to_folder
+
+    fit_to_folder(fitter, out, chunk=chunk, overwrite=overwrite, keep_draws=keep_draws, progress=progress)
+    return FitResult.read(out)
+
+
+def star_keys(seed: int, ids) -> jax.Array:
+    """One key per star from the seed and the star's id (CRC-32): the same star gets the same draws in any
+    catalogue, chunk, partition or device layout."""
+    data = np.array([zlib.crc32(str(i).encode()) for i in ids], np.uint32)
+    return jax.vmap(lambda d: jax.random.fold_in(jax.random.key(seed), d))(jnp.asarray(data))
+
+
+class Fitter:
+    """A fit's fixed parts -- settings, model, NPE, samplers (and so their compilations) -- applied to any
+    rows of the catalogue: every chunk of a streamed fit reuses them."""
+
+    def __init__(self, catalog, method: str = "nuts", prior=None, library: str = "phoenix",
+                 config: NUTSConfig = NUTSConfig(), seed: int = 0,
+                 criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model=None, draws: int | None = None,
+                 importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts", smc: SMCConfig = SMCConfig(),
+                 nuts_init: str = "prior"):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; available: {METHODS}")
+        if nuts_init not in INITS:
+            raise ValueError(f"unknown nuts_init {nuts_init!r}; available: {INITS}")
+        fallback = "nuts" if fallback is True else (fallback or None)
+        if fallback is not None and fallback not in FALLBACKS:
+            raise ValueError(f"unknown fallback {fallback!r}; available: {FALLBACKS} or None")
+        catalog = catalog if isinstance(catalog, Catalog) else read_catalog(catalog)
+        if prior is not None and not isinstance(prior, Prior):
+            prior = Prior.load(prior)
+        if draws is not None:
+            config = replace(config, draws=draws)
+            importance = replace(importance, draws=draws)
+        self.method, self.library, self.config, self.seed, self.criteria = method, library, config, seed, criteria
+        self.importance, self.fallback, self.smc, self.nuts_init = importance, fallback, smc, nuts_init
+        self.npe_path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
+        self.prior, self.card, self.posterior = prior, None, None
+        self._samplers: dict = {}
+        self.model = None
+        if catalog.usable.any():  # nothing to build for a catalogue with no usable star
+            if method in FALLBACKS:
+                self.model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
+            else:
+                self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library,
+                                                               prior if method == "npe" else None)
+                self.model = sed_model(self.card.library, self.card.bands, prior or self.card.prior(),
+                                       marginalize_scale=True)
+        self.catalog = catalog
+        self.keys = star_keys(seed, catalog.ids)
+
+    def settings(self) -> dict:
+        """What the draws depend on, besides the catalogue (``io.run`` compares them before resuming)."""
+        s = {"method": self.method, "library": self.library, "seed": self.seed, "nuts": repr(self.config),
+             "smc": repr(self.smc), "importance": repr(self.importance), "criteria": repr(self.criteria),
+             "fallback": self.fallback, "nuts_init": self.nuts_init,
+             "prior": self.model.prior.to_toml() if self.model is not None else None}
+        if self.method not in FALLBACKS or self.nuts_init == "npe":
+            s["npe_model"] = str(self.npe_path)
+        return s
+
+    def sampler(self, kind: str, **changes):
+        """The NUTS, SMC, NPE or NPE-IS sampler of this fit (``changes``: NUTS/SMC settings of a retry),
+        built once."""
+        from ..inference.importance import ImportanceSampler
+        from ..inference.npe.estimator import NPEEstimator
+
+        name = (kind, tuple(sorted(changes.items())))
+        if name not in self._samplers:
+            if kind == "nuts":
+                self._samplers[name] = NUTSSampler(self.model, replace(self.config, **changes))
+            elif kind == "smc":
+                self._samplers[name] = SMCSampler(self.model, replace(self.smc, **changes))
+            elif kind == "npe":
+                self._samplers[name] = NPEEstimator(self.posterior, self.card.model(marginalize_scale=True),
+                                                    self.importance.draws)
+            else:
+                self._samplers[name] = ImportanceSampler(self.posterior, self.card.model(marginalize_scale=True),
+                                                         self.model, self.importance)
+        return self._samplers[name]
+
+    def fit_rows(self, rows, progress: bool = True) -> FitResult:
+        """The fit of the catalogue's ``rows`` (positions): their summary rows and posterior."""
+        catalog = self.catalog.take(rows)
+        fitted = np.nonzero(catalog.usable)[0]
+        if len(fitted) == 0:
+            return FitResult(_unfitted_summary(catalog, self.method), _empty_posterior(self.method))
+        keys = self.keys[np.asarray(rows)[fitted]]
+        if self.method == "nuts":
+            init = self._npe_starts(catalog, fitted, fold_rows(keys, 3), progress) if self.nuts_init == "npe" else None
+            result = self._nuts(catalog, fitted, keys, progress, init)
+        elif self.method == "smc":
+            result = self._smc(catalog, fitted, keys, progress)
+        else:
+            result = self._npe(catalog, fitted, keys, progress)
+            _flag_errors_outside_training(result, catalog, fitted, self.card)
+        _flag_misfit(result, catalog, fitted, self.model)
+        fit = FitResult(_summary(catalog, fitted, result, self.method),
+                        _posterior(catalog, fitted, result, self.model, self.method))
+        if self.method not in FALLBACKS:
+            fit.posterior.attrs["sedppl_npe_model"] = str(self.npe_path)
         return fit
 
-    if method in FALLBACKS:
-        model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
-        fitted = np.nonzero(catalog.usable)[0]
-        if method == "nuts":
-            init = (_npe_starts(catalog, fitted, library, npe_model, config.chains, jax.random.fold_in(key, 3), progress)
-                    if nuts_init == "npe" else None)
-            result = _nuts(catalog, fitted, model, config, criteria, key, progress, init)
-        else:
-            result = _smc(catalog, fitted, model, smc, criteria, key, progress)
-    else:
-        path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
-        posterior, card, catalog = _load_npe(path, catalog, library, prior if method == "npe" else None)
-        proposal = card.model(marginalize_scale=True)
-        model = sed_model(card.library, card.bands, prior or card.prior(), marginalize_scale=True)
-        fitted = np.nonzero(catalog.usable)[0]
-        if method == "npe":
-            result = _npe(catalog, fitted, posterior, proposal, importance.draws, key, progress)
-        else:
-            result = _npe_is(catalog, fitted, posterior, proposal, model, importance, key, progress)
-            if fallback:
-                _fall_back(fallback, result, catalog, fitted, model, config, smc, criteria, key, progress)
-        _flag_errors_outside_training(result, catalog, fitted, card)
-    _flag_misfit(result, catalog, fitted, model)
+    def _npe_starts(self, catalog: Catalog, rows, keys, progress) -> np.ndarray | None:
+        """(star, chain, 5) NPE draws to start NUTS chains at, or None (with a warning) if the NPE model
+        does not know this catalog's bands or library. Any start is valid: a point outside the prior or
+        the grid falls back to the prior candidates."""
+        import warnings
 
-    fit = FitResult(_summary(catalog, fitted, result, method), _posterior(catalog, fitted, result, model, method))
-    if method not in FALLBACKS:
-        fit.posterior.attrs["sedppl_npe_model"] = str(path)
-    if out is not None:
-        fit.write(out)
-    return fit
+        from ..inference.npe.card import ModelMismatchError
+        from ..inference.npe.estimator import NPEEstimator
 
+        if "npe_starts" not in self._samplers:
+            try:
+                posterior, card, _ = _load_npe(self.npe_path, self.catalog, self.library, None)
+                self._samplers["npe_starts"] = (NPEEstimator(posterior, card.model(marginalize_scale=True),
+                                                             self.config.chains), card.bands)
+            except (ModelMismatchError, FileNotFoundError) as err:
+                warnings.warn(f"nuts_init='npe': {err}; chains start from prior draws", stacklevel=4)
+                self._samplers["npe_starts"] = None
+        if self._samplers["npe_starts"] is None:
+            return None
+        estimator, bands = self._samplers["npe_starts"]
+        cat = catalog.with_bands(bands)
+        draws = estimator.sample(keys, cat.err[rows], cat.mask[rows], cat.mag[rows], progress)
+        return np.stack([draws.params[p][:, 0, :] for p in PARAMS], axis=-1)
 
-def _npe_starts(catalog: Catalog, rows, library, npe_model, chains: int, key, progress) -> np.ndarray | None:
-    """(star, chain, 5) NPE draws to start NUTS chains at, or None (with a warning) if the NPE model
-    does not know this catalog's bands or library. Any start is valid: a point outside the prior or
-    the grid falls back to the prior candidates."""
-    import warnings
+    def _nuts(self, catalog: Catalog, rows, keys, progress, init=None) -> _Fitted:
+        """NUTS on ``rows`` of the catalog (chains start at ``init`` where given); flagged stars are rerun
+        once with twice the warm-up. The reported draws pool the chains with their modes' masses."""
+        config, criteria = self.config, self.criteria
+        draws = self.sampler("nuts").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows],
+                                            progress, init)
+        diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
+        failed = [i for i, d in enumerate(diags) if d["flag"]]
+        if config.retry and failed:
+            again_rows = rows[failed]
+            again = self.sampler("nuts", warmup=2 * config.warmup).sample(
+                fold_rows(keys[np.asarray(failed)], 1), catalog.err[again_rows], catalog.mask[again_rows],
+                catalog.mag[again_rows], progress, None if init is None else init[failed])
+            for j, i in enumerate(failed):
+                _replace_star(draws, i, again, j)
+                diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
+                diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
+        for d in diags:
+            d["trusted"] = not d["flag"]
+        stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
+                 "lp": draws.logdensity}
+        pooled = [draws.pooled(i) for i in range(len(rows))]
+        params = {p: np.stack([d[p] for d in pooled])[:, None, :] for p in REPORTED}
+        chains = {"params": {p: draws.params[p] for p in REPORTED}, "stats": stats,
+                  "chain_weight": draws.chain_weight, "mode": draws.mode}
+        return _Fitted(params, draws.seconds, diags, np.full(len(rows), "nuts"), {},
+                       {"chains_restarted": draws.restarted}, chains=chains)
 
-    from ..inference.npe.card import ModelMismatchError
-    from ..inference.npe.estimator import NPEEstimator
+    def _smc(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
+        """Adaptive tempered SMC on ``rows`` of the catalog: ``runs`` independent runs per star, pooled.
+        Flagged stars are rerun once with twice the particles (``SMCConfig.retry``); their draws are then an
+        equal-weight random half of the larger run's, so every star keeps the same number of draws."""
+        config, criteria = self.smc, self.criteria
+        res = self.sampler("smc").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+        diags = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
+        failed = [i for i, d in enumerate(diags) if d["flag"]]
+        if config.retry and failed:
+            again_rows = rows[failed]
+            again = self.sampler("smc", particles=2 * config.particles).sample(
+                fold_rows(keys[np.asarray(failed)], 1), catalog.err[again_rows], catalog.mask[again_rows],
+                catalog.mag[again_rows], progress)
+            n_kept = res.params["teff"].shape[-1]
+            for j, i in enumerate(failed):
+                diags[i] = _smc_diagnose(again, j, criteria) | {"retried": True}
+                diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
+                diags[i]["trusted"] = not diags[i]["flag"]
+                for name in ("log_evidence", "n_steps", "tempering", "ess", "diversity", "acceptance"):
+                    getattr(res, name)[i] = getattr(again, name)[j]
+                half = np.random.default_rng(_star_seed(keys[i])).permutation(again.params["teff"].shape[-1])[:n_kept]
+                for p in res.params:
+                    res.params[p][i] = again.params[p][j][:, half]
+                res.seconds[i] += again.seconds[j]
+        extra = {"log_evidence": res.combined_log_evidence, "log_evidence_spread": np.ptp(res.log_evidence, axis=1),
+                 "smc_steps": res.n_steps.max(axis=1), "smc_ess": res.ess.min(axis=1),
+                 "smc_diversity": res.diversity.min(axis=1), "smc_acceptance": res.acceptance.min(axis=1)}
+        params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
+        return _Fitted(params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
 
-    try:
-        posterior, card, cat = _load_npe(Path(npe_model or DEFAULT_NPE_MODEL), catalog, library, None)
-    except (ModelMismatchError, FileNotFoundError) as err:
-        warnings.warn(f"nuts_init='npe': {err}; chains start from prior draws", stacklevel=3)
-        return None
-    draws = NPEEstimator(posterior, card.model(marginalize_scale=True), chains).sample(
-        key, cat.err[rows], cat.mask[rows], cat.mag[rows], progress)
-    return np.stack([draws.params[p][:, 0, :] for p in PARAMS], axis=-1)
+    def _npe(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
+        """NPE draws, or NPE-IS draws with the unreliable stars refitted by the fallback engine."""
+        if self.method == "npe":
+            n_draws = self.importance.draws
+            draws = self.sampler("npe").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows],
+                                               progress)
+            diags = [_no_chains(_rejected_flag(r, n_draws)) for r in draws.n_rejected]
+            return _Fitted(draws.params, draws.seconds, diags, np.full(len(rows), "npe"),
+                           {"log_q": draws.log_q[:, None, :]}, {"n_rejected": draws.n_rejected})
+        cfg = self.importance
+        res = self.sampler("npe-is").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+        diags = []
+        for i in range(len(rows)):
+            reasons = [_rejected_flag(res.n_rejected[i], cfg.proposals - res.n_rejected[i])]
+            if res.khat[i] > cfg.khat_max:
+                reasons.append(f"npe-is: khat {res.khat[i]:.2f} > {cfg.khat_max}")
+            if res.ess[i] < cfg.min_ess:
+                reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
+            diags.append(_no_chains(ood.join(*reasons)) | {"trusted": bool(res.reliable[i])})
+        extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
+                 "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
+        result = _Fitted(res.params, res.seconds, diags, np.full(len(rows), "npe-is"), {}, extra, importance=res)
+        if self.fallback:
+            self._fall_back(result, catalog, rows, keys, progress)
+        return result
 
-
-def _nuts(catalog: Catalog, rows, model, config: NUTSConfig, criteria, key, progress, init=None) -> _Fitted:
-    """NUTS on ``rows`` of the catalog (chains start at ``init`` where given); flagged stars are rerun once
-    with twice the warm-up. The reported draws pool the chains with their modes' masses."""
-    sampler = NUTSSampler(model, config)
-    draws = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress, init)
-    diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
-    failed = [i for i, d in enumerate(diags) if d["flag"]]
-    if config.retry and failed:
-        retry = sampler.with_config(warmup=2 * config.warmup)
-        again_rows = rows[failed]
-        again = retry.sample(jax.random.fold_in(key, 1), catalog.err[again_rows], catalog.mask[again_rows],
-                             catalog.mag[again_rows], progress, None if init is None else init[failed])
-        for j, i in enumerate(failed):
-            _replace_star(draws, i, again, j)
-            diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
-            diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
-    for d in diags:
-        d["trusted"] = not d["flag"]
-    stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
-             "lp": draws.logdensity}
-    pooled = [draws.pooled(i) for i in range(len(rows))]
-    params = {p: np.stack([d[p] for d in pooled])[:, None, :] for p in REPORTED}
-    chains = {"params": {p: draws.params[p] for p in REPORTED}, "stats": stats, "chain_weight": draws.chain_weight,
-              "mode": draws.mode}
-    return _Fitted(params, draws.seconds, diags, np.full(len(rows), "nuts"), {}, {"chains_restarted": draws.restarted},
-                   chains=chains)
-
-
-def _smc(catalog: Catalog, rows, model, config: SMCConfig, criteria, key, progress) -> _Fitted:
-    """Adaptive tempered SMC on ``rows`` of the catalog: ``config.runs`` independent runs per star, pooled.
-    Flagged stars are rerun once with twice the particles (``config.retry``); their draws are then an
-    equal-weight random half of the larger run's, so every star keeps the same number of draws."""
-    sampler = SMCSampler(model, config)
-    res = sampler.sample(key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
-    diags = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
-    failed = [i for i, d in enumerate(diags) if d["flag"]]
-    if config.retry and failed:
-        again_rows = rows[failed]
-        again = sampler.with_config(particles=2 * config.particles).sample(
-            jax.random.fold_in(key, 1), catalog.err[again_rows], catalog.mask[again_rows], catalog.mag[again_rows],
-            progress)
-        halves = np.random.default_rng(0).permutation(again.params["teff"].shape[-1])[: res.params["teff"].shape[-1]]
-        for j, i in enumerate(failed):
-            diags[i] = _smc_diagnose(again, j, criteria) | {"retried": True}
-            diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
-            diags[i]["trusted"] = not diags[i]["flag"]
-            for name in ("log_evidence", "n_steps", "tempering", "ess", "diversity", "acceptance"):
-                getattr(res, name)[i] = getattr(again, name)[j]
-            for p in res.params:
-                res.params[p][i] = again.params[p][j][:, halves]
-            res.seconds[i] += again.seconds[j]
-    extra = {"log_evidence": res.combined_log_evidence, "log_evidence_spread": np.ptp(res.log_evidence, axis=1),
-             "smc_steps": res.n_steps.max(axis=1), "smc_ess": res.ess.min(axis=1),
-             "smc_diversity": res.diversity.min(axis=1), "smc_acceptance": res.acceptance.min(axis=1)}
-    params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
-    return _Fitted(params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
+    def _fall_back(self, result: _Fitted, catalog, rows, keys, progress) -> None:
+        """Refit the stars whose importance weights cannot be trusted with the fallback engine, in place."""
+        unreliable = np.nonzero(~result.importance.reliable)[0]
+        if len(unreliable) == 0:
+            return
+        engine = self._nuts if self.fallback == "nuts" else self._smc
+        exact = engine(catalog, rows[unreliable], fold_rows(keys[unreliable], 2), progress)
+        n_draws = result.params["teff"].shape[-1]
+        for j, i in enumerate(unreliable):
+            for p in REPORTED:  # the equal-weight draws, thinned evenly to the importance draws' length
+                pooled = exact.params[p][j].reshape(-1)
+                result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
+            result.diags[i] = exact.diags[j]
+            result.seconds[i] += exact.seconds[j]
+            result.methods[i] = self.fallback
+            result.extra["fallback"][i] = True
 
 
 def _smc_diagnose(res: SMCDraws, i: int, criteria: ConvergenceCriteria) -> dict:
@@ -261,6 +395,11 @@ def smc_flag(res: SMCDraws, i: int, diag: dict, criteria: ConvergenceCriteria) -
     return "; ".join(reasons)
 
 
+def _star_seed(key) -> int:
+    """A NumPy seed from a star's JAX key (host-side choices that must follow the star, not the batch)."""
+    return int(np.asarray(jax.random.key_data(key)).ravel()[-1])
+
+
 def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
     """The NPE model for this catalog's present bands (and, for plain NPE, this prior)."""
     from ..inference.npe.card import load_npe
@@ -268,55 +407,6 @@ def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
     present = [b for j, b in enumerate(catalog.bands) if catalog.mask[:, j].any()]
     posterior, card = load_npe(path, bands=present, library=library, prior=prior)
     return posterior, card, catalog.with_bands(card.bands)
-
-
-def _npe(catalog: Catalog, rows, posterior, model, n_draws: int, key, progress) -> _Fitted:
-    from ..inference.npe.estimator import NPEEstimator
-
-    draws = NPEEstimator(posterior, model, n_draws).sample(
-        key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
-    diags = [_no_chains(_rejected_flag(r, n_draws)) for r in draws.n_rejected]
-    return _Fitted(draws.params, draws.seconds, diags, np.full(len(rows), "npe"),
-                   {"log_q": draws.log_q[:, None, :]}, {"n_rejected": draws.n_rejected})
-
-
-def _npe_is(catalog: Catalog, rows, posterior, proposal, target, cfg: ISConfig, key, progress) -> _Fitted:
-    from ..inference.importance import ImportanceSampler
-
-    res = ImportanceSampler(posterior, proposal, target, cfg).sample(
-        key, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
-    diags = []
-    for i in range(len(rows)):
-        reasons = [_rejected_flag(res.n_rejected[i], cfg.proposals - res.n_rejected[i])]
-        if res.khat[i] > cfg.khat_max:
-            reasons.append(f"npe-is: khat {res.khat[i]:.2f} > {cfg.khat_max}")
-        if res.ess[i] < cfg.min_ess:
-            reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
-        diags.append(_no_chains(ood.join(*reasons)) | {"trusted": bool(res.reliable[i])})
-    extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
-             "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
-    return _Fitted(res.params, res.seconds, diags, np.full(len(rows), "npe-is"), {}, extra, importance=res)
-
-
-def _fall_back(engine: str, result: _Fitted, catalog, rows, model, config, smc, criteria, key, progress) -> None:
-    """Refit the stars whose importance weights cannot be trusted with ``engine`` (nuts or smc), in place."""
-    unreliable = np.nonzero(~result.importance.reliable)[0]
-    if len(unreliable) == 0:
-        return
-    k = jax.random.fold_in(key, 2)
-    if engine == "nuts":
-        exact = _nuts(catalog, rows[unreliable], model, config, criteria, k, progress)
-    else:
-        exact = _smc(catalog, rows[unreliable], model, smc, criteria, k, progress)
-    n_draws = result.params["teff"].shape[-1]
-    for j, i in enumerate(unreliable):
-        for p in REPORTED:  # the equal-weight draws, thinned evenly to the importance draws' length
-            pooled = exact.params[p][j].reshape(-1)
-            result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
-        result.diags[i] = exact.diags[j]
-        result.seconds[i] += exact.seconds[j]
-        result.methods[i] = engine
-        result.extra["fallback"][i] = True
 
 
 def _flag_errors_outside_training(result: _Fitted, catalog, rows, card) -> None:

@@ -85,7 +85,9 @@ def test_fit_command_writes_summary_and_posterior(tmp_path, capsys):
     assert list(summary["id"]) == ["sim0", "sim1", "nan_star"]
     assert list(summary["chains_restarted"]) == [0, 0, -1]  # restarts off; -1: not fitted
     assert "only 2 usable band(s)" in summary["flag"][2]
-    assert (out / "posterior.nc").exists()
+    from sedppl.io.fit import FitResult
+
+    assert FitResult.read(out).posterior["posterior"].sizes["star"] == 2
     assert "fitted 2/3 stars" in capsys.readouterr().out
 
 

@@ -23,7 +23,7 @@ def test_compare_writes_a_report(tmp_path, capsys):
     assert "| npe-is | mean abs z |" in report and "noise floor" in report
     assert len(list(out.glob("corner_*.png"))) == 1
     for name in ("comparison.png", "comparison.parquet", "nuts/summary.parquet",
-                 "npe/posterior.nc", "npe-is/summary.parquet"):
+                 "npe/posterior/000000.nc", "npe-is/summary.parquet"):
         assert (out / name).exists(), name
     from astropy.table import Table
 

@@ -1,14 +1,13 @@
-"""fit_catalog with npe-is: the summary's extra columns, the NUTS fallback, the proposals in posterior.nc."""
+"""fit_catalog with npe-is: the summary's extra columns, the NUTS fallback, the proposals in the stored posterior."""
 
 import jax
 import numpy as np
 import pytest
-import xarray as xr
 
 from sedppl.inference.importance import ISConfig
 from sedppl.inference.nuts import NUTSConfig
 from sedppl.io.catalog import read_catalog
-from sedppl.io.fit import REPORTED, fit_catalog
+from sedppl.io.fit import REPORTED, FitResult, fit_catalog
 from sedppl.model.generative import sed_model
 from sedppl.model.simulate import simulate_catalog
 
@@ -39,7 +38,7 @@ def test_npe_is_summary_and_posterior(catalog, tmp_path):
     np.testing.assert_array_equal(s["gaia_g"], catalog.mag[:, 0])
     np.testing.assert_array_equal(s["true_teff"], catalog.extra["true_teff"])
     assert list(s["id"]) == list(catalog.ids)
-    tree = xr.open_datatree(tmp_path / "posterior.nc", engine="h5netcdf")
+    tree = FitResult.read(tmp_path).posterior
     assert tree["posterior"]["teff"].shape == (1, 200, 3)
     assert tree["importance"]["log_weight"].shape == (3, 300)
     np.testing.assert_allclose(np.exp(tree["importance"]["log_weight"].values).sum(axis=1), 1.0, rtol=1e-3)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ...model.forward import PARAMS
 from ...model.generative import SEDModel, sample_log10_theta
+from ..batching import fold_rows, over_stars, resolve_batch, row_keys
 from .posterior import NPEPosterior
 
 OVERDRAW = 1.25  # draws per wanted draw in the first round; more rounds only for stars that need them
@@ -46,20 +47,22 @@ class NPEDraws:
 class NPEEstimator:
     """Sample a trained ``NPEPosterior`` for many stars under the model it was trained for."""
 
-    def __init__(self, posterior: NPEPosterior, model: SEDModel, draws: int = 1000, stars_per_call: int = 64):
+    def __init__(self, posterior: NPEPosterior, model: SEDModel, draws: int = 1000, stars_per_call: int = 64,
+                 batch: str = "auto"):
         if not model.marginalize_scale:
             model = SEDModel(model.forward, model.prior, marginalize_scale=True)
         self.posterior, self.model = posterior, model
         self.draws, self.stars_per_call = draws, stars_per_call
+        self.batch = resolve_batch(batch)  # stars one after another (CPU) or side by side (GPU)
         self._round = eqx.filter_jit(self._round_batch)
-        self._theta = jax.jit(jax.vmap(self._theta_star))
+        self._theta = jax.jit(over_stars(self._theta_star, self.batch))
 
     def _round_star(self, key, n, err, mask, mag):
         x, log_q = self.posterior.sample_and_log_prob(key, n, err, mask, mag)
         return x, log_q, jax.vmap(self.model.forward.in_grid)(x)
 
     def _round_batch(self, keys, err, mask, mag, n: int):
-        return jax.vmap(lambda *a: self._round_star(a[0], n, *a[1:]))(keys, err, mask, mag)
+        return over_stars(lambda *a: self._round_star(a[0], n, *a[1:]), self.batch)(keys, err, mask, mag)
 
     def _theta_star(self, key, x, err, mask, mag):
         keys = jax.random.split(key, x.shape[0])
@@ -72,9 +75,9 @@ class NPEEstimator:
         n, size, want = len(mag), self.stars_per_call, self.draws
         x_all = np.zeros((n, want, len(PARAMS)), np.float32)
         log_q, rejected, seconds = np.zeros((n, want), np.float32), np.zeros(n, int), np.zeros(n)
-        keys = jax.random.split(key, n)
+        keys = row_keys(key, n)
         with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
-            for rows, padded in padded_chunks(n, size):
+            for rows, padded in padded_chunks(n, size, pad=self.batch == "vmap"):
                 t0 = time.perf_counter()
                 self._fill(keys[padded], err[padded], mask[padded], mag[padded], rows, x_all, log_q, rejected)
                 seconds[rows] = (time.perf_counter() - t0) / len(rows)
@@ -83,13 +86,13 @@ class NPEEstimator:
 
     def sample(self, key, err, mask, mag, progress: bool = True) -> NPEDraws:
         """Posterior draws per star: the proposals, each with its angular diameter drawn exactly."""
-        k_x, k_theta = jax.random.split(key)
-        proposals = self.propose(k_x, err, mask, mag, progress)
+        keys = row_keys(key, len(np.asarray(mag)))
+        proposals = self.propose(fold_rows(keys, 0), err, mask, mag, progress)
         err, mask, mag = fill_absent(err, mask, mag)
         n, size = len(mag), self.stars_per_call
         log10_theta = np.zeros(proposals.log_q.shape, np.float32)
-        keys = jax.random.split(k_theta, n)
-        for rows, padded in padded_chunks(n, size):
+        keys = fold_rows(keys, 1)
+        for rows, padded in padded_chunks(n, size, pad=self.batch == "vmap"):
             t0 = time.perf_counter()
             theta = self._theta(keys[padded], proposals.x[padded], err[padded], mask[padded], mag[padded])
             log10_theta[rows] = np.asarray(theta)[: len(rows)]
@@ -124,10 +127,12 @@ def fill_absent(err, mask, mag):
     return np.where(mask, err, 1.0), mask, np.where(mask, mag, 0.0)
 
 
-def padded_chunks(n: int, size: int, pad_short: bool = False):
-    """(rows, padded rows) per chunk; padding to a fixed size keeps one compilation. A catalog shorter
-    than one chunk is not padded, unless ``pad_short`` (for runs whose sizes vary from call to call)."""
-    size = size if pad_short else min(size, n)
+def padded_chunks(n: int, size: int, pad: bool = True):
+    """(rows, padded rows) per chunk. With ``pad`` every chunk is padded to ``size``: one shape, so under
+    ``vmap`` a star's numbers do not depend on how many stars share its batch (XLA's float sums follow the
+    shape). ``lax.map`` runs one star's program at a time whatever the block, so it needs no padding and a
+    short catalogue is not padded to a full chunk."""
+    size = size if pad else min(size, n)
     for start in range(0, n, size):
         rows = np.arange(start, min(start + size, n))
         yield rows, np.resize(rows, size)

@@ -108,4 +108,4 @@ def test_fit_catalog_with_npe(pretrained, tmp_path):
         assert np.all(np.isfinite(s[f"{p}_median"][:5]))
         assert np.all(s[f"{p}_p16"][:5] <= s[f"{p}_p84"][:5])
     assert result.posterior["posterior"]["teff"].shape == (1, 200, 5)
-    assert (tmp_path / "summary.parquet").exists() and (tmp_path / "posterior.nc").exists()
+    assert (tmp_path / "summary.parquet").exists() and (tmp_path / "posterior" / "000000.nc").exists()

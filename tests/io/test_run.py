@@ -1,0 +1,135 @@
+"""Streamed fits: chunks written atomically, resumed after a kill to the same numbers, refused where they
+would overwrite or could not be written, never read while unfinished."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from sedppl.inference.npe.card import read_card
+from sedppl.io import run as run_module
+from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, Fitter, fit_catalog
+from sedppl.io.run import RunFolder, RunFolderError, UnfinishedRunError, fit_to_folder
+from sedppl.model.simulate import NoiseModel, simulate_catalog
+
+DRAWS = 100
+
+
+@pytest.fixture(scope="module")
+def table():
+    t = simulate_catalog(jax.random.key(21), 7, read_card(DEFAULT_NPE_MODEL).model(),
+                         NoiseModel(err_min=0.01, err_max=0.05))
+    t["gaia_g_err"][4] = -1.0  # rejected by input validation: its chunk (of one row) has no usable star
+    return t
+
+
+@pytest.fixture(scope="module")
+def in_memory(table):
+    return fit_catalog(table, "npe", draws=DRAWS, progress=False)
+
+
+def _same(a: FitResult, b: FitResult):
+    assert list(a.summary["id"]) == list(b.summary["id"])
+    assert list(a.summary["flag"]) == list(b.summary["flag"])
+    for p in REPORTED:
+        for q in ("median", "p16", "p84"):
+            np.testing.assert_array_equal(a.summary[f"{p}_{q}"], b.summary[f"{p}_{q}"])
+        np.testing.assert_array_equal(a.posterior["posterior"][p].values, b.posterior["posterior"][p].values)
+
+
+def test_a_star_gets_the_same_draws_whatever_its_chunk(table, in_memory, tmp_path):
+    streamed = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=2)
+    _same(in_memory, streamed)
+    assert sorted(p.name for p in (tmp_path / "posterior").iterdir()) == [f"00000{i}.nc" for i in range(4)]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+    assert not list(tmp_path.rglob("*.tmp"))
+    # and on its own: a star's key comes from the seed and its id, not from its row or neighbours
+    alone = fit_catalog(table[5:6], "npe", draws=DRAWS, progress=False)
+    star = str(table["id"][5])
+    np.testing.assert_array_equal(alone.posterior["posterior"]["teff"].sel(star=star).values,
+                                  in_memory.posterior["posterior"]["teff"].sel(star=star).values)
+
+
+def test_a_killed_fit_resumes_to_the_same_result(table, in_memory, tmp_path):
+    catalog, out = tmp_path / "cat.parquet", tmp_path / "fit"
+    table.write(catalog)
+    cmd = [sys.executable, "-m", "sedppl", "fit", str(catalog), "--method", "npe", "--draws", str(DRAWS),
+           "--chunk", "1", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "chunks" / "000000.parquet"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    done = sorted(p.name for p in (out / "chunks").glob("*.parquet"))
+    assert len(done) < len(table), "the fit finished before it could be killed: nothing was resumed"
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    with pytest.raises(UnfinishedRunError, match=f"{len(done)} of {len(table)} chunks"):
+        FitResult.read(out)
+
+    resumed = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=out, chunk=1)
+    assert sorted(p.name for p in (out / "chunks").glob("*.parquet"))[: len(done)] == done  # kept, not redone
+    assert len(resumed.summary) == len(table) and len(set(resumed.summary["id"])) == len(table)  # each star once
+    _same(in_memory, resumed)
+
+
+def test_an_existing_result_is_refused_before_any_work_unless_overwritten(table, tmp_path):
+    fitter = Fitter(table, "npe", draws=DRAWS)
+    RunFolder(tmp_path, {"settings": "another run"}, 1)  # a folder claimed by a different run
+    fitter.fit_rows = lambda *a, **k: pytest.fail("fitted before the folder was checked")
+    with pytest.raises(RunFolderError, match="already holds an unfinished run with other settings"):
+        fit_to_folder(fitter, tmp_path, progress=False)
+    (tmp_path / "summary.parquet").write_bytes(b"an earlier result")
+    (tmp_path / "run.json").unlink()
+    with pytest.raises(RunFolderError, match="already holds an earlier result.*--overwrite"):
+        fit_to_folder(fitter, tmp_path, progress=False)
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    RunFolder(tmp_path, {"settings": "this run"}, 1, overwrite=True)
+    assert not (tmp_path / "summary.parquet").exists() and (tmp_path / "notes.txt").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(RunFolderError, match="is a file"):
+        RunFolder(tmp_path / "f", {}, 1)
+
+
+def test_a_failed_write_leaves_nothing_that_reads_as_finished(table, tmp_path, monkeypatch):
+    real = run_module.atomic_write
+    calls = {"n": 0}
+
+    def full_disk(path, write):
+        if path.suffix == ".nc":
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second chunk's draws: the disk fills mid-file
+                return real(path, lambda tmp: (tmp.write_bytes(b"half a file"), _raise_enospc()))
+        return real(path, write)
+
+    monkeypatch.setattr(run_module, "atomic_write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=2)
+    assert not (tmp_path / "summary.parquet").exists() and not list(tmp_path.rglob("*.tmp"))
+    assert [p.name for p in (tmp_path / "chunks").iterdir()] == ["000000.parquet"]
+    with pytest.raises(UnfinishedRunError):
+        FitResult.read(tmp_path)
+
+
+def _raise_enospc():
+    raise OSError(28, "No space left on device")
+
+
+def test_thinned_and_summary_only_outputs(table, in_memory, tmp_path):
+    thin = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path / "thin", keep_draws=10)
+    assert thin.posterior["posterior"]["teff"].shape == (1, 10, 6) and "sample_stats" not in thin.posterior.children
+    np.testing.assert_array_equal(thin.summary["teff_median"], in_memory.summary["teff_median"])  # from all draws
+    bare = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path / "bare", keep_draws=0)
+    assert not (tmp_path / "bare" / "posterior").exists() and "posterior" not in bare.posterior.children
+    assert len(bare.summary) == len(table)
