@@ -201,7 +201,7 @@ def test_chains_start_at_given_points_where_they_have_density():
     key = jax.random.key(4)
     z = sampler._starting_points(key, err, mask, mag, jnp.asarray(init))
     prior_start = sampler._initial_positions(key, err, mask, mag)
-    start = jax.vmap(lambda v: constrain_fn(model, (err, mask, mag), {}, v))(z)
+    start = jax.vmap(lambda v: constrain_fn(sampler._sampled, (err, mask, mag), {}, v))(z)  # its coordinates
     np.testing.assert_allclose([float(start[p][0]) for p in PARAMS], truth, rtol=1e-4)
     for p in prior_start:
         np.testing.assert_array_equal(np.asarray(z[p][1:]), np.asarray(prior_start[p][1:]))
