@@ -85,12 +85,23 @@ def main() -> None:
                        - np.asarray(fits[base][[f"{p}_median" for p in REPORTED]].to_pandas())) / width
         lines += ["", f"Medians at {setting} against {base}, in half 16–84% widths: median "
                   f"{np.median(shift):.3f}, 90th percentile {np.percentile(shift, 90):.3f}, max {shift.max():.2f}."]
+        lines += ["", "The largest moves (star, parameter: median ± half-width under each setting; flags):", ""]
+        for i, j in zip(*np.unravel_index(np.argsort(shift, axis=None)[::-1][:5], shift.shape)):
+            p = REPORTED[j]
+            a, b = fits[base][i], fits[setting][i]
+            lines.append(f"- {a['id']}, {p}: {a[f'{p}_median']:.4g} ± {width[i, j]:.3g} -> {b[f'{p}_median']:.4g} "
+                         f"± {(b[f'{p}_p84'] - b[f'{p}_p16']) / 2:.3g} ({shift[i, j]:.1f} half-widths); flags "
+                         f"'{a['flag'] or 'none'}' -> '{b['flag'] or 'none'}'")
     flags = {a: [f for f in s["flag"] if f] for a, s in fits.items()}
     for setting, f in flags.items():
         reasons = {"divergences": sum("diverg" in x for x in f), "ESS": sum("ess" in x.lower() for x in f),
                    "R-hat": sum("rhat" in x.lower() or "r-hat" in x.lower() for x in f)}
         lines.append(f"\nFlags at {setting}: {len(f)} stars; mentioning {reasons}.")
     args.out.write_text("\n".join(lines) + "\n")
+    per_star = HERE / "results" / "divergences"  # git-ignored: per star, to look into what the report summarises
+    per_star.mkdir(parents=True, exist_ok=True)
+    for setting, summary in fits.items():
+        summary.write(per_star / f"{setting.replace('=', '-').replace(',', '_')}.parquet", overwrite=True)
     print("\n".join(lines))
 
 

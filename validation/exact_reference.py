@@ -42,6 +42,7 @@ from astropy.table import Table, vstack
 from numpyro.infer import Predictive
 
 from sedppl.diagnostics.comparison import sliced_wasserstein
+from sedppl.diagnostics.crosscheck import AGREE_Z, cross_check, pooled
 from sedppl.inference.modes import same_mode
 from sedppl.io.catalog import read_catalog
 from sedppl.io.fit import fit_catalog
@@ -59,6 +60,9 @@ IID_DRAWS = 1000  # the "exact, iid" row: what a perfect sampler with this many 
 PRIOR_WEIGHT = 0.2
 DF, WIDEN = 3.0, 2.0
 QUANTILES = (16, 50, 84)
+# the cross-checked references (``diagnostics.crosscheck``): NUTS against SMC as `sedppl compare` runs them, and
+# NUTS against smc-long, the same check with SMC run for a reference
+REFERENCES = {"reference": "smc", "reference-long": "smc-long"}
 MODE_TOL, QUANTILE_TOL = 0.05, 0.1  # issue 20's targets
 BATCH = 8192
 
@@ -157,7 +161,7 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
     return np.interp(np.asarray(qs) / 100.0, cdf - 0.5 * w[order], x[order])
 
 
-def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int) -> Path:
+def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int, reuse_fits: bool = False) -> Path:
     import json
 
     from sedppl.inference.smc import SMCConfig
@@ -168,12 +172,14 @@ def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int
     table.write(out / "hard_set.parquet", overwrite=True)
     catalog = read_catalog(table)
     model = sed_model(bands=catalog.bands, marginalize_scale=True)
-    fits, seconds = {}, {}
+    fits, seconds, codes = {}, {}, {}
     for method in METHODS:  # a method's fit of the same stars and settings, written earlier, is reused
         stamp = {"per_kind": per_kind, "particles": particles, "method": method, **fingerprint(catalog)}
         done = out / method / "study.json"
-        if done.exists() and json.loads(done.read_text())["settings"] == stamp:
+        same = done.exists() and _same_fit(json.loads(done.read_text())["settings"], stamp, reuse_fits)
+        if same:
             fits[method], seconds[method] = FitResult.read(out / method), json.loads(done.read_text())["seconds"]
+            codes[method] = json.loads(done.read_text())["settings"]["code"]
             continue
         t0 = time.perf_counter()
         smc = SMCConfig(**LONG_SMC) if method == "smc-long" else SMCConfig(particles=particles)
@@ -181,6 +187,7 @@ def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int
         seconds[method] = time.perf_counter() - t0
         fits[method].write(out / method)
         done.write_text(json.dumps({"settings": stamp, "seconds": seconds[method]}))
+        codes[method] = stamp["code"]
     brute_force = BruteForce(model, fits["nuts"].posterior["nuts_chains"].sizes["chain"] + 2)
     rows = []
     for i, star in enumerate(np.asarray(table["id"]).astype(str)):
@@ -203,33 +210,51 @@ def run(per_kind: int, out: Path, min_ess: float, max_draws: int, particles: int
         iid = x[np.random.default_rng(10_000 + i).choice(len(x), size=IID_DRAWS, p=w)]
         iid_q = np.stack([np.percentile(iid[:, j], QUANTILES) for j in range(5)])
         row["iid_q_err"] = float(np.max(np.abs(iid_q - ref_q) / ref_sd[:, None]))
-        for method in METHODS:
-            post = fits[method].posterior["posterior"].sel(star=star)
-            y = np.stack([post[p].values.ravel() for p in PARAMS], -1)
+        def score(name: str, y: np.ndarray) -> None:
             y_mode = mode_of(y, locs[:n_chain], trils[:n_chain], chain_labels)
             weight = np.array([np.mean(y_mode == m) for m in modes])
             q = np.stack([np.percentile(y[:, j], QUANTILES) for j in range(5)])
-            row[f"{method}_mode_err"] = float(np.max(np.abs(weight - ref_weight)))
-            row[f"{method}_q_err"] = float(np.max(np.abs(q - ref_q) / ref_sd[:, None]))
-            row[f"{method}_swd"] = sliced_wasserstein(x[keep], y, ref_sd)
-            s = fits[method].summary
-            row[f"{method}_trusted"] = bool(s["trusted"][i])
+            row[f"{name}_mode_err"] = float(np.max(np.abs(weight - ref_weight)))
+            row[f"{name}_q_err"] = float(np.max(np.abs(q - ref_q) / ref_sd[:, None]))
+            row[f"{name}_swd"] = sliced_wasserstein(x[keep], y, ref_sd)
+
+        draws = {}
+        for method in METHODS:
+            post = fits[method].posterior["posterior"].sel(star=star)
+            draws[method] = np.stack([post[p].values.ravel() for p in PARAMS], -1)
+            score(method, draws[method])
+            row[f"{method}_trusted"] = bool(fits[method].summary["trusted"][i])
+        for name, smc in REFERENCES.items():  # the cross-checked reference, built as `sedppl compare` builds it
+            engines = {"nuts": "nuts", "smc": smc}
+            summary = {e: fits[m].summary[i] for e, m in engines.items()}
+            check = cross_check({e: draws[m] for e, m in engines.items()},
+                                {e: bool(r["trusted"]) for e, r in summary.items()},
+                                {e: min(r["ess_bulk_min"], r["ess_tail_min"]) for e, r in summary.items()})
+            n_ref = min(len(draws["nuts"]), len(draws[smc]))
+            score(name, pooled({e: draws[m] for e, m in engines.items()}, check.sources, n_ref))
+            row[f"{name}_label"], row[f"{name}_gap"], row[f"{name}_gap_z"] = check.label, check.gap, check.gap_z
+            row[f"{name}_trusted"] = check.trusted
         rows.append(row)
         print(star, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if "err" in k})
     result = Table(rows)
-    # the reference each star gets in `sedppl compare`: NUTS where trusted, else SMC where trusted
-    ref = np.where(result["nuts_trusted"], "nuts", np.where(result["smc_trusted"], "smc", "none"))
-    result["reference"] = ref
-    for col in ("mode_err", "q_err"):
-        result[f"reference_{col}"] = [row[f"{m}_{col}"] if m != "none" else np.nan for row, m in zip(result, ref)]
     result.write(out / "exact_reference.parquet", overwrite=True)
-    return write_report(result, seconds, out, per_kind, min_ess, particles)
+    return write_report(result, seconds, out, per_kind, min_ess, particles, codes)
 
 
-def write_report(r: Table, seconds: dict, out: Path, per_kind: int, min_ess: float, particles: int) -> Path:
+def _same_fit(cached: dict, stamp: dict, reuse_fits: bool) -> bool:
+    """Whether a cached fit is this one: same settings and stars, and same sedppl code unless ``reuse_fits``
+    (then the report names the code each fit came from)."""
+    if reuse_fits:
+        cached, stamp = ({k: v for k, v in d.items() if k != "code"} for d in (cached, stamp))
+    return cached == stamp
+
+
+def write_report(r: Table, seconds: dict, out: Path, per_kind: int, min_ess: float, particles: int,
+                 codes: dict) -> Path:
     n = len(r)
     lines = [f"# Every sampler against a brute-force reference ({date.today()})", "",
-             f"`python validation/exact_reference.py --per-kind {per_kind}` ({n} hard stars; SMC {particles} "
+             f"`python validation/exact_reference.py --per-kind {per_kind}{' --reuse-fits' if len(set(codes.values())) > 1 else ''}` "
+             f"({n} hard stars; SMC {particles} "
              f"particles; reference ESS >= {min_ess:g}: {int(np.sum(r['ref_ess'] >= min_ess))}/{n} stars; "
              f"{int(np.sum(r['n_modes'] > 1))} stars with more than one mode, minor-mode mass "
              f"{np.median(1 - r['ref_major_weight'][r['n_modes'] > 1]) if np.any(r['n_modes'] > 1) else 0:.3f} median).", "",
@@ -244,15 +269,31 @@ def write_report(r: Table, seconds: dict, out: Path, per_kind: int, min_ess: flo
                      f"{int(q_ok.sum())}/{n} | {int(both.sum())}/{n} | {int((both & trusted).sum())}/{int(trusted.sum())} | "
                      f"{np.median(r[f'{m}_q_err']):.3f} | {np.percentile(r[f'{m}_q_err'], 90):.3f} | "
                      f"{np.median(r[f'{m}_swd']):.3f} |")
-    has_ref = r["reference"] != "none"
-    ref_mode_ok, ref_q_ok = r["reference_mode_err"] <= MODE_TOL, r["reference_q_err"] <= QUANTILE_TOL
+    lines += ["", "**The cross-checked reference** (`diagnostics.crosscheck`, as `sedppl compare` builds it): NUTS "
+              "and SMC on every star; the engines whose diagnostics pass are pooled, provided their 16/50/84% "
+              f"quantiles agree within {AGREE_Z:g} Monte Carlo standard errors (on the probability scale, from "
+              "the engines' ESS); a disagreement makes the star *disputed* (untrusted) "
+              "even when one engine passes. `reference` pairs NUTS with SMC as `compare` runs it, `reference-long` "
+              "with smc-long.", "",
+              "| reference | trusted | nuts+smc / nuts / smc | disputed | none | mode weights ok, trusted | "
+              "quantiles ok, trusted | median q err, trusted (sd) | largest q err, trusted |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name in REFERENCES:
+        t = np.asarray(r[f"{name}_trusted"], bool)
+        label = np.asarray(r[f"{name}_label"])
+        count = {k: int(np.sum(label == k)) for k in ("nuts+smc", "nuts", "smc", "disputed", "none")}
+        q, mode = np.asarray(r[f"{name}_q_err"]), np.asarray(r[f"{name}_mode_err"])
+        lines.append(f"| {name} | {int(t.sum())}/{n} | {count['nuts+smc']} / {count['nuts']} / {count['smc']} | "
+                     f"{count['disputed']} | {count['none']} | {int((mode[t] <= MODE_TOL).sum())}/{int(t.sum())} | "
+                     f"{int((q[t] <= QUANTILE_TOL).sum())}/{int(t.sum())} | {np.median(q[t]):.3f} | {q[t].max():.3f} |")
+    disputed = np.asarray(r["reference_label"]) == "disputed"
+    if disputed.any():
+        lines += ["", "Disputed stars (reference): " + ", ".join(
+            f"{s} (gap {g:.2f} sd, {z:.1f} standard errors; nuts q err {a:.2f}, smc {b:.2f})" for s, g, z, a, b in zip(
+                r["id"][disputed], r["reference_gap"][disputed], r["reference_gap_z"][disputed],
+                r["nuts_q_err"][disputed], r["smc_q_err"][disputed])) + "."]
     iid_ok = r["iid_q_err"] <= QUANTILE_TOL
-    lines += ["", f"**The trusted reference** (as `sedppl compare` picks it: NUTS where trusted, else SMC where "
-              f"trusted): {int(has_ref.sum())}/{n} stars have one ({int(np.sum(r['reference'] == 'nuts'))} NUTS, "
-              f"{int(np.sum(r['reference'] == 'smc'))} SMC); its mode weights are within {MODE_TOL} on "
-              f"{int((ref_mode_ok & has_ref).sum())}/{int(has_ref.sum())}, its quantiles within {QUANTILE_TOL} sd on "
-              f"{int((ref_q_ok & has_ref).sum())}/{int(has_ref.sum())} (median error "
-              f"{np.nanmedian(r['reference_q_err']):.3f} sd).", "",
+    lines += ["",
               f"**Monte Carlo floor**: {IID_DRAWS} independent draws of the brute-force posterior itself meet the "
               f"quantile target on {int(iid_ok.sum())}/{n} stars (median error {np.median(r['iid_q_err']):.3f}, "
               f"90% {np.percentile(r['iid_q_err'], 90):.3f} sd): the error is the largest of 15 quantiles, so a "
@@ -264,7 +305,11 @@ def write_report(r: Table, seconds: dict, out: Path, per_kind: int, min_ess: flo
     for kind in np.unique(r["kind"]):
         sel = r["kind"] == kind
         lines.append(f"| {kind} | " + " | ".join(f"{np.median(r[f'{m}_q_err'][sel]):.3f}" for m in METHODS) + " |")
-    lines += ["", "Seconds per star include compilation (one per method).", "",
+    lines += ["", "Seconds per star include compilation (one per method)."]
+    if len(set(codes.values())) > 1:
+        lines += ["", "Fits reused across code versions (`--reuse-fits`; sedppl code fingerprint per method): "
+                  + ", ".join(f"{m} `{c}`" for m, c in codes.items()) + "."]
+    lines += ["",
               f"Per star: `{shown_path(out / 'exact_reference.parquet')}`."]
     path = out / "exact_reference.md"
     path.write_text("\n".join(lines) + "\n")
@@ -279,8 +324,11 @@ def main(argv=None):
     ap.add_argument("--max-draws", type=int, default=2**20)
     ap.add_argument("--particles", type=int, default=512)
     ap.add_argument("--out", type=Path, default=ROOT / "validation" / "results" / "exact_reference")
+    ap.add_argument("--reuse-fits", action="store_true",
+                    help="reuse cached fits of the same stars and settings made by other sedppl code (the report "
+                    "names each fit's code); for rescoring after a change that no sampler sees")
     args = ap.parse_args(argv)
-    print(run(args.per_kind, args.out, args.min_ess, args.max_draws, args.particles))
+    print(run(args.per_kind, args.out, args.min_ess, args.max_draws, args.particles, args.reuse_fits))
 
 
 if __name__ == "__main__":

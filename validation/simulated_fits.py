@@ -87,7 +87,7 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
             fits[method] = FitResult.read(folder)
             minutes[method] = json.loads(done.read_text())["minutes"]
             continue
-        config = NUTSConfig(chains=study.chains, draws=study.draws, warmup=study.warmup, retry=False)
+        config = NUTSConfig(chains=study.chains, draws=study.draws, warmup=study.warmup)  # as `sedppl fit` runs it
         importance = ISConfig(proposals=study.proposals)
         fit = fit_catalog(rows, method, out=folder, config=config, seed=study.seed + 1, progress=progress,
                           npe_model=study.model, importance=importance, fallback=False,

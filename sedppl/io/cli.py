@@ -108,6 +108,15 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _cmd_partition(args) -> int:
+    from .partitions import partition_catalog
+
+    paths = partition_catalog(args.catalog, args.rows, args.out)
+    print(f"wrote {len(paths)} partitions of at most {args.rows} rows into {args.out}/ "
+          f"(fit them with `sedppl fit {args.out} --out DIR [--workers N]`)")
+    return 0
+
+
 def _cmd_fit(args) -> int:
     import numpy as np
     from astropy.table import Table
@@ -117,26 +126,47 @@ def _cmd_fit(args) -> int:
     from ..inference.smc import SMCConfig
     from .catalog import read_catalog
     from .fit import Fitter
+    from .partitions import fit_dataset, is_partitioned
     from .run import fit_to_folder
 
-    catalog = read_catalog(args.catalog, bands=args.bands)
-    for line in catalog.flag_report():
-        print(f"not fitted: {line}", file=sys.stderr)
+    partitioned = is_partitioned(args.catalog)
+    if (args.workers or args.scheduler) and not partitioned:
+        print(f"sedppl fit: error: --workers and --scheduler run the partitions of a partitioned catalogue (a folder); "
+              f"split {args.catalog} first with `sedppl partition {args.catalog} --rows N --out DIR`", file=sys.stderr)
+        return 2
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
                           rescue_rounds=args.rescue_rounds)
-    fitter = Fitter(catalog, args.method, prior=args.prior, library=args.library, config=config, seed=args.seed,
-                    npe_model=args.model, draws=args.draws, importance=importance,
-                    fallback=None if args.no_fallback else args.fallback,
-                    smc=SMCConfig(particles=args.particles, retry=not args.no_retry), nuts_init=args.init)
+    settings = {"method": args.method, "prior": args.prior, "library": args.library, "config": config,
+                "seed": args.seed, "npe_model": args.model, "draws": args.draws, "importance": importance,
+                "fallback": None if args.no_fallback else args.fallback,
+                "smc": SMCConfig(particles=args.particles, retry=not args.no_retry), "nuts_init": args.init}
+    catalog = None if partitioned else read_catalog(args.catalog, bands=args.bands)
+    for line in catalog.flag_report() if catalog is not None else ():
+        print(f"not fitted: {line}", file=sys.stderr)
     try:
-        path = fit_to_folder(fitter, args.out, chunk=args.chunk, overwrite=args.overwrite, keep_draws=args.keep_draws,
-                             progress=not args.quiet)
+        if partitioned:
+            path = fit_dataset(args.catalog, args.out, settings, chunk=args.chunk, overwrite=args.overwrite,
+                               keep_draws=args.keep_draws, progress=not args.quiet, workers=args.workers,
+                               scheduler=args.scheduler, bands=args.bands)
+        else:
+            path = fit_to_folder(Fitter(catalog, **settings), args.out, chunk=args.chunk, overwrite=args.overwrite,
+                                 keep_draws=args.keep_draws, progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"sedppl fit: interrupted; every finished chunk is kept in {args.out}: run the same command again "
               "to resume", file=sys.stderr)
         return 130
+    if catalog is None:  # a dataset: its flagged rows are in the summary, not printed one by one
+        s = Table.read(path)
+        fitted = int(np.sum(np.isfinite(np.asarray(s["teff_median"], float))))
+        print(f"fitted {fitted}/{len(s)} stars of {args.catalog} with {args.method}; "
+              f"{int((s['flag'] != '').sum())} flagged, {int(s['trusted'].sum())} trusted")
+        print(f"wrote {path} (read with sedppl.io.fit.FitResult.read)")
+        if fitted == 0:
+            print(f"sedppl fit: error: no usable star in {args.catalog} (see the flags in {path})", file=sys.stderr)
+            return 2
+        return 0
     s = Table.read(path)
     if not catalog.usable.any():
         print(f"sedppl fit: error: no usable star in {args.catalog} (reasons above); the summary of its flagged "
@@ -159,6 +189,7 @@ def _cmd_fit(args) -> int:
 def _cmd_compare(args) -> int:
     from ..inference.importance import ISConfig
     from ..inference.nuts import NUTSConfig
+    from ..inference.smc import SMCConfig
     from .catalog import read_catalog
     from .compare import compare_catalog
 
@@ -168,10 +199,14 @@ def _cmd_compare(args) -> int:
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws)
+    smc = SMCConfig(particles=args.particles, final_moves=args.final_moves, retry=not args.no_retry)
     result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, config=config,
                              importance=importance, npe_model=args.model, seed=args.seed,
-                             progress=not args.quiet, n_corner=args.corners)
-    print(f"compared {', '.join(result.fits)} on {len(result.stars)} stars")
+                             progress=not args.quiet, n_corner=args.corners, smc=smc)
+    labels = list(result.stars["reference"])
+    print(f"compared {', '.join(result.fits)} on {len(result.stars)} stars; cross-checked reference trusted on "
+          f"{sum(x not in ('disputed', 'none') for x in labels)} ({labels.count('disputed')} disputed, "
+          f"{labels.count('none')} with no passing engine)")
     print(f"report: {result.report}")
     return 0
 
@@ -283,8 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-draws", type=_number(int, 0), metavar="N",
                    help="store N evenly thinned posterior draws per star, without sampler groups (0: the summary only)")
     p.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
+    p.add_argument("--workers", type=_number(int, 1, 4096), metavar="N",
+                   help="partitioned catalogue (a folder): run its partitions on a local Dask cluster of N processes")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="partitioned catalogue: run its partitions on the Dask cluster at ADDRESS (tcp://host:8786)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("partition", help="split one catalog into a folder of Parquet files for partitioned fits")
+    p.add_argument("catalog", type=Path)
+    p.add_argument("--rows", type=_number(int, 1), required=True, help="rows per partition")
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
+    p.set_defaults(func=_cmd_partition)
 
     p = sub.add_parser("compare", help="fit with npe, npe-is and nuts; write DIR/report.md with figures")
     p.add_argument("catalog", type=Path)
@@ -298,7 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_number(int, 10, 100_000), default=1000)
     p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="NPE-IS proposals per star and round")
     p.add_argument("--corners", type=_number(int, 0, 100), default=3, help="overlaid corner plots for this many stars")
-    p.add_argument("--no-retry", action="store_true", help="do not refit flagged NUTS stars with twice the warm-up")
+    p.add_argument("--particles", type=_number(int, 16, 100_000), default=512,
+                   help="smc (the second exact engine of the reference): particles per run")
+    p.add_argument("--final-moves", type=_number(int, 1, 1000), default=4, metavar="N",
+                   help="smc: moves at the posterior, whose particles are the draws (a reference-grade run: "
+                   "--particles 1024 --final-moves 16)")
+    p.add_argument("--no-retry", action="store_true", help="do not refit flagged NUTS or SMC stars")
     p.add_argument("--restart-gap", type=_number(float, above=0, infinite=True), default=10.0, metavar="NATS",
                    help="nuts: a chain ending warm-up this far below the best chain restarts from it (inf: never)")
     p.add_argument("--seed", type=SEED, default=0)
@@ -348,6 +398,7 @@ def use_cpu_cores() -> int:
 def main(argv=None) -> int:
     from ..model.priors import PriorError
     from .catalog import CatalogError
+    from .partitions import DaskRunError
     from .run import RunFolderError, UnfinishedRunError
 
     args = build_parser().parse_args(argv)
@@ -363,6 +414,11 @@ def main(argv=None) -> int:
         hint = "" if isinstance(err, plain) else " (sedppl --debug ... shows the traceback)"
         print(f"sedppl {args.command}: error: {message}{hint}", file=sys.stderr)
         return 2
+    except DaskRunError as err:
+        if args.debug:
+            raise
+        print(f"sedppl {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:  # a full disk, a folder gone: finished chunks stay, the run stays unfinished
         if args.debug:
             raise

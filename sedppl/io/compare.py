@@ -1,14 +1,16 @@
 """``sedppl compare``: npe, npe-is and nuts on the same stars, and a report of where they agree.
 
-The reference of each star is its *trusted* exact posterior: NUTS where its
-diagnostics pass, else SMC (run only when some NUTS star is untrusted) where
-its diagnostics pass, else NUTS marked untrusted; the column ``reference``
-says which. For NPE and NPE-IS the report gives, per star and on
-aggregate: z-scores of posterior means under NUTS, ratios of posterior widths,
-the sliced Wasserstein distance to the reference draws (with its noise floor),
-k̂ and ESS of the importance weights, and the time per star of each method;
-and overlaid corner plots of a few stars. NPE-IS runs without the NUTS
-fallback here, so that what is compared is importance sampling itself.
+The reference of each star is its cross-checked exact posterior
+(``diagnostics.crosscheck``): NUTS and SMC both run on every star; the engines
+whose own diagnostics pass serve, pooled, provided the two agree within their
+Monte Carlo error. Where they disagree the star is ``disputed``, where neither
+passes ``none`` (NUTS's draws are then used, and the column ``reference`` says
+so). For NPE and NPE-IS the report gives, per star and on aggregate: z-scores
+of posterior means under the reference, ratios of posterior widths, the sliced
+Wasserstein distance to the reference draws (with its noise floor), k̂ and ESS
+of the importance weights, and the time per star of each method; and overlaid
+corner plots of a few stars. NPE-IS runs without its exact fallback here, so
+that what is compared is importance sampling itself.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from astropy.table import Table
 
 from ..diagnostics.comparison import sliced_wasserstein_per_star, width_ratios, z_scores
 from ..diagnostics.convergence import ConvergenceCriteria
+from ..diagnostics.crosscheck import ENGINES, cross_check, pooled
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig
 from ..inference.smc import SMCConfig
@@ -66,9 +69,8 @@ def compare_catalog(
             catalog, method, prior=None if method == "npe" else prior,  # plain NPE only knows its training prior
             library=library, config=config, seed=seed, progress=progress, criteria=criteria, npe_model=npe_model,
             importance=importance, fallback=False, draws=importance.draws)
-    if not np.all(fits["nuts"].summary["trusted"][catalog.usable]):  # a second exact engine for those stars
-        fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, seed=seed, progress=progress,
-                                  criteria=criteria, smc=smc)
+    fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, seed=seed, progress=progress,
+                              criteria=criteria, smc=smc)  # the second exact engine, that checks the first
     stars = _per_star(fits)
     comparison = Comparison(fits, stars)
     if out is not None:
@@ -84,22 +86,24 @@ def _draws(fit: FitResult, ids) -> dict[str, np.ndarray]:
     return draws
 
 
-def _reference(fits: dict[str, FitResult], ids, rows) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Each star's trusted exact draws (nuts, else smc, else nuts untrusted), thinned to one length,
-    and which it was ("nuts", "smc" or "none")."""
-    exact = [m for m in ("nuts", "smc") if m in fits]
+def exact_references(fits: dict[str, FitResult], ids, rows) -> tuple[dict[str, np.ndarray], Table]:
+    """Each star's cross-checked exact draws (``crosscheck``), thinned to one length, and per star the
+    reference's label and the engines' largest quantile gap (in sds, and in standard errors)."""
+    exact = [m for m in ENGINES if m in fits]
     sets = {m: _draws(fits[m], ids) for m in exact}
     n = min(v["teff"].shape[-1] * v["teff"].shape[-2] for v in sets.values())
     draws = {p: np.zeros((len(ids), 1, n)) for p in REPORTED}
-    which = np.full(len(ids), "none", dtype=object)
+    checks = []
     for k in range(len(ids)):
-        trusted = [m for m in exact if fits[m].summary["trusted"][rows[m][k]]]
-        source = trusted[0] if trusted else "nuts"
-        which[k] = trusted[0] if trusted else "none"
+        rows_k = {m: fits[m].summary[rows[m][k]] for m in exact}
+        ref = cross_check({m: np.stack([sets[m][p][k].reshape(-1) for p in PARAMS], -1) for m in exact},
+                          {m: bool(r["trusted"]) for m, r in rows_k.items()},
+                          {m: min(r["ess_bulk_min"], r["ess_tail_min"]) for m, r in rows_k.items()})
+        checks.append(ref)
         for p in REPORTED:
-            flat = sets[source][p][k].reshape(-1)
-            draws[p][k, 0] = flat[np.linspace(0, len(flat) - 1, n).round().astype(int)]
-    return draws, which.astype(str)
+            draws[p][k, 0] = pooled({m: sets[m][p][k].reshape(-1) for m in exact}, ref.sources, n)
+    return draws, Table({"reference": [c.label for c in checks], "reference_gap": [c.gap for c in checks],
+                         "reference_gap_z": [c.gap_z for c in checks]})
 
 
 def _per_star(fits: dict[str, FitResult]) -> Table:
@@ -111,8 +115,8 @@ def _per_star(fits: dict[str, FitResult]) -> Table:
     for name, fit in fits.items():
         order = {str(i): k for k, i in enumerate(fit.summary["id"])}
         rows[name] = np.array([order[i] for i in ids], int)
-    reference, which = _reference(fits, ids, rows)
-    cols: dict[str, np.ndarray] = {"id": np.asarray(ids), "reference": which}
+    reference, checks = exact_references(fits, ids, rows)
+    cols: dict[str, np.ndarray] = {"id": np.asarray(ids), **{c: np.asarray(checks[c]) for c in checks.colnames}}
     nuts = fits["nuts"].summary
     cols["nuts_flag"] = np.asarray(nuts["flag"][rows["nuts"]]).astype(str)
     cols["nuts_seconds"] = np.asarray(nuts["seconds"][rows["nuts"]])
@@ -157,14 +161,16 @@ def write_report(comparison: Comparison, out: Path, catalog: Catalog, n_corner: 
     _figure(stars, figure)
     corners = _corners(comparison, out, catalog, n_corner)
     n = len(stars)
-    by = {m: int(np.sum(stars["reference"] == m)) for m in ("nuts", "smc", "none")}
+    by = {m: int(np.sum(stars["reference"] == m)) for m in ("nuts+smc", "nuts", "smc", "disputed", "none")}
     khat, ess = np.asarray(stars["npe-is_khat"]), np.asarray(stars["npe-is_ess"])
     cfg = ISConfig()
     lines = [
         "# NPE and NPE-IS against the exact posterior", "",
-        f"{n} stars fitted by every method. Each star's reference is its trusted exact posterior: NUTS for "
-        f"{by['nuts']}, SMC for {by['smc']} (where NUTS's diagnostics failed), and none for {by['none']} "
-        "(NUTS untrusted and no trusted SMC: those comparisons are less certain; column `reference`). "
+        f"{n} stars fitted by every method. Each star's reference is its cross-checked exact posterior: NUTS and "
+        f"SMC pooled for {by['nuts+smc']} (both pass their diagnostics and agree), NUTS alone for {by['nuts']}, "
+        f"SMC alone for {by['smc']}; {by['disputed']} disputed (the engines disagree beyond their Monte Carlo "
+        f"error) and {by['none']} with no passing engine, compared with NUTS's draws: those comparisons are "
+        "less certain (columns `reference`, `reference_gap` in sds, `reference_gap_z` in standard errors). "
         "Every measure is in units of the reference posterior's sd.", "",
         *_aggregate(stars), "",
         f"- Sliced Wasserstein distance to the reference, median over stars: npe {np.median(stars['npe_swd']):.2f}, "

@@ -109,7 +109,7 @@ def fit_catalog(
     criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
     draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
     smc: SMCConfig = SMCConfig(), nuts_init: str = "prior", chunk: int | None = None, overwrite: bool = False,
-    keep_draws: int | None = None,
+    keep_draws: int | None = None, workers: int | None = None, scheduler: str | None = None,
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
@@ -132,7 +132,25 @@ def fit_catalog(
     method), each chunk written as it finishes, an interrupted run resumed by the same call, a folder
     holding another run refused unless ``overwrite``; ``keep_draws`` thins the stored posterior to that
     many draws per star (0: the summary only). The result is then read back from ``out``.
+
+    A folder as ``catalog`` is a partitioned dataset (Parquet files, or a HATS catalogue: ``partitions``):
+    it needs ``out``, and runs its partitions as Dask tasks on ``workers`` local processes or on the
+    cluster at ``scheduler`` (neither: in this process).
     """
+    from .partitions import fit_dataset, is_partitioned
+
+    if is_partitioned(catalog):
+        if out is None:
+            raise ValueError("a partitioned catalogue (a folder) is fitted into a run folder: pass out=")
+        settings = {"method": method, "prior": prior, "library": library, "config": config, "seed": seed,
+                    "criteria": criteria, "npe_model": npe_model, "draws": draws, "importance": importance,
+                    "fallback": fallback, "smc": smc, "nuts_init": nuts_init}
+        fit_dataset(catalog, out, settings, chunk=chunk, overwrite=overwrite, keep_draws=keep_draws,
+                    progress=progress, workers=workers, scheduler=scheduler)
+        return FitResult.read(out)
+    if workers is not None or scheduler is not None:
+        raise ValueError("workers and scheduler run the partitions of a partitioned catalogue (a folder); "
+                         "split one file with `sedppl partition` first")
     fitter = Fitter(catalog, method, prior, library, config, seed, criteria, npe_model, draws, importance, fallback,
                     smc, nuts_init)
     if out is None:
@@ -178,7 +196,7 @@ class Fitter:
         self.prior, self.card, self.posterior = prior, None, None
         self._samplers: dict = {}
         self.model = None
-        if catalog.usable.any():  # nothing to build for a catalogue with no usable star
+        if catalog.usable.any() or len(catalog) == 0:  # a catalogue without stars is a template (``partitions``)
             if method in FALLBACKS:
                 self.model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
             else:
@@ -221,11 +239,17 @@ class Fitter:
 
     def fit_rows(self, rows, progress: bool = True) -> FitResult:
         """The fit of the catalogue's ``rows`` (positions): their summary rows and posterior."""
-        catalog = self.catalog.take(rows)
+        return self._fit(self.catalog.take(rows), self.keys[np.asarray(rows, int)], progress)
+
+    def fit_part(self, catalog: Catalog, progress: bool = True) -> FitResult:
+        """The fit of another catalogue with this fit's bands: one partition of a dataset (``partitions``)."""
+        return self._fit(catalog.with_bands(self.catalog.bands), star_keys(self.seed, catalog.ids), progress)
+
+    def _fit(self, catalog: Catalog, keys, progress: bool) -> FitResult:
         fitted = np.nonzero(catalog.usable)[0]
         if len(fitted) == 0:
             return FitResult(_unfitted_summary(catalog, self.method), _empty_posterior(self.method))
-        keys = self.keys[np.asarray(rows)[fitted]]
+        keys = keys[fitted]
         if self.method == "nuts":
             init = self._npe_starts(catalog, fitted, fold_rows(keys, 3), progress) if self.nuts_init == "npe" else None
             result = self._nuts(catalog, fitted, keys, progress, init)

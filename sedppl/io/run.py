@@ -108,22 +108,13 @@ class RunFolder:
         atomic_write(self.path / RUN_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
 
     def _summary_path(self, i: int) -> Path:
-        return self.path / "chunks" / f"{i:06d}.parquet"
-
-    def _posterior_path(self, i: int) -> Path:
-        return self.path / "posterior" / f"{i:06d}.nc"
+        return _summary_path(self.path, i)
 
     def done(self, i: int) -> bool:
         return self._summary_path(i).exists()
 
     def write_chunk(self, i: int, fit, keep_draws: int | None) -> None:
-        """Chunk ``i``'s draws, then its summary rows (the marker that it is done)."""
-        tree = thin(fit.posterior, keep_draws)
-        if tree is not None:
-            self._posterior_path(i).parent.mkdir(exist_ok=True)
-            atomic_write(self._posterior_path(i), lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
-        self._summary_path(i).parent.mkdir(exist_ok=True)
-        atomic_write(self._summary_path(i), lambda tmp: fit.summary.write(tmp, format="parquet"))
+        write_chunk(self.path, i, fit, keep_draws)
 
     def finish(self) -> Path:
         """Every chunk's summary rows, streamed into ``summary.parquet``; then the run is complete."""
@@ -151,6 +142,22 @@ class RunFolder:
         atomic_write(self.path / "summary.parquet", write)
         self._write_status("complete")
         return self.path / "summary.parquet"
+
+
+def _summary_path(out: Path, i: int) -> Path:
+    return out / "chunks" / f"{i:06d}.parquet"
+
+
+def write_chunk(out: Path, i: int, fit, keep_draws: int | None) -> None:
+    """Chunk ``i``'s draws, then its summary rows (the marker that it is done), into the run folder ``out``
+    (claimed by a ``RunFolder``, here or in the process that sent this chunk to a worker)."""
+    tree = thin(fit.posterior, keep_draws)
+    if tree is not None:
+        posterior = out / "posterior" / f"{i:06d}.nc"
+        posterior.parent.mkdir(exist_ok=True)
+        atomic_write(posterior, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+    _summary_path(out, i).parent.mkdir(exist_ok=True)
+    atomic_write(_summary_path(out, i), lambda tmp: fit.summary.write(tmp, format="parquet"))
 
 
 def thin(tree, keep_draws: int | None):

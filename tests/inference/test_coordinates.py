@@ -56,3 +56,14 @@ def test_softplus_is_linear_above_the_floor_and_reaches_it_only_in_the_limit(sta
 def test_an_unknown_map_is_refused(star):
     with pytest.raises(ValueError, match="av_map"):
         sampler_coordinates(star[0], "probit")
+
+
+def test_above_the_prior_the_softplus_coordinates_have_no_density(star):
+    """The softplus reaches past A_V's upper prior bound: there the potential must be +inf, so that no
+    draw can leave the prior."""
+    model, data, truth = star
+    hi = model.support()["av"][1]
+    _, sampled, potential, _ = scale_marginal_potential(model, "softplus")
+    for av in (hi + 0.01, hi + 3.0):
+        z = unconstrain_fn(sampled, data, {}, {p: jnp.asarray(v) for p, v in (truth | {"av": av}).items()})
+        assert potential(*data)(z) == np.inf, av

@@ -33,28 +33,38 @@ def test_compare_writes_a_report(tmp_path, capsys):
         assert np.all(np.isfinite(stars[column])), column
 
 
-def _fake_fit(values: dict[str, float], trusted: list[bool], n_draws: int):
-    """A FitResult whose star k has every draw of every parameter equal to values[k]."""
+def _fake_fit(draws: dict[str, np.ndarray], trusted: list[bool]):
+    """A FitResult whose star k has the draws draws[k] (draw,) for every parameter, ESS = number of draws."""
     import arviz_base as azb
     from astropy.table import Table
 
     from sedppl.io.fit import REPORTED, FitResult
 
-    ids = list(values)
-    post = {p: np.broadcast_to(np.array(list(values.values()), float), (1, n_draws, len(ids))).copy()
-            for p in REPORTED}
+    ids = list(draws)
+    post = {p: np.stack(list(draws.values()), -1)[None] for p in REPORTED}
     tree = azb.from_dict({"posterior": post}, dims={p: ["star"] for p in REPORTED}, coords={"star": ids})
-    return FitResult(Table({"id": ids, "trusted": trusted}), tree)
+    n = float(len(next(iter(draws.values()))))
+    return FitResult(Table({"id": ids, "trusted": trusted, "ess_bulk_min": [n] * len(ids),
+                            "ess_tail_min": [n] * len(ids)}), tree)
 
 
-def test_each_star_is_judged_against_its_trusted_exact_posterior():
-    from sedppl.io.compare import _reference
+def test_each_star_is_judged_against_its_cross_checked_exact_posterior():
+    from sedppl.diagnostics.crosscheck import AGREE_Z
+    from sedppl.io.compare import exact_references
 
-    ids = ["a", "b", "c"]
-    fits = {"nuts": _fake_fit({"a": 1.0, "b": 2.0, "c": 3.0}, [True, False, False], 400),
-            "smc": _fake_fit({"a": 10.0, "b": 20.0, "c": 30.0}, [True, True, False], 600)}
-    rows = {m: np.arange(3) for m in fits}
-    draws, which = _reference(fits, ids, rows)
-    assert list(which) == ["nuts", "smc", "none"]  # nuts first; smc where nuts fails; none when both fail
-    np.testing.assert_array_equal(draws["teff"][:, 0, 0], [1.0, 20.0, 3.0])
-    assert draws["teff"].shape == (3, 1, 400)  # one length for every star
+    rng = np.random.default_rng(0)
+    ids = ["both", "smc", "disputed", "none"]
+    nuts = {i: 10 + rng.normal(size=2000) for i in ids}  # positive: theta_mas is shown as log10
+    smc = {i: 10 + rng.normal(size=3000) + (1.0 if i == "disputed" else 0.0) for i in ids}
+    fits = {"nuts": _fake_fit(nuts, [True, False, True, False]), "smc": _fake_fit(smc, [True, True, True, False])}
+    rows = {m: np.arange(len(ids)) for m in fits}
+    draws, checks = exact_references(fits, ids, rows)
+    assert list(checks["reference"]) == ["nuts+smc", "smc", "disputed", "none"]
+    assert draws["teff"].shape == (4, 1, 2000)  # one length for every star
+    both = draws["teff"][0, 0]
+    assert np.isin(both[:1000], nuts["both"]).all() and np.isin(both[1000:], smc["both"]).all()  # pooled
+    assert np.isin(draws["teff"][1, 0], smc["smc"]).all()
+    for k in (2, 3):  # untrusted: NUTS's draws, marked
+        np.testing.assert_array_equal(draws["teff"][k, 0], nuts[ids[k]])
+    assert checks["reference_gap_z"][2] > AGREE_Z
+    assert np.all(np.array(checks["reference_gap_z"])[[0, 1, 3]] < AGREE_Z)
