@@ -52,8 +52,8 @@ def catalogue(n: int) -> Path:
     return folder
 
 
-def peak_run(command: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak total RSS (GiB) of the process tree, and the exit code."""
+def peak_run(command: list[str], timeout: float) -> tuple[float, float, int]:
+    """Wall seconds, peak total RSS (GiB) of the process tree, and the exit code (-9: stopped at ``timeout``)."""
     import tempfile
 
     log = tempfile.TemporaryFile("w+")  # not a pipe: Dask's logging could fill one and stall the command
@@ -61,6 +61,11 @@ def peak_run(command: list[str]) -> tuple[float, float, int]:
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
+        if time.perf_counter() - t0 > timeout:
+            for p in [*root.children(recursive=True), root]:
+                p.kill()
+            proc.wait()
+            break
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
@@ -80,6 +85,7 @@ def main() -> None:
                                                       "npe-is:10000:1", "npe-is:10000:2"])
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--proposals", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run before it is stopped")
     args = parser.parse_args()
     rows = []
     for run in args.runs:
@@ -95,7 +101,7 @@ def main() -> None:
             command += ["--proposals", str(args.proposals), "--no-fallback"]
         if workers:
             command += ["--workers", str(workers)]
-        seconds, peak, code = peak_run(command)
+        seconds, peak, code = peak_run(command, args.timeout)
         row = {"method": method, "stars": n, "workers": workers, "seconds": round(seconds, 1),
                "stars_per_s": round(n / seconds, 1), "peak_gib": round(peak, 2), "exit": code}
         print(row, flush=True)

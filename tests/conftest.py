@@ -7,9 +7,13 @@ warnings.filterwarnings("ignore", message=".*NumPy 2.*")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Identical programs (the same sampler on the same shapes) recur across tests: compile them once.
-jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+# Identical programs (the same sampler on the same shapes) recur across tests: compile them once. The
+# environment carries the cache to the processes tests start (Dask workers, CLI subprocesses) as well.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax")))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 @pytest.fixture(scope="session")

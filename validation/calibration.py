@@ -114,7 +114,7 @@ def main() -> None:
         f"{study.n} stars simulated from `{Path(study.model).name}`'s model and training prior "
         f"(simulate's default noise); NUTS fits the first {study.nuts_n} at "
         f"{study.chains} × ({study.warmup} + {study.draws}) with its retry (flagged stars refitted once with twice "
-        "the warm-up); SMC with its defaults (and retry); NPE-IS uses {study.proposals} "
+        f"the warm-up); SMC with its defaults (and retry); NPE-IS uses {study.proposals} "
         "proposals per round and no NUTS fallback. θ is compared as log10.", "",
         "Fit minutes (sampling time, compile included): "
         + ", ".join(f"{m} {v:.1f}" for m, v in minutes.items()) + ".", "",

@@ -146,6 +146,22 @@ def plan(files, chunk: int) -> list[Unit]:
     return units
 
 
+def check_hats_rows(source, units) -> None:
+    """A HATS catalogue states its row count (``hats_nrows`` in ``properties``): refuse one whose partitions
+    hold another number (a partly copied catalogue would otherwise fit, and read as complete)."""
+    root = Path(source)
+    for name in ("properties", "hats.properties"):
+        if (root / name).exists():
+            for line in (root / name).read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "hats_nrows" and value.strip().isdigit():
+                    found = sum(u.stop - u.start for u in units)
+                    if int(value) != found:
+                        raise CatalogError(f"HATS catalogue {root} states {int(value)} rows (hats_nrows) but its "
+                                           f"partitions hold {found}: is it complete?")
+            return
+
+
 def dataset_fingerprint(files) -> str:
     """SHA-256 over each partition's name, size, modification time and Parquet footer: the identity of a
     dataset's inputs, taken without reading its rows (a rewritten file has a new modification time)."""
@@ -248,6 +264,8 @@ def fit_dataset(source, out, settings: dict, chunk: int | None = None, overwrite
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 rows, got {chunk}")
     units = plan(files, chunk)
+    if is_hats(source):
+        check_hats_rows(source, units)
     identity = {"sedppl": __version__, "code": code_fingerprint(), "settings": fitter.settings(),
                 "catalog": dataset_fingerprint(files), "partitions": len(files), "bands": list(bands),
                 "rows": sum(u.stop - u.start for u in units), "chunk": chunk, "keep_draws": keep_draws}

@@ -88,8 +88,8 @@ class Grid(eqx.Module):
         """Multilinear interpolation in (log Teff, logg, [M/H]); finite everywhere."""
         index, frac, _ = self.locate(teff, logg, mh)
         frac = jnp.clip(frac, 0.0, 1.0)
-        corners = jax.lax.dynamic_slice(
-            self.values, (index[0], index[1], index[2], 0), (2, 2, 2, self.values.shape[-1])
+        corners = jax.lax.dynamic_slice(  # every start index of one integer type (float64 mode makes 0 an int64)
+            self.values, (index[0], index[1], index[2], jnp.zeros((), index.dtype)), (2, 2, 2, self.values.shape[-1])
         )
         w = [jnp.stack([1.0 - f, f]) for f in frac]
         weights = w[0][:, None, None] * w[1][None, :, None] * w[2][None, None, :]

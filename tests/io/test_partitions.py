@@ -9,7 +9,7 @@ from astropy.table import Table
 from sedppl.io.catalog import CatalogError, write_table
 from sedppl.io.cli import main
 from sedppl.io.fit import FitResult, fit_catalog
-from sedppl.io.partitions import check_unique_ids, dataset_bands, partition_catalog, partition_files, plan
+from sedppl.io.partitions import check_hats_rows, check_unique_ids, dataset_bands, partition_catalog, partition_files, plan
 from sedppl.io.run import RunFolderError
 from sedppl.model.generative import sed_model
 from sedppl.model.simulate import simulate_catalog
@@ -74,6 +74,10 @@ def test_hats_layout_and_file_order(tmp_path):
         "Norder=3/Dir=0/Npix=7.parquet/part0.parquet"]
     assert dataset_bands(files) == ("gaia_g",)
     assert [(u.index, u.start, u.stop) for u in plan(files, 1)][:3] == [(0, 0, 1), (1, 1, 2), (2, 0, 1)]
+    check_hats_rows(root, plan(files, 1))  # no row count stated: nothing to check
+    (root / "properties").write_text("dataset_type=object\nhats_nrows=9\n")
+    with pytest.raises(CatalogError, match="states 9 rows .* partitions hold 8"):
+        check_hats_rows(root, plan(files, 1))
 
 
 def test_ids_must_not_repeat_across_partitions(tmp_path):
