@@ -1,4 +1,4 @@
-"""``sedppl compare``: npe, npe-is and nuts on the same stars, and a report of where they agree.
+"""``sedppl compare``: npe, npe-is, nuts and smc on the same stars, and a report of where they agree.
 
 The reference of each star is its cross-checked exact posterior
 (``diagnostics.crosscheck``): NUTS and SMC both run on every star; the engines
@@ -49,9 +49,10 @@ def compare_catalog(
     importance: ISConfig = ISConfig(), npe_model=None, seed: int = 0, progress: bool = True, n_corner: int = 3,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), smc: SMCConfig = SMCConfig(),
 ) -> Comparison:
-    """Fit ``catalog`` with npe, npe-is and nuts; measure the agreement; write the report into ``out``.
+    """Fit ``catalog`` with npe, npe-is, nuts and smc; cross-check nuts and smc into each star's reference;
+    measure the agreement of npe and npe-is with it; write the report into ``out``.
 
-    ``prior`` (default: the NPE's training prior) is the target of nuts and npe-is; plain npe
+    ``prior`` (default: the NPE's training prior) is the target of nuts, smc and npe-is; plain npe
     always answers under its training prior, so a swapped prior shows what the reweighting changed.
     """
     from ..inference.npe.card import read_card

@@ -54,8 +54,9 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
 
 def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4, seed: int = 0,
              library: str = "phoenix") -> dict:
-    """Simulate ``n_stars`` with the default prior and draw the SED figure; compare NPE, NPE-IS and
-    NUTS on ``n_fit`` of them (report in ``out/compare``); fit all of them with the pretrained NPE
+    """Simulate ``n_stars`` with the default prior and draw the SED figure; compare NPE and NPE-IS with
+    the cross-checked NUTS and SMC reference on ``n_fit`` of them (report in ``out/compare``); fit all of
+    them with the pretrained NPE
     model; and draw a corner plot of the first star: every method against the truth.
 
     For a library the pretrained model does not know, only NUTS runs on the ``n_fit`` stars."""
