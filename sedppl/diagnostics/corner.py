@@ -41,9 +41,9 @@ def corner(draws: dict[str, np.ndarray], path, truth: dict[str, float] | None = 
                 for f, colour in sets:
                     ax.plot(f[xj], f[yi], ".", ms=1, alpha=0.2, color=colour, rasterized=True)
                 if truth is not None:
-                    ax.axhline(truth[yi], color="C3", lw=1)
+                    ax.axhline(truth[yi], color="k", lw=1)
             if truth is not None:
-                ax.axvline(truth[xj], color="C3", lw=1)
+                ax.axvline(truth[xj], color="k", lw=1)
             ax.tick_params(labelsize=6)
             if i == k - 1:
                 ax.set_xlabel(LABELS.get(xj, xj), fontsize=8)

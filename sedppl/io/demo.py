@@ -85,7 +85,7 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     star = str(subset.ids[0])
     truth = {p: float(table[f"true_{p}"][0]) for p in REPORTED}
     sets = [{p: fit.posterior["posterior"].sel(star=star)[p].values for p in REPORTED} for fit in fits.values()]
-    corner(sets[0], out / "corner.png", truth, title=f"{star}: {', '.join(fits)} posteriors, truth (red lines)",
+    corner(sets[0], out / "corner.png", truth, title=f"{star}: {', '.join(fits)} posteriors, truth (black lines)",
            overlay=sets[1:], labels=tuple(fits))
     return {"catalog": catalog_path, "n_stars": len(catalog), "n_usable": int(catalog.usable.sum()),
             "figure": figure, "fit": out / "compare" / "nuts", "n_fit": n_fit, "corner": out / "corner.png",
