@@ -27,6 +27,13 @@ def _below(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return (np.mean(x[:, None, :] < q[None], axis=0) + np.mean(x[:, None, :] <= q[None], axis=0)) / 2
 
 
+def probability_se(p, ess_a: float, ess_b: float):
+    """Standard error of the share of one sample below another sample's p-quantile, when both come from one
+    distribution with these effective sizes: sqrt(p(1-p)(1/ESS_a + 1/ESS_b)); unknown ESS counts as one draw."""
+    ess = np.maximum(np.nan_to_num(np.array([ess_a, ess_b], float), nan=1.0), 1.0)
+    return np.sqrt(np.asarray(p) * (1 - np.asarray(p)) * np.sum(1.0 / ess))
+
+
 def quantile_gap(a: Float[np.ndarray, "n param"], b: Float[np.ndarray, "m param"], ess_a: float, ess_b: float
                  ) -> tuple[float, float]:
     """How far apart two sets of draws are at their 16/50/84% quantiles: the largest quantile difference
@@ -38,8 +45,7 @@ def quantile_gap(a: Float[np.ndarray, "n param"], b: Float[np.ndarray, "m param"
     qa, qb = np.percentile(a, QUANTILES, axis=0), np.percentile(b, QUANTILES, axis=0)
     sd = np.concatenate([a, b]).std(axis=0)
     gap_sd = float(np.max(np.abs(qa - qb) / np.where(sd > 0, sd, 1.0)))
-    ess = np.maximum(np.nan_to_num(np.array([ess_a, ess_b], float), nan=1.0), 1.0)  # unknown: as good as one draw
-    se = np.sqrt(p * (1 - p) * np.sum(1.0 / ess))
+    se = probability_se(p, ess_a, ess_b)
     shift = np.maximum(np.abs(_below(a, qb) - p), np.abs(_below(b, qa) - p))
     return gap_sd, float(np.max(shift / se))
 

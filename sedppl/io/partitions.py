@@ -84,10 +84,16 @@ def dataset_bands(files) -> tuple[str, ...]:
 
     bands = None
     for path in files:
-        names = pq.read_schema(path).names
+        try:
+            names = pq.read_schema(path).names
+        except Exception as err:  # pyarrow raises several types for a file that is not Parquet
+            raise CatalogError(f"partition {path} cannot be read as Parquet: {err}") from err
         if "id" not in names:
             raise CatalogError(f"partition {path} has no 'id' column; columns are {names}")
-        these = tuple(_band_columns(Table(names=names, dtype=[float] * len(names))))
+        try:
+            these = tuple(_band_columns(Table(names=names, dtype=[float] * len(names))))
+        except CatalogError as err:
+            raise CatalogError(f"partition {path}: {err}") from err
         if bands is None:
             bands = these
         elif these != bands:
@@ -204,6 +210,10 @@ _FITTERS: dict[bytes, object] = {}  # per process (a Dask worker): the fits buil
 MAX_FITTERS = 4  # fits kept per process; the oldest goes first
 
 
+def _fitter_key(bands, settings: dict, identity: dict) -> bytes:
+    return pickle.dumps((tuple(bands), sorted(settings.items()), identity["code"]))
+
+
 def _worker_fitter(bands, settings: dict, identity: dict):
     """The ``Fitter`` of these settings in this process, built on first use; refused unless this process's
     sedppl code and the fit's settings are the run's (a long-lived cluster may run another version)."""
@@ -213,7 +223,7 @@ def _worker_fitter(bands, settings: dict, identity: dict):
     if code_fingerprint() != identity["code"]:
         raise RuntimeError(f"this Dask worker runs other sedppl code ({code_fingerprint()}) than the run "
                            f"({identity['code']}): restart the cluster's workers from the same installation")
-    key = pickle.dumps((tuple(bands), sorted(settings.items()), identity["code"]))
+    key = _fitter_key(bands, settings, identity)
     if key not in _FITTERS:
         while len(_FITTERS) >= MAX_FITTERS:
             _FITTERS.pop(next(iter(_FITTERS)))
@@ -248,27 +258,21 @@ def fit_dataset(source, out, settings: dict, chunk: int | None = None, overwrite
     With ``workers``, call it under ``if __name__ == "__main__":`` in a script: Dask starts its worker
     processes by importing the main module again.
     """
-    from .. import __version__
     from .fit import Fitter
-    from .run import DEFAULT_CHUNK, RunFolder, code_fingerprint
+    from .run import RunFolder, checked_chunking, run_identity
 
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if keep_draws is not None and keep_draws < 0:
-        raise ValueError(f"keep_draws must be >= 0, got {keep_draws}")
     files = [f.resolve() for f in partition_files(source)]  # workers may run elsewhere: absolute paths
     bands = tuple(bands) if bands is not None else dataset_bands(files)
     settings = _portable(settings)
     fitter = Fitter(template_catalog(bands), **settings)  # checks the settings before any work; one-process fits
-    chunk = chunk or DEFAULT_CHUNK[fitter.method]
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1 rows, got {chunk}")
+    chunk = checked_chunking(fitter.method, chunk, keep_draws)
     units = plan(files, chunk)
     if is_hats(source):
         check_hats_rows(source, units)
-    identity = {"sedppl": __version__, "code": code_fingerprint(), "settings": fitter.settings(),
-                "catalog": dataset_fingerprint(files), "partitions": len(files), "bands": list(bands),
-                "rows": sum(u.stop - u.start for u in units), "chunk": chunk, "keep_draws": keep_draws}
+    identity = run_identity(fitter, dataset_fingerprint(files), sum(u.stop - u.start for u in units), chunk,
+                            keep_draws, partitions=len(files), bands=list(bands))
     folder = RunFolder(Path(out).resolve(), identity, len(units), overwrite)
     todo = [u for u in units if not folder.done(u.index)]
     if todo:
@@ -277,7 +281,7 @@ def fit_dataset(source, out, settings: dict, chunk: int | None = None, overwrite
     with tqdm(total=total, initial=total - sum(u.stop - u.start for u in todo), desc=f"fit ({fitter.method})",
               unit="star", disable=not progress) as bar:
         if workers is None and scheduler is None:
-            _FITTERS[pickle.dumps((bands, sorted(settings.items()), identity["code"]))] = fitter
+            _FITTERS[_fitter_key(bands, settings, identity)] = fitter
             for unit in todo:
                 bar.update(fit_unit(unit, str(folder.path), bands, settings, keep_draws, identity))
         else:

@@ -208,21 +208,33 @@ def check_finished(out: Path) -> None:
                                  "written): rerun the same fit with the same --out to finish it")
 
 
-def fit_to_folder(fitter, out, chunk: int | None = None, overwrite: bool = False, keep_draws: int | None = None,
-                  progress: bool = True) -> Path:
-    """Fit ``fitter``'s catalogue into ``out``, ``chunk`` rows at a time, skipping chunks already written by
-    an interrupted run of the same fit. Returns the summary's path."""
-    from .. import __version__
-
-    n = len(fitter.catalog)
-    chunk = chunk or DEFAULT_CHUNK[fitter.method]
+def checked_chunking(method: str, chunk: int | None, keep_draws: int | None) -> int:
+    """The chunk size (``chunk``, else the method's default), after checking it and ``keep_draws``."""
+    chunk = chunk or DEFAULT_CHUNK[method]
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 rows, got {chunk}")
     if keep_draws is not None and keep_draws < 0:
         raise ValueError(f"keep_draws must be >= 0, got {keep_draws}")
+    return chunk
+
+
+def run_identity(fitter, catalog: str, rows: int, chunk: int, keep_draws: int | None, **more) -> dict:
+    """What a run folder is: sedppl's version and code, the fit's settings, the inputs' fingerprint and the
+    chunking (``more``: what a kind of input adds). A folder is resumed only by a run with the same."""
+    from .. import __version__
+
+    return {"sedppl": __version__, "code": code_fingerprint(), "settings": fitter.settings(), "catalog": catalog,
+            "rows": rows, "chunk": chunk, "keep_draws": keep_draws, **more}
+
+
+def fit_to_folder(fitter, out, chunk: int | None = None, overwrite: bool = False, keep_draws: int | None = None,
+                  progress: bool = True) -> Path:
+    """Fit ``fitter``'s catalogue into ``out``, ``chunk`` rows at a time, skipping chunks already written by
+    an interrupted run of the same fit. Returns the summary's path."""
+    n = len(fitter.catalog)
+    chunk = checked_chunking(fitter.method, chunk, keep_draws)
     starts = list(range(0, n, chunk)) or [0]
-    identity = {"sedppl": __version__, "code": code_fingerprint(), "settings": fitter.settings(), "catalog": catalog_fingerprint(fitter.catalog),
-                "rows": n, "chunk": chunk, "keep_draws": keep_draws}
+    identity = run_identity(fitter, catalog_fingerprint(fitter.catalog), n, chunk, keep_draws)
     folder = RunFolder(out, identity, len(starts), overwrite)
     todo = [i for i in range(len(starts)) if not folder.done(i)]
     inner = progress and len(starts) == 1  # one chunk: the sampler's own bar; several: one bar over rows

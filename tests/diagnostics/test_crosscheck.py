@@ -4,7 +4,15 @@ pooling is fair."""
 import numpy as np
 import pytest
 
-from sedppl.diagnostics.crosscheck import AGREE_Z, cross_check, pooled, quantile_gap
+from sedppl.diagnostics.crosscheck import AGREE_Z, _below, cross_check, pooled, probability_se, quantile_gap
+
+
+def test_the_probability_standard_error_is_the_spread_of_repeated_samples():
+    """Share of 500 draws below the 16% quantile of 1000 others, over 2000 repeats: its sd is the formula's."""
+    rng = np.random.default_rng(5)
+    shares = [_below(rng.normal(size=(500, 1)), np.percentile(rng.normal(size=(1000, 1)), [16], axis=0))[0, 0]
+              for _ in range(2000)]
+    assert np.std(shares) == pytest.approx(probability_se(0.16, 500, 1000), rel=0.08)
 
 
 def test_two_correct_samplers_rarely_disagree_even_with_two_modes():

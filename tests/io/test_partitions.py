@@ -96,6 +96,13 @@ def test_partitions_must_share_their_bands_and_have_ids(tmp_path):
     write_table(Table({"name": ["b"], "gaia_g": [10.0], "gaia_g_err": [0.01]}), tmp_path / "e" / "p0.parquet")
     with pytest.raises(CatalogError, match="p0.parquet has no 'id' column"):
         dataset_bands(partition_files(tmp_path / "e"))
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "p0.parquet").write_bytes(b"")
+    with pytest.raises(CatalogError, match="p0.parquet cannot be read as Parquet"):
+        dataset_bands(partition_files(tmp_path / "f"))
+    write_table(Table({"id": ["b"], "foo": [10.0], "foo_err": [0.01]}), tmp_path / "g" / "p0.parquet")
+    with pytest.raises(CatalogError, match="p0.parquet: unknown band column 'foo'"):
+        dataset_bands(partition_files(tmp_path / "g"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatalogError, match="holds no Parquet files"):
         partition_files(tmp_path / "empty")
