@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench wheels clean
+.PHONY: demo test bench docs docs-clean wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -23,8 +23,22 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_forward.py
 
+# The documentation site in docs/_build/html: API reference, CLI pages, validation reports, and the
+# tutorials executed offline (cached in docs/_build/.jupyter_cache; `make docs-clean` runs them afresh).
+# Warnings are errors. SPHINXOPTS="-D nb_execution_mode=off" builds without running the tutorials.
+SPHINXOPTS ?=
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	@touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/python -m sphinx -W --keep-going -b html $(SPHINXOPTS) docs docs/_build/html
+
+docs-clean:
+	rm -rf docs/_build docs/api docs/tutorials docs/validation
+
 # Wheels of the pure-Python dependencies a bare GPU machine lacks (see benchmarks/gpu.sh); needs pip's index.
-GPU_WHEELS := flowjax paramax blackjax arviz arviz-base arviz-plots arviz-stats xarray-einstats speclite h5netcdf \
+GPU_WHEELS := flowjax paramax pyphot blackjax arviz arviz-base arviz-plots arviz-stats xarray-einstats speclite h5netcdf \
   numpyro equinox jaxtyping wadler-lindig optax lineax astropy pyerfa astropy-iers-data
 wheels: $(VENV)/.installed
 	rm -rf .whl

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,13 @@ import numpy as np
 from bench_forward import _median_time  # a sibling script (benchmarks/ is on sys.path when run)
 
 MODEL = Path(__file__).parents[1] / "models" / "default"
+START = time.perf_counter()
 GOALS = {"forward": 1e8, "npe": 1e7, "npe-is": 120.0, "nuts": 1000.0, "smc": 1000.0}
+
+
+def _stage(what: str) -> None:
+    """Where the section is, on stderr: a section stopped at its time limit still says where its time went."""
+    print(f"[{time.perf_counter() - START:7.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 def _device() -> str:
@@ -37,8 +44,12 @@ def _catalog(n: int, seed: int = 0):
     from sedppl.io.catalog import read_catalog
     from sedppl.model.simulate import simulate_catalog
 
+    _stage("loading the NPE model")
     posterior, card = load_npe(MODEL)
-    return posterior, card, read_catalog(simulate_catalog(jax.random.key(seed), n, card.model()))
+    _stage(f"simulating {n} stars")
+    cat = read_catalog(simulate_catalog(jax.random.key(seed), n, card.model()))
+    _stage("simulated")
+    return posterior, card, cat
 
 
 def env(args) -> dict:
@@ -70,7 +81,9 @@ def npe(args) -> dict:
     posterior, card, cat = _catalog(args.stars)
     est = NPEEstimator(posterior, card.model(marginalize_scale=True), draws=1000, stars_per_call=args.stars_per_call)
     n = args.stars_per_call  # one compiled call's shape, then the whole catalogue
+    _stage(f"compiling and running one call of {n} stars")
     est.sample(jax.random.key(1), cat.err[:n], cat.mask[:n], cat.mag[:n], progress=False)
+    _stage(f"timing {args.stars} stars")
     t0 = time.perf_counter()
     out = est.sample(jax.random.key(2), cat.err, cat.mask, cat.mag, progress=False)
     seconds = time.perf_counter() - t0
@@ -89,14 +102,17 @@ def npe_is(args) -> dict:
     cfg = ISConfig(proposals=1000, draws=args.draws, stars_per_call=args.stars_per_call)
     sampler = ImportanceSampler(posterior, model, model, cfg)
     probe = min(args.stars, 4 * args.stars_per_call)
+    _stage(f"compiling and running a probe of {probe} stars")
     t0 = time.perf_counter()
     sampler.sample(jax.random.key(0), cat.err[:probe], cat.mask[:probe], cat.mag[:probe], progress=False)
     probe_seconds = time.perf_counter() - t0  # compiles, then runs `probe` stars
     t0 = time.perf_counter()
     sampler.sample(jax.random.key(0), cat.err[:probe], cat.mask[:probe], cat.mag[:probe], progress=False)
     rate = probe / (time.perf_counter() - t0)
+    _stage(f"probe: {rate:.0f} stars/s")
     fits = max(probe, int(rate * max(args.budget - (time.perf_counter() - start) - 30, 0)))
     n = min(args.stars, fits)
+    _stage(f"running {n} stars")
     t0 = time.perf_counter()
     res = sampler.sample(jax.random.key(1), cat.err[:n], cat.mask[:n], cat.mag[:n], progress=False)
     medians = {p: np.median(v[:, 0], axis=-1) for p, v in res.params.items()}  # per-star summaries
@@ -126,6 +142,7 @@ def _exact(args, method: str) -> dict:
     table = simulate_catalog(jax.random.key(3), 2 * n, card.model())
     kw = ({"config": NUTSConfig(stars_per_call=n, batch="vmap", retry=False)} if method == "nuts"
           else {"smc": SMCConfig(stars_per_call=n)})
+    _stage(f"fitting {2 * n} stars ({n} per call)")
     t0 = time.perf_counter()
     summary = fit_catalog(read_catalog(table), method=method, progress=False, **kw).summary
     wall = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 # The GPU benchmark: every throughput goal of issue 22, one section at a time, in under 8 minutes.
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]        # from the repository root, on a machine with one GPU
+#   SECTIONS="npe npe-is" bash benchmarks/gpu.sh   # only some sections
 #
 # A machine without flowjax, blackjax, arviz or paramax gets them from wheels in .whl/ (built
 # beforehand with `make wheels`; no network needed there). Each section runs under its own time limit,
@@ -22,10 +23,13 @@ if ! $py -c "import flowjax, blackjax, arviz, paramax" 2>/dev/null; then
     fi
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}
+# one compilation cache for every section (each is its own process): what one compiled, the next reuses
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/sedppl-jax-cache} JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 
 start=$SECONDS
 section() {  # name, time limit [s], extra arguments
     local name=$1 limit=$2; shift 2
+    [[ " ${SECTIONS:-env forward npe npe-is nuts smc} " == *" $name "* ]] || return 0
     timeout "$limit" $py benchmarks/bench_gpu.py "$name" --out "$out" --budget $((limit - 20)) "$@" 2>"$out/gpu_$name.err"
     local rc=$?
     [ $rc -eq 0 ] || { echo "$name: FAILED (exit $rc; last lines of $out/gpu_$name.err follow)"; tail -n 5 "$out/gpu_$name.err"; }

@@ -60,7 +60,7 @@ def table_rows(name: str, cal: dict) -> list[str]:
 def cross_checked(fits: dict, minutes: dict) -> list[str]:
     """Report lines: the stars with a cross-checked exact reference (``diagnostics.crosscheck``), as
     ``sedppl compare`` builds it from the NUTS and SMC fits."""
-    from sedppl.diagnostics.crosscheck import AGREE_Z
+    from sedppl.diagnostics.crosscheck import AGREE_Z, LABELS, UNTRUSTED
     from sedppl.io.compare import exact_references
 
     if not {"nuts", "smc"} <= set(fits):
@@ -70,8 +70,8 @@ def cross_checked(fits: dict, minutes: dict) -> list[str]:
             for m in ("nuts", "smc")}
     _, checks = exact_references({m: fits[m] for m in ("nuts", "smc")}, ids, rows)
     label = np.asarray(checks["reference"])
-    trusted = ~np.isin(label, ("disputed", "none"))
-    count = {k: int(np.sum(label == k)) for k in ("nuts+smc", "nuts", "smc", "disputed", "none")}
+    trusted = ~np.isin(label, UNTRUSTED)
+    count = {k: int(np.sum(label == k)) for k in LABELS}
     both = minutes["nuts"] + minutes["smc"]
     return [f"Cross-checked exact reference (NUTS and SMC on every star; `sedppl compare`'s reference): "
             f"**{int(trusted.sum())}/{len(ids)} trusted** ({trusted.sum() / max(both, 1e-9):.1f} per minute of "

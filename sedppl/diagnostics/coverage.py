@@ -49,7 +49,7 @@ def tarp_coverage(credibility: Float[np.ndarray, " star"], levels=LEVELS) -> np.
 
 
 def max_coverage_error(coverage: np.ndarray, levels=LEVELS) -> float:
-    """Largest |empirical - nominal| coverage over the levels (signed: negative = overconfident)."""
+    """Largest ``|empirical - nominal|`` coverage over the levels (signed: negative = overconfident)."""
     diff = np.asarray(coverage) - np.asarray(levels)
     return float(diff[np.argmax(np.abs(diff))])
 

@@ -24,7 +24,7 @@ from jaxtyping import Array, Float
 from scipy.stats import chi2 as chi2_dist
 
 from ..model.generative import SEDModel
-from ..model.likelihood import scale_conditional, total_sigma
+from ..model.likelihood import scale_conditional
 
 N_FREE = 6  # five stellar parameters and the scale
 MISFIT_P = 1e-3  # chi^2 tail probability below which a star is flagged
@@ -45,9 +45,8 @@ def error_range(err, mask, bands, err_min: float, err_max: float, margin: float 
 
 def _chi2_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag) -> tuple[Array, Array]:
     """Smallest chi^2 over draws ``x`` (scale at its optimum) and that draw's residuals in sigma."""
-    sigma = total_sigma(err, model.prior.sys_floor)
-
     def residuals(params):
+        sigma = model.sigma(err, params)
         surface = model.forward.surface_magnitudes(params)
         dilution, _ = scale_conditional(surface, mag, sigma, mask)
         return jnp.where(mask, (mag - surface - dilution) / sigma, 0.0)

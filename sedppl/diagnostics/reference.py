@@ -13,7 +13,6 @@ import numpy as np
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel
-from ..model.likelihood import total_sigma
 
 SUN_LIKE = np.array([5600.0, 4.4, -0.1, 0.5, 3.1])  # teff, logg, mh, av, rv
 SUN_LIKE_LOG10_THETA = -1.3
@@ -25,7 +24,7 @@ def reference_star(model: SEDModel, bands=GAIA_2MASS_WISE, err_mag: float = 0.05
     systematic floor included): (err, mask, mag), each with a leading star axis of one."""
     mu = np.asarray(model.forward.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA))
     err, mask = np.full(len(model.bands), err_mag), np.isin(model.bands, bands)
-    mag = mu + np.random.default_rng(seed).normal(0, np.asarray(total_sigma(err, model.prior.sys_floor)))
+    mag = mu + np.random.default_rng(seed).normal(0, np.asarray(model.sigma(err, jnp.asarray(SUN_LIKE))))
     return err[None], mask[None], mag[None]
 
 

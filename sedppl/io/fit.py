@@ -42,7 +42,17 @@ FALLBACKS = ("nuts", "smc")
 INITS = ("prior", "npe")  # where NUTS chains start: the best of prior candidates, or NPE draws
 MIN_DIVERSITY = 0.1  # SMC: fewer distinct particles than this share after the last reweighting is a collapse
 MIN_ACCEPTANCE = 0.1  # SMC: HMC moves at the posterior that accept less than this do not refresh the particles
-DEFAULT_NPE_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+def _default_npe_model() -> Path:
+    """The default NPE model: the copy an installed wheel ships as ``sedppl/pretrained/default``
+    (pyproject maps ``models/`` there), else ``models/default`` of a source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "pretrained" / "default", package.parent / "models" / "default")
+    return next((c for c in candidates if (c / "card.json").exists()), candidates[0])
+
+
+DEFAULT_NPE_MODEL = _default_npe_model()
 MAX_REJECTED_FRACTION = 0.5  # NPE stars with more of their draws in grid holes are flagged
 
 

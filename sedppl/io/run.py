@@ -52,10 +52,11 @@ def atomic_write(path: Path, write) -> Path:
 
 @functools.cache
 def code_fingerprint() -> str:
-    """SHA-256 (16 hex digits) of sedppl's own source, taken once per process: a run is resumed only by
+    """SHA-256 (16 hex digits) of sedppl's own source and model data, taken once per process: a run is resumed only by
     the code that started it, so no result mixes chunks from two versions of the model."""
     code = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.npz")):  # the model's data too
         code.update(path.read_bytes())
     return code.hexdigest()[:16]
 

@@ -34,6 +34,9 @@ from astropy.table import Table
 from ..model.passbands import REGISTRY, SURVEY_BANDS
 
 
+MAX_MEDIAN_ERR = 1.0  # mag: a band whose typical error is larger is a mapping mistake, not photometry
+
+
 class MappingError(ValueError):
     """A survey mapping that names unknown bands or columns the table lacks."""
 
@@ -70,6 +73,7 @@ class SurveyMapping:
                 bands[band] = BandColumns(**cols)
             except TypeError as exc:
                 raise MappingError(f"{path}: [bands.{band}]: {exc}") from None
+            _check_band(path, band, bands[band])
         return cls(raw["id"], bands, raw.get("labels", {}), raw.get("select", {}))
 
     def columns(self) -> list[str]:
@@ -81,10 +85,39 @@ class SurveyMapping:
         return cols + list(self.select)
 
 
+def _check_band(path, band: str, cols: BandColumns) -> None:
+    """Refuse, by name, a band entry whose settings have the wrong type or point at the wrong column."""
+    where = f"{path}: [bands.{band}]"
+    for name in ("mag", "err", "flag", "good"):
+        value = getattr(cols, name)
+        if not (isinstance(value, str) or (name == "flag" and value is None)):
+            raise MappingError(f"{where}: {name} must be a column name (text), got {value!r}")
+    if not isinstance(cols.flag_index, int) or isinstance(cols.flag_index, bool) or cols.flag_index < 0:
+        raise MappingError(f"{where}: flag_index must be a whole number >= 0 (a character position), "
+                           f"got {cols.flag_index!r}")
+    if isinstance(cols.max_err, bool) or not isinstance(cols.max_err, (int, float)) or not cols.max_err > 0:
+        raise MappingError(f"{where}: max_err must be a number > 0 (mag), got {cols.max_err!r}")
+    if cols.err == cols.mag:
+        raise MappingError(f"{where}: err and mag both name column {cols.mag!r}")
+
+
 def _float(table: Table, name: str) -> np.ndarray:
     col = table[name]
-    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if np.ma.isMaskedArray(col) else np.asarray(col, float)
-    return values
+    try:
+        if np.ma.isMaskedArray(col):
+            return np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
+        return np.asarray(col, float)
+    except (TypeError, ValueError):
+        bad = next((v for v in np.asarray(col).tolist() if not _is_number(v)), None)
+        raise MappingError(f"column {name!r} is not numeric (e.g. {bad!r})") from None
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _flag_ok(table: Table, band: BandColumns) -> np.ndarray:
@@ -114,6 +147,9 @@ def survey_catalog(table: Table, mapping: SurveyMapping) -> Table:
         keep = measured & np.isfinite(err) & (err > 0) & (err <= cols.max_err) & _flag_ok(table, cols)
         for i in np.nonzero(measured & ~keep)[0]:
             dropped[i].append(band)
+        if np.any(keep) and np.median(err[keep]) > MAX_MEDIAN_ERR:
+            raise MappingError(f"band {band}: the errors in column {cols.err!r} have a median of "
+                               f"{np.median(err[keep]):.3g} mag; is it a magnitude column?")
         out[band] = np.where(keep, mag, np.nan)
         out[f"{band}_err"] = np.where(keep, err, np.nan)
     for name, cols in mapping.labels.items():

@@ -4,7 +4,7 @@ Every method in sedppl -- simulation, NUTS, NPE training, importance
 sampling, SBC -- goes through ``SEDModel``; none re-implements a prior, the
 forward model or the likelihood.
 
-``SEDModel(...)(mag_err, mask, mag)`` is a NumPyro model of one star:
+``SEDModel(...)(mag_err, mask, mag)`` is a NumPyro model of one star::
 
     teff, logg, mh, av, rv ~ prior, restricted to the grid's validity region
                              (logg above the grid's gravity floor at (teff, mh))
@@ -90,6 +90,11 @@ class SEDModel(eqx.Module):
         lo, hi = self.support()[SCALE]  # static numbers: stay in NumPy so this works under jit
         return tuple(float(-5.0 * (x + np.log10(MAS_IN_RAD / 2.0))) for x in (hi, lo))
 
+    def sigma(self, mag_err: ArrayLike, params: Array) -> Array:
+        """Each band's standard deviation: its reported error and the systematic floor at the star's
+        Teff (``Prior.floor``) in quadrature."""
+        return total_sigma(mag_err, self.prior.floor(self.bands, params[..., 0]))
+
     def sample_prior(self) -> tuple[Array, Array | None]:
         """The prior part of the model (NumPyro sites): the five parameters, restricted to the
         grid, and the scale unless it is marginalised. Returns (params, log10_theta or None)."""
@@ -109,7 +114,7 @@ class SEDModel(eqx.Module):
     def __call__(self, mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike | None = None) -> None:
         params, log10_theta = self.sample_prior()
         surface = self.forward.surface_magnitudes(params)
-        sigma = total_sigma(mag_err, self.prior.sys_floor)
+        sigma = self.sigma(mag_err, params)
         mask = jnp.asarray(mask, bool)
         if self.marginalize_scale:
             if mag is None:
@@ -161,7 +166,7 @@ def sample_log10_theta(
     prior's range (``likelihood.scale_conditional``): every method that samples
     the scale-marginalised posterior recovers the angular diameter with this.
     """
-    sigma = total_sigma(mag_err, model.prior.sys_floor)
+    sigma = model.sigma(mag_err, params)
     d_lo, d_hi = model.dilution_bounds()
     mean, sd = scale_conditional(model.forward.surface_magnitudes(params), mag, sigma, mask)
     dilution = mean + sd * jax.random.truncated_normal(key, (d_lo - mean) / sd, (d_hi - mean) / sd)

@@ -4,6 +4,8 @@ A prior file has one table per parameter; every table names a ``dist`` and its
 arguments. Bounds may be numbers or ``"grid"`` (the atmosphere library's
 range). The model further restricts the prior to the grid's validity region.
 
+.. code-block:: toml
+
     [teff]                       # K
     dist = "loguniform"          # uniform | loguniform | truncnormal | exponential | mixture
     low = "grid"
@@ -29,7 +31,8 @@ range). The model further restricts the prior to the grid's validity region.
     high = 3.0
 
     [likelihood]
-    sys_floor = 0.02             # mag, added in quadrature to every band's error
+    sys_floor = 0.02             # mag, added in quadrature to every band's error; or "libraries":
+                                 # per band and Teff, from the libraries' disagreement (library_floor.py)
 
 ``sedppl prior`` prints the default file.
 """
@@ -41,6 +44,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jaxtyping import ArrayLike
 
 import jax.numpy as jnp
 import numpyro.distributions as dist
@@ -175,13 +180,26 @@ class ParameterPrior:
         return dist.MixtureGeneral(dist.Categorical(jnp.asarray(args["weights"])), comps)
 
 
+LIBRARY_FLOOR = "libraries"
+
+
+def _floor(value, source: str) -> float | str:
+    if isinstance(value, str):
+        return value  # checked by Prior
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise PriorError(f"prior file {source} [likelihood]: sys_floor must be a number or {LIBRARY_FLOOR!r}, "
+                         f"got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Prior:
     """The full prior: five stellar parameters, the scale, and the likelihood's systematic floor."""
 
     params: tuple[ParameterPrior, ...]
     scale: ParameterPrior
-    sys_floor: float = 0.02
+    sys_floor: float | str = 0.02  # mag, or "libraries" (``library_floor``)
     source: str = field(default="default", compare=False)
 
     def __post_init__(self):
@@ -190,7 +208,11 @@ class Prior:
             raise PriorError(f"prior must define {PARAMS} in this order, got {names}")
         if self.scale.dist != "uniform":
             raise PriorError("prior [log10_theta]: must be 'uniform' (the scale marginal is analytic for a flat prior)")
-        if not (self.sys_floor >= 0 and math.isfinite(self.sys_floor)):
+        if isinstance(self.sys_floor, str):
+            if self.sys_floor != LIBRARY_FLOOR:
+                raise PriorError(f"prior [likelihood]: sys_floor must be a number >= 0 (mag) or "
+                                 f"{LIBRARY_FLOOR!r}, got {self.sys_floor!r}")
+        elif not (self.sys_floor >= 0 and math.isfinite(self.sys_floor)):
             raise PriorError(f"prior [likelihood]: sys_floor must be a finite number >= 0, got {self.sys_floor}")
 
     @classmethod
@@ -205,9 +227,22 @@ class Prior:
         return cls(
             params=tuple(ParameterPrior.from_dict(p, tables[p]) for p in PARAMS),
             scale=ParameterPrior.from_dict(SCALE, tables[SCALE]),
-            sys_floor=float(likelihood.get("sys_floor", 0.02)),
+            sys_floor=_floor(likelihood.get("sys_floor", 0.02), source),
             source=source,
         )
+
+    def floor(self, bands, teff: ArrayLike) -> ArrayLike:
+        """The systematic floor of each band at ``teff`` [mag]: one number, or the library scatter."""
+        if self.sys_floor == LIBRARY_FLOOR:
+            from .library_floor import library_floor
+
+            return library_floor(bands, teff)
+        return self.sys_floor
+
+    @property
+    def nominal_floor(self) -> float:
+        """One number for what needs one (NPE's input scaling): the floor, or 0.02 mag for the libraries'."""
+        return 0.02 if self.sys_floor == LIBRARY_FLOOR else self.sys_floor
 
     @classmethod
     def load(cls, path: str | Path) -> Prior:
@@ -299,5 +334,6 @@ low = -6.0
 high = 3.0
 
 [likelihood]
-sys_floor = 0.02  # mag, in quadrature with each band's error
+sys_floor = 0.02  # mag, in quadrature with each band's error; "libraries": per band and Teff, from the
+                  # atmosphere libraries' disagreement (sedppl/model/library_floor.py)
 """

@@ -4,7 +4,9 @@ pooling is fair."""
 import numpy as np
 import pytest
 
-from sedppl.diagnostics.crosscheck import AGREE_Z, _below, cross_check, pooled, probability_se, quantile_gap
+from sedppl.diagnostics.crosscheck import (
+    AGREE_Z, PRECISE_ESS, QUANTILE_SE_FACTOR, _below, cross_check, pooled, pooled_ess, probability_se, quantile_gap,
+)
 
 
 def test_the_probability_standard_error_is_the_spread_of_repeated_samples():
@@ -56,3 +58,36 @@ def test_pooled_takes_an_equal_share_of_each_source():
     both = pooled(draws, ("nuts", "smc"), 1000)
     assert len(both) == 1000 and both.sum() == 500
     assert np.all(pooled(draws, ("smc",), 1000) == 1)
+
+
+def test_quantile_standard_error_is_the_spread_of_repeated_16_percent_quantiles():
+    """The 16% quantile of 2000 normal draws, over 3000 repeats, spreads by QUANTILE_SE_FACTOR / sqrt(2000) sd."""
+    rng = np.random.default_rng(11)
+    q = np.percentile(rng.normal(size=(3000, 2000)), 16, axis=1)
+    assert np.std(q) == pytest.approx(QUANTILE_SE_FACTOR / np.sqrt(2000), rel=0.05)
+    # 15 such quantiles all within 0.1 sd with ~95% probability at PRECISE_ESS
+    assert 2.9 * QUANTILE_SE_FACTOR / np.sqrt(PRECISE_ESS) == pytest.approx(0.1, abs=0.003)
+
+
+def test_equal_shares_pool_their_precision():
+    """Half of 800 pooled draws from 400 iid draws and half from 4000 (every tenth) estimate a mean with the
+    variance of 800 draws: the thinned source keeps a tenth of its ESS. Whole sources would count 1455."""
+    ess, lengths = {"nuts": 400.0, "smc": 4000.0}, {"nuts": 400, "smc": 4000}
+    assert pooled_ess(ess, ("nuts", "smc"), lengths, 800) == pytest.approx(800)
+    assert pooled_ess(ess, ("nuts", "smc")) == pytest.approx(4 / (1 / 400 + 1 / 4000))
+    assert pooled_ess(ess, ("smc",), lengths, 400) == pytest.approx(400)
+    rng = np.random.default_rng(3)
+    means = [pooled({"nuts": rng.normal(size=(400, 1)), "smc": rng.normal(size=(4000, 1))}, ("nuts", "smc"),
+                    800).mean() for _ in range(3000)]
+    assert np.var(means) == pytest.approx(1 / 800, rel=0.1)
+
+
+def test_a_reference_too_noisy_for_the_comparison_is_imprecise():
+    rng = np.random.default_rng(4)
+    draws = {"nuts": rng.normal(size=(1000, 5)), "smc": rng.normal(size=(1000, 5))}
+    passed, ess = {"nuts": True, "smc": True}, {"nuts": 600.0, "smc": 900.0}
+    loose, strict = cross_check(draws, passed, ess), cross_check(draws, passed, ess, min_ess=PRECISE_ESS)
+    assert loose.label == "nuts+smc" and loose.trusted and loose.ess == pytest.approx(4 / (1 / 300 + 1 / 450))
+    assert strict.label == "imprecise" and not strict.trusted and strict.sources == ("nuts", "smc")
+    assert strict.quantile_se == pytest.approx(QUANTILE_SE_FACTOR / np.sqrt(strict.ess))
+    assert cross_check(draws, passed, {"nuts": 3000.0, "smc": 3000.0}, min_ess=PRECISE_ESS).trusted

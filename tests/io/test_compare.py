@@ -68,3 +68,24 @@ def test_each_star_is_judged_against_its_cross_checked_exact_posterior():
         np.testing.assert_array_equal(draws["teff"][k, 0], nuts[ids[k]])
     assert checks["reference_gap_z"][2] > AGREE_Z
     assert np.all(np.array(checks["reference_gap_z"])[[0, 1, 3]] < AGREE_Z)
+
+
+def test_reference_grade_raises_the_exact_engines_to_the_measured_settings(tmp_path, monkeypatch):
+    """--reference-grade runs NUTS and SMC as validation/exact_reference.py measured them, never less
+    than asked for."""
+    import sedppl.io.compare as compare
+
+    seen = {}
+
+    def capture(catalog, out, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(compare, "compare_catalog", capture)
+    table = simulate_catalog(jax.random.key(21), 2, sed_model())
+    path = write_table(table, tmp_path / "stars.ecsv")
+    for extra, draws, particles, moves in (([], 1000, 512, 4), (["--reference-grade"], 4000, 1024, 16),
+                                           (["--reference-grade", "--draws", "6000"], 6000, 1024, 16)):
+        with pytest.raises(SystemExit):
+            main(["compare", str(path), "--out", str(tmp_path / "cmp"), "--quiet", *extra])
+        assert (seen["config"].draws, seen["smc"].particles, seen["smc"].final_moves) == (draws, particles, moves)

@@ -89,3 +89,29 @@ def test_ingest_cli_mirrors_the_functions(tmp_path, photometry, capsys):
     assert main(["ingest", str(tmp_path / "survey.csv"), "--mapping", str(tmp_path / "map.toml"),
                  "--join", str(tmp_path / "survey.csv"), "--out", str(tmp_path / "x.parquet")]) == 2
     assert "--on LEFT_COLUMN=RIGHT_COLUMN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, words", [
+    (("flag_index = 1", 'flag_index = "zero"'), r"\[bands.2mass_h\]: flag_index must be a whole number >= 0"),
+    (("flag_index = 1", "flag_index = -1"), r"\[bands.2mass_h\]: flag_index must be a whole number >= 0"),
+    (('err = "eK"', 'err = "K"'), r"\[bands.2mass_ks\]: err and mag both name column 'K'"),
+    (('err = "eK"', "err = 3"), r"\[bands.2mass_ks\]: err must be a column name"),
+    (("max_err = 0.1", "max_err = 0"), r"\[bands.gaia_g\]: max_err must be a number > 0"),
+])
+def test_band_settings_of_the_wrong_kind_are_refused_by_name(tmp_path, edit, words):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MAPPING.replace(*edit))
+    with pytest.raises(MappingError, match=words):
+        SurveyMapping.load(bad)
+
+
+def test_columns_that_are_not_photometry_are_refused_by_name(photometry, mapping):
+    photometry["T"], photometry["eT"], photometry["ET"] = 3000.0, 10.0, 10.0
+    text = photometry.copy()
+    text["H"] = ["7.5", "8.5", "9.5", "bright"]
+    with pytest.raises(MappingError, match=r"column 'H' is not numeric \(e.g. 'bright'\)"):
+        survey_catalog(text, mapping)
+    swapped = photometry.copy()
+    swapped["eK"] = swapped["K"]  # the error column holds magnitudes
+    with pytest.raises(MappingError, match=r"band 2mass_ks: the errors in column 'eK' have a median of 8.3 mag"):
+        survey_catalog(swapped, mapping)

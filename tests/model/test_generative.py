@@ -1,11 +1,15 @@
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from sedppl.model import library_floor
 from sedppl.model.forward import PARAMS
-from sedppl.model.generative import log_joint, log_prior, sed_model
+from sedppl.model.generative import SEDModel, log_joint, log_prior, sed_model
+from sedppl.model.priors import Prior
 from sedppl.model.simulate import NoiseModel, simulate_catalog
 
 
@@ -60,15 +64,26 @@ def test_simulated_catalog_is_inside_prior_and_grid(model):
     assert 0.75 < 1 - present.mean() < 0.9  # p_missing=0.9, with at least 3 of 26 kept
 
 
-def test_simulation_is_reproducible_and_noise_matches_the_model(model):
+@pytest.mark.parametrize("floor", [0.02, "libraries"])
+def test_simulation_is_reproducible_and_noise_matches_the_model(model, floor):
+    """Standardised residuals of simulated magnitudes against the noiseless model are N(0, 1), with the
+    floor each star's own: one number, or the library floor at its true Teff (computed here from the
+    table, not through the model)."""
+    tables = model.prior.to_dict()
+    tables["likelihood"]["sys_floor"] = floor
+    model = SEDModel(model.forward, Prior.from_dict(tables))
     a = simulate_catalog(jax.random.key(7), 400, model)
     b = simulate_catalog(jax.random.key(7), 400, model)
     assert np.array_equal(np.asarray(a["gaia_g"]), np.asarray(b["gaia_g"]), equal_nan=True)
-    # standardised residuals of the simulated magnitudes against the noiseless model are N(0, 1)
     params = jnp.asarray(np.column_stack([a[f"true_{p}"] for p in PARAMS]))
     mu = np.asarray(jax.vmap(model.forward.magnitudes)(params, jnp.asarray(a["true_log10_theta"])))
     mag = np.column_stack([a[b] for b in model.bands])
-    sig = np.sqrt(np.column_stack([a[f"{b}_err"] for b in model.bands]) ** 2 + model.prior.sys_floor**2)
+    if floor == "libraries":
+        table = np.load(Path(library_floor.__file__).parent / "data" / "library_floor.npz")
+        columns = [list(table["bands"]).index(b) for b in model.bands]
+        floor = np.column_stack([np.interp(np.log10(np.asarray(a["true_teff"])), table["log_teff"],
+                                           table["floor"][:, j]) for j in columns])
+    sig = np.sqrt(np.column_stack([a[f"{b}_err"] for b in model.bands]) ** 2 + np.asarray(floor) ** 2)
     z = ((mag - mu) / sig)[np.isfinite(mag)]
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
 

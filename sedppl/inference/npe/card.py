@@ -42,10 +42,12 @@ def _sha256(paths) -> str:
     return digest.hexdigest()[:16]
 
 
-def data_hash(library: str) -> str:
-    """Hash of the atmosphere library file (passband curves come from pinned packages)."""
-    data = resources.files("sedppl.model.data").joinpath(f"{library}.npz")
-    return _sha256([Path(str(data))])
+def data_hash(library: str, library_floor: bool = False) -> str:
+    """Hash of the atmosphere library file, and of the library-floor table when the prior uses it
+    (passband curves come from pinned packages)."""
+    data = resources.files("sedppl.model.data")
+    files = [f"{library}.npz"] + (["library_floor.npz"] if library_floor else [])
+    return _sha256([Path(str(data.joinpath(f))) for f in files])
 
 
 def code_hash() -> str:
@@ -78,9 +80,18 @@ class ModelCard:
         return sed_model(self.library, self.bands, self.prior(), marginalize_scale)
 
     def skeleton(self) -> NPEPosterior:
+        """The network, freshly initialised, for its weights to be loaded into. Built on the CPU: its
+        ~120 small initialisers compile in seconds there, but on an H200 they held every benchmark that
+        loaded a model past its time limit (BENCHMARKS.md, GPU), only to be overwritten. Shapes alone
+        will not do: the flow's layers keep constants that are not weights."""
         model = self.model()
-        return NPEPosterior(jax.random.key(0), len(self.bands), model.support(), model.prior.sys_floor,
-                            Architecture.from_card(self.architecture))
+        try:
+            cpu = jax.devices("cpu")[0]
+        except RuntimeError:  # JAX_PLATFORMS without the CPU: build where the arrays will live
+            cpu = jax.devices()[0]
+        with jax.default_device(cpu):
+            return NPEPosterior(jax.random.key(0), len(self.bands), model.support(), model.prior.nominal_floor,
+                                Architecture.from_card(self.architecture))
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__ | {"bands": list(self.bands)}, indent=2)

@@ -199,7 +199,7 @@ class NPEPosterior(eqx.Module):
         return jnp.zeros(base.shape), jnp.ones(base.shape)
 
     def push(self, z: Float[Array, "n 5"], condition: Float[Array, " s"]) -> tuple[Array, Array]:
-        """Points of the flow's base space -> parameters, with log |det dx/dz| of each.
+        """Points of the flow's base space -> parameters, with ``log |det dx/dz|`` of each.
 
         A proposal of density r(z) in the base space has density
         r(z) - log_det at the pushed points: the importance sampler builds its

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ...model.generative import sed_model
 from ...model.passbands import SURVEY_BANDS
-from ...model.priors import Prior
+from ...model.priors import LIBRARY_FLOOR, Prior
 from .card import ModelCard, code_hash, current_zero_points, data_hash, load_npe, save_npe
 from .posterior import Architecture, NPEPosterior, negative_log_likelihood
 from .simulations import TrainingNoise, simulate_batch
@@ -162,7 +162,7 @@ class Trainer:
     def initial_state(self):
         c = self.config
         posterior = NPEPosterior(jax.random.key(c.seed), len(c.bands), self.model.support(),
-                                 self.model.prior.sys_floor, c.architecture)
+                                 self.model.prior.nominal_floor, c.architecture)
         params, _ = eqx.partition(posterior, eqx.is_inexact_array, is_leaf=_is_frozen)
         return posterior, self.optimizer.init(params)
 
@@ -251,7 +251,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             "config": _portable(config.to_dict(), out), "history": state["history"],
         } | ({"init_from": state["parent"], "starting_validation_nll": round(state["history"][0][2], 4)}
              if "parent" in state else {}),
-        data_hash=data_hash(config.library), code_hash=code_hash(), zero_points=current_zero_points(config.bands),
+        data_hash=data_hash(config.library, config.load_prior().sys_floor == LIBRARY_FLOOR), code_hash=code_hash(),
+        zero_points=current_zero_points(config.bands),
     )
     save_npe(out, best, card)
     return best, card

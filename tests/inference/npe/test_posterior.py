@@ -71,7 +71,7 @@ def test_conditional_affine_starts_as_identity_then_round_trips_with_its_log_det
 
 @pytest.fixture(scope="module")
 def posterior(model):
-    return NPEPosterior(jax.random.key(1), len(model.bands), model.support(), model.prior.sys_floor, TINY)
+    return NPEPosterior(jax.random.key(1), len(model.bands), model.support(), model.prior.nominal_floor, TINY)
 
 
 def test_draws_stay_in_the_prior_box_and_log_q_is_consistent(model, posterior):

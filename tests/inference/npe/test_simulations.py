@@ -7,7 +7,6 @@ import pytest
 
 from sedppl.inference.npe.simulations import TrainingNoise, centre, simulate_batch, survey_index
 from sedppl.model.generative import log_prior
-from sedppl.model.likelihood import total_sigma
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def test_magnitudes_follow_the_model_likelihood(model, batch):
     """mag - forward(params, theta) is N(0, err^2 + floor^2): the model's own noise."""
     params, err, mask, mag = (np.asarray(batch[k]) for k in ("params", "err", "mask", "mag"))
     mu = np.asarray(jax.vmap(model.forward.magnitudes)(jnp.asarray(params), batch["log10_theta"]))
-    sigma = np.asarray(total_sigma(err, model.prior.sys_floor))
+    sigma = np.asarray(model.sigma(err, jnp.asarray(params)))
     z = ((mag - mu) / sigma)[mask]
     assert abs(np.mean(z)) < 0.03 and abs(np.std(z) - 1.0) < 0.03
 
