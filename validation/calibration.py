@@ -102,7 +102,7 @@ def main() -> None:
             reliable = np.asarray((summary["khat"] <= 0.7) & (summary["ess"] >= 100))
             if 0 < reliable.sum() < len(reliable):
                 lines += table_rows("npe-is, reliable stars", method_calibration(draws, truth, reliable))
-        plot_sbc(results[method]["pits"], args.out / f"sbc_{method}.png")
+        plot_sbc(results[method]["pits"], args.out / f"sbc_{method}.png", draws_per_star=draws["teff"].shape[1])
     plot_coverage({m: r["curves"] for m, r in results.items()}, min(r["n"] for r in results.values()),
                   args.out / "coverage.png", LEVELS)
     seconds = time.time() - t0

@@ -47,7 +47,7 @@ def main() -> None:
 
     posterior = result.posterior["posterior"]
     pits = {p: pit_values(np.moveaxis(posterior[p].values, -1, 0), np.asarray(table[f"true_{p}"])) for p in REPORTED}
-    plot_sbc(pits, args.out / "sbc_ecdf.png")
+    plot_sbc(pits, args.out / "sbc_ecdf.png", draws_per_star=posterior["teff"].values[0].size)
     n = len(catalog)
     flagged = int(np.sum(result.summary["flag"] != ""))
     lines = [

@@ -35,6 +35,15 @@ def uniformity_pvalue(pit: np.ndarray) -> float:
     return float(stats.kstest(pit, "uniform").pvalue)
 
 
+def continuous_pit(pit: np.ndarray, draws_per_star: int, seed: int = 0) -> np.ndarray:
+    """PIT values r/n (r of n draws below the truth) spread over their lattice cell, (r + V)/(n + 1) with
+    V ~ U(0, 1): uniform on [0, 1] for a calibrated method, without ties or ends. ArviZ's simultaneous
+    uniformity test (pot_c) assumes continuous values: one PIT of exactly 0 or 1 (a truth outside all
+    draws: in 3 of 4 runs of 200 stars at 300 draws) sends its p-value to 0 even for exact posteriors."""
+    rank = np.rint(np.asarray(pit) * draws_per_star)
+    return (rank + np.random.default_rng(seed).uniform(size=rank.shape)) / (draws_per_star + 1)
+
+
 def sbc_tree(pits: dict[str, np.ndarray]):
     """A DataTree with the PIT values in a ``prior_sbc`` group (one 'draw' per star), for ArviZ plots."""
     import arviz_base as azb
@@ -42,8 +51,10 @@ def sbc_tree(pits: dict[str, np.ndarray]):
     return azb.from_dict({"prior_sbc": {name: np.asarray(v)[None, :] for name, v in pits.items()}})
 
 
-def plot_sbc(pits: dict[str, np.ndarray], path) -> None:
-    """ECDF-difference plot with simultaneous 95% bands, one panel per parameter (ArviZ ``plot_ecdf_pit``)."""
+def plot_sbc(pits: dict[str, np.ndarray], path, draws_per_star: int | None = None) -> None:
+    """ECDF-difference plot with ArviZ's simultaneous uniformity test, one panel per parameter
+    (``plot_ecdf_pit``). PIT values from ``draws_per_star`` draws are first made continuous
+    (``continuous_pit``); without it they are taken as continuous already."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,6 +62,8 @@ def plot_sbc(pits: dict[str, np.ndarray], path) -> None:
 
     # ArviZ's default test (pot_c) is simultaneous over the PIT values and marks the suspicious ones;
     # its "envelope" band is deprecated (and fails in arviz-plots 1.3.2 on this input).
+    if draws_per_star:
+        pits = {name: continuous_pit(v, draws_per_star, seed=i) for i, (name, v) in enumerate(pits.items())}
     plot = azp.plot_ecdf_pit(sbc_tree(pits), backend="matplotlib", col_wrap=3,
                              figure_kwargs={"figsize": (3.4 * min(len(pits), 3), 2.8 * -(-len(pits) // 3)),
                                             "layout": "constrained"})
