@@ -18,17 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sedppl.model.atmospheres import load_library, node_table
 from sedppl.model.forward import forward_model
+from sedppl.model.library_floor import shared_nodes
 
 COLOURS = [("gaia_bp", "gaia_rp"), ("gaia_g", "2mass_ks"), ("2mass_j", "2mass_ks"), ("wise_w1", "wise_w2"),
            ("ps1_g", "ps1_r"), ("sdss_u", "sdss_g"), ("skymapper_v", "skymapper_g"), ("galex_nuv", "gaia_g")]
-
-
-def shared_nodes(a: str, b: str) -> np.ndarray:
-    key = lambda t: {tuple(np.round(r, 3)) for r in t}  # noqa: E731
-    common = key(node_table(load_library(a))) & key(node_table(load_library(b)))
-    return np.array(sorted(common))
 
 
 def compare(reference: str, other: str) -> tuple[int, list[tuple[str, float, float, float]]]:

@@ -190,11 +190,9 @@ def _cmd_compare(args) -> int:
     from ..inference.importance import ISConfig
     from ..inference.nuts import NUTSConfig
     from ..inference.smc import SMCConfig
-    from .catalog import read_catalog
-    from .compare import compare_catalog
-
     from ..diagnostics.crosscheck import UNTRUSTED
-    from .compare import REFERENCE_GRADE
+    from .catalog import read_catalog
+    from .compare import REFERENCE_GRADE, compare_catalog
 
     if args.reference_grade:
         for name in ("draws", "particles", "final_moves"):

@@ -186,6 +186,9 @@ LIBRARY_FLOOR = "libraries"
 def _floor(value, source: str) -> float | str:
     if isinstance(value, str):
         return value  # checked by Prior
+    if isinstance(value, bool):
+        raise PriorError(f"prior file {source} [likelihood]: sys_floor must be a number or {LIBRARY_FLOOR!r}, "
+                         f"got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -78,3 +78,6 @@ def test_prior_files_select_the_floor_by_name():
     tables["likelihood"]["sys_floor"] = "library"
     with pytest.raises(PriorError, match="sys_floor must be a number >= 0 \\(mag\\) or 'libraries', got 'library'"):
         Prior.from_dict(tables)
+    tables["likelihood"]["sys_floor"] = True  # TOML's true is not 1 mag
+    with pytest.raises(PriorError, match="sys_floor must be a number or 'libraries', got True"):
+        Prior.from_dict(tables)
