@@ -1,6 +1,6 @@
 """Forward-model and log-density throughput (issue: foundation, step 9).
 
-    python benchmarks/bench_forward.py [--batch 100000] [--repeats 5]
+    python benchmarks/bench_forward.py [--batch 100000] [--repeats 5] [--paths fast spectral multilinear]
 
 Prints one Markdown table row per measurement (paste into BENCHMARKS.md) and
 writes benchmarks/results/forward.json. Times exclude compilation; each number
@@ -40,44 +40,48 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--library", default="phoenix")
+    parser.add_argument("--paths", nargs="+", default=["fast", "spectral", "multilinear"],
+                        help="forward-model paths to measure, side by side in one run")
     args = parser.parse_args()
 
-    model = sed_model(args.library)
-    nb = len(model.bands)
-    err, mask = NoiseModel(p_missing=0.0).draw(jax.random.key(0), 2048, nb)
-    pool = prior_predictive(jax.random.key(1), model, err, mask)
-    idx = np.resize(np.arange(2048), args.batch)
-    params = jnp.asarray(np.column_stack([pool[p] for p in PARAMS])[idx])
-    log10_theta = jnp.asarray(pool["log10_theta"][idx])
-    mags, errs, masks = jnp.asarray(pool["mag"][idx]), jnp.asarray(err)[idx], jnp.asarray(mask)[idx]
-
-    forward = jax.jit(jax.vmap(model.forward.magnitudes))
-    t_fwd = _median_time(forward, params, log10_theta, repeats=args.repeats)
-
-    def one_logp(p, t, e, m, y):
-        values = dict(zip(PARAMS, p)) | {"log10_theta": t}
-        return log_joint(model, values, e, m, y)
-
-    logp_grad = jax.jit(jax.vmap(jax.value_and_grad(one_logp, argnums=(0, 1))))
-    t_grad = _median_time(logp_grad, params, log10_theta, errs, masks, mags, repeats=args.repeats)
-
     device = jax.devices()[0]
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {device.platform}:{device.device_kind}, "
-                   f"{jax.local_device_count()} device(s), jax {jax.__version__}",
-        "library": args.library, "bands": nb, "batch": args.batch,
-        "forward_evals_per_s": args.batch / t_fwd,
-        "logdensity_grad_evals_per_s": args.batch / t_grad,
-    }
+    machine = (f"{platform.processor() or platform.machine()}, {device.platform}:{device.device_kind}, "
+               f"{jax.local_device_count()} device(s), jax {jax.__version__}")
+    results = []
+    for path in args.paths:
+        model = sed_model(args.library, path=path)
+        nb = len(model.bands)
+        err, mask = NoiseModel(p_missing=0.0).draw(jax.random.key(0), 2048, nb)
+        pool = prior_predictive(jax.random.key(1), model, err, mask)
+        batch = args.batch if path != "spectral" else max(args.batch // 20, 1)  # the reference is ~25x slower
+        idx = np.resize(np.arange(2048), batch)
+        params = jnp.asarray(np.column_stack([pool[p] for p in PARAMS])[idx])
+        log10_theta = jnp.asarray(pool["log10_theta"][idx])
+        mags, errs, masks = jnp.asarray(pool["mag"][idx]), jnp.asarray(err)[idx], jnp.asarray(mask)[idx]
+
+        forward = jax.jit(jax.vmap(model.forward.magnitudes))
+        t_fwd = _median_time(forward, params, log10_theta, repeats=args.repeats)
+
+        def one_logp(p, t, e, m, y, model=model):
+            values = dict(zip(PARAMS, p)) | {"log10_theta": t}
+            return log_joint(model, values, e, m, y)
+
+        logp_grad = jax.jit(jax.vmap(jax.value_and_grad(one_logp, argnums=(0, 1))))
+        t_grad = _median_time(logp_grad, params, log10_theta, errs, masks, mags, repeats=args.repeats)
+        results.append({
+            "date": date.today().isoformat(), "machine": machine, "library": args.library, "path": path,
+            "bands": nb, "batch": batch, "forward_evals_per_s": batch / t_fwd,
+            "logdensity_grad_evals_per_s": batch / t_grad,
+        })
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "forward.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"| {result['date']} | {result['machine']} | forward, {nb} bands, batch {args.batch} | "
-          f"{result['forward_evals_per_s']:.3g} /s |")
-    print(f"| {result['date']} | {result['machine']} | log-density + gradient, batch {args.batch} | "
-          f"{result['logdensity_grad_evals_per_s']:.3g} /s |")
+    (out / "forward.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    for r in results:
+        print(f"| {r['date']} | {r['machine']} | forward ({r['path']}), {r['bands']} bands, batch {r['batch']} | "
+              f"{r['forward_evals_per_s']:.3g} /s |")
+        print(f"| {r['date']} | {r['machine']} | log-density + gradient ({r['path']}), batch {r['batch']} | "
+              f"{r['logdensity_grad_evals_per_s']:.3g} /s |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ the 200-star study whose NUTS fit diverged.
 
     python validation/divergences.py [--max-stars 60] [--settings target_accept=0.8 target_accept=0.95 ...]
 
-Each setting is a comma-separated list of ``NUTSConfig`` fields, e.g. ``target_accept=0.95,av_map=softplus``.
+Each setting is a comma-separated list of ``NUTSConfig`` fields, e.g. ``target_accept=0.95,av_map=softplus``,
+and optionally the forward model's path, ``forward=multilinear`` (default ``fast``).
 
 Reads the study's catalogue and NUTS summary (``validation/results/methods``, written by
 ``calibration.py``), refits the diverging stars with each setting (same seed, so the same
@@ -46,30 +47,61 @@ def _fields(setting: str) -> dict:
     return out
 
 
+def resimulated(catalog, rows, simulated_with: str, forward: str):
+    """The catalogue's stars as the ``forward`` path would have simulated them: the same true parameters and
+    the same noise draws (observed minus the simulating model's magnitudes), on the other path's magnitudes.
+    So each path is fitted to data from its own model, and only the model differs between settings."""
+    import jax
+    import jax.numpy as jnp
+
+    from sedppl.model.forward import PARAMS, forward_model
+
+    truth = jnp.asarray(np.stack([np.asarray(rows[f"true_{p}"], np.float32) for p in PARAMS], axis=1))
+    theta = jnp.asarray(np.asarray(rows["true_log10_theta"], np.float32))
+    magnitudes = {path: np.asarray(jax.vmap(forward_model("phoenix", catalog.bands, path).magnitudes)(truth, theta))
+                  for path in {simulated_with, forward}}
+    table = rows.copy()
+    for b, band in enumerate(catalog.bands):
+        table[band] = np.asarray(table[band]) - magnitudes[simulated_with][:, b] + magnitudes[forward][:, b]
+    return read_catalog(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", type=Path, default=HERE / "results" / "methods")
     parser.add_argument("--max-stars", type=int, default=60)
+    parser.add_argument("--resimulate", action="store_true",
+                        help="fit each forward path to the stars' photometry as that path simulates it (same truths, "
+                        "same noise draws), so that a path is not fitted to another path's model")
+    parser.add_argument("--stars", choices=("diverged", "all"), default="diverged",
+                        help="the study's stars whose NUTS fit diverged (default), or its first ones")
     parser.add_argument("--settings", nargs="+", default=["target_accept=0.8", "target_accept=0.95"])
     parser.add_argument("--out", type=Path, default=HERE / "reports" / "divergences.md")
     args = parser.parse_args()
 
     table = Table.read(args.study / "catalog.parquet")
     study = Table.read(args.study / "nuts" / "summary.parquet")
-    diverged = np.flatnonzero(np.asarray(study["n_divergent"]) > 0)[: args.max_stars]
+    chosen = np.asarray(study["n_divergent"]) > 0 if args.stars == "diverged" else np.ones(len(study), bool)
+    diverged = np.flatnonzero(chosen)[: args.max_stars]
     rows = table[[int(np.flatnonzero(table["id"] == study["id"][i])[0]) for i in diverged]]
     catalog = read_catalog(rows)
+    simulated_with = table.meta.get("sedppl_forward", "multilinear")  # catalogues before the field: multilinear
     prior = read_card(DEFAULT_NPE_MODEL).prior()
     fits, minutes = {}, {}
     for setting in args.settings:
-        config = NUTSConfig(chains=4, draws=1000, warmup=1000, retry=False, **_fields(setting))
+        fields = _fields(setting)
+        forward = fields.pop("forward", "fast")
+        config = NUTSConfig(chains=4, draws=1000, warmup=1000, retry=False, **fields)
         t0 = time.perf_counter()
-        fits[setting] = fit_catalog(catalog, "nuts", config=config, seed=1, prior=prior, progress=True).summary
+        fitted = catalog if not args.resimulate else resimulated(catalog, rows, simulated_with, forward)
+        fits[setting] = fit_catalog(fitted, "nuts", config=config, seed=1, prior=prior, progress=True,
+                                    forward=forward).summary
         minutes[setting] = (time.perf_counter() - t0) / 60
 
     lines = [f"# NUTS divergences: step-size targets and sampler coordinates ({date.today().isoformat()})", "",
-             f"`{' '.join(['python validation/divergences.py', '--max-stars', str(args.max_stars), '--settings', *args.settings])}`",
-             f"The {len(catalog)} stars of the 200-star study (`{args.study}`) whose NUTS fit diverged; each refitted "
+             f"`{' '.join(['python validation/divergences.py', '--max-stars', str(args.max_stars), '--stars', args.stars, *(['--resimulate'] if args.resimulate else []), '--settings', *args.settings])}`",
+             f"The {len(catalog)} stars of the 200-star study (`{args.study.relative_to(HERE.parent) if args.study.is_relative_to(HERE.parent) else args.study}`) "
+             + ("whose NUTS fit diverged" if args.stars == "diverged" else "listed first") + "; each refitted "
              "with every setting, same seed, 4 chains × (1000 + 1000), no retry.", "",
              "| setting | divergences (all stars) | stars with none | trusted | median step size | "
              "fit minutes (compile included) |", "|---|---|---|---|---|---|"]
@@ -101,7 +133,7 @@ def main() -> None:
     per_star = HERE / "results" / "divergences"  # git-ignored: per star, to look into what the report summarises
     per_star.mkdir(parents=True, exist_ok=True)
     for setting, summary in fits.items():
-        summary.write(per_star / f"{setting.replace('=', '-').replace(',', '_')}.parquet", overwrite=True)
+        summary.write(per_star / f"{args.stars}{'_resimulated' if args.resimulate else ''}_{setting.replace('=', '-').replace(',', '_')}.parquet", overwrite=True)
     print("\n".join(lines))
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/model/", "-k", "extinction or zero_point or vega or willmer"]
 MUTATIONS = [  # (file, original, mutated, what it means)
-    ("sedppl/model/forward.py", "- 0.4 * params[3] * self.extinction", "- 0.4 * 1.01 * params[3] * self.extinction",
-     "A_V scaled by 1.01"),
+    ("sedppl/model/forward.py", "block - 0.4 * params[3]", "block - 0.4 * 1.01 * params[3]",
+     "A_V scaled by 1.01 (spectral path)"),
+    ("sedppl/model/forward.py", "extinction = params[3] * (", "extinction = 1.01 * params[3] * (",
+     "A_V scaled by 1.01 (fast path)"),
     ("sedppl/model/extinction.py", "-5.13540e-02 + 1.00216 * rv", "-5.13540e-02 + 1.01218 * rv",
      "one optical F99 anchor slope +1%"),
     ("sedppl/model/extinction.py", "_C3, _C4 = 4.596, 0.99, 3.23, 0.41", "_C3, _C4 = 4.596, 0.99, 3.2623, 0.41",

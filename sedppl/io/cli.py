@@ -71,7 +71,7 @@ def _cmd_simulate(args) -> int:
     from .catalog import write_table
 
     prior = Prior.load(args.prior) if args.prior else Prior.default()
-    model = sed_model(args.library, args.bands, prior)
+    model = sed_model(args.library, args.bands, prior, path=args.forward)
     noise = NoiseModel(args.err_min, args.err_max, args.p_missing, args.min_bands)
     table = simulate_catalog(jax.random.key(args.seed), args.n, model, noise)
     path = write_table(table, args.out)
@@ -138,7 +138,8 @@ def _cmd_fit(args) -> int:
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
                           rescue_rounds=args.rescue_rounds)
-    settings = {"method": args.method, "prior": args.prior, "library": args.library, "config": config,
+    settings = {"method": args.method, "prior": args.prior, "library": args.library, "forward": args.forward,
+                "config": config,
                 "seed": args.seed, "npe_model": args.model, "draws": args.draws, "importance": importance,
                 "fallback": None if args.no_fallback else args.fallback,
                 "smc": SMCConfig(particles=args.particles, retry=not args.no_retry), "nuts_init": args.init}
@@ -204,7 +205,8 @@ def _cmd_compare(args) -> int:
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws)
     smc = SMCConfig(particles=args.particles, final_moves=args.final_moves, retry=not args.no_retry)
-    result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, config=config,
+    result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, forward=args.forward,
+                             config=config,
                              importance=importance, npe_model=args.model, seed=args.seed,
                              progress=not args.quiet, n_corner=args.corners, smc=smc,
                              min_reference_ess=REFERENCE_GRADE["min_reference_ess"] if args.reference_grade else 0.0)
@@ -270,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
     p.add_argument("--bands", nargs="+", default=list(SURVEY_BANDS), metavar="BAND")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
+                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
+                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
     p.add_argument("--err-min", type=_number(float, above=0), default=0.005, help="smallest per-band error [mag] (log-uniform)")
     p.add_argument("--err-max", type=_number(float, above=0), default=0.1, help="largest per-band error [mag] (log-uniform)")
     p.add_argument("--p-missing", type=_number(float, 0, 0.99), default=0.2, help="chance that each band is absent")
@@ -299,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the default prior; for npe and npe-is "
                    "the NPE's training prior). npe-is accepts a new prior without retraining")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
+                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
+                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
@@ -343,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="NPE model folder (default: models/default, shipped in the package as sedppl/pretrained/default)")
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the NPE's training prior)")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
+                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
+                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="NUTS draws per chain; NPE and NPE-IS draws per star")

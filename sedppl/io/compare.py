@@ -50,6 +50,7 @@ class Comparison:
 
 def compare_catalog(
     catalog, out: str | Path | None = None, prior=None, library: str = "phoenix", config: NUTSConfig = NUTSConfig(),
+    forward: str = "fast",
     importance: ISConfig = ISConfig(), npe_model=None, seed: int = 0, progress: bool = True, n_corner: int = 3,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), smc: SMCConfig = SMCConfig(),
     min_reference_ess: float = 0.0,
@@ -76,9 +77,9 @@ def compare_catalog(
     for method in ("nuts", "npe", "npe-is"):
         fits[method] = fit_catalog(
             catalog, method, prior=None if method == "npe" else prior,  # plain NPE only knows its training prior
-            library=library, config=config, seed=seed, progress=progress, criteria=criteria, npe_model=npe_model,
+            library=library, forward=forward, config=config, seed=seed, progress=progress, criteria=criteria, npe_model=npe_model,
             importance=importance, fallback=False, draws=importance.draws)
-    fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, seed=seed, progress=progress,
+    fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, forward=forward, seed=seed, progress=progress,
                               criteria=criteria, smc=smc)  # the second exact engine, that checks the first
     stars = _per_star(fits, min_reference_ess)
     comparison = Comparison(fits, stars)

@@ -24,7 +24,7 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fm = forward_model(library, SURVEY_BANDS)
+    fm = forward_model(library, SURVEY_BANDS, path="spectral")
     wave_um = np.asarray(fm.grid.wavelength_aa) / 1e4
     lam_eff = np.array([effective_wavelength(b) for b in fm.bands]) / 1e4
     fig, (ax_sed, ax_ext) = plt.subplots(2, 1, figsize=(8, 8), height_ratios=(3, 2), constrained_layout=True)
@@ -38,7 +38,7 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
                         label=f"{label}, $A_V$={float(params[3]):g}")
         a_band = np.asarray(fm.surface_magnitudes(dusty) - fm.surface_magnitudes(clean)) / av
         ax_ext.scatter(lam_eff, a_band, color=colour, s=14, label=label)
-    a_lambda = np.asarray(fm.extinction(3.1))
+    a_lambda = np.asarray(fm.extinction_curve(3.1))
     ax_ext.plot(wave_um, a_lambda, color="0.5", lw=1, label=r"F99 $A_\lambda/A_V$, $R_V$=3.1")
     ax_sed.set(xscale="log", ylim=(-6, 0.3), ylabel=r"log$_{10}$ $\lambda F_\lambda$ (relative)",
                title=f"{library} model SEDs, unreddened (solid) and $A_V$={av:g}, $R_V$=3.1 (dashed)")

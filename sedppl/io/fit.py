@@ -119,7 +119,7 @@ def fit_catalog(
     criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
     draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
     smc: SMCConfig = SMCConfig(), nuts_init: str = "prior", chunk: int | None = None, overwrite: bool = False,
-    keep_draws: int | None = None, workers: int | None = None, scheduler: str | None = None,
+    keep_draws: int | None = None, workers: int | None = None, scheduler: str | None = None, forward: str = "fast",
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
@@ -152,7 +152,8 @@ def fit_catalog(
     if is_partitioned(catalog):
         if out is None:
             raise ValueError("a partitioned catalogue (a folder) is fitted into a run folder: pass out=")
-        settings = {"method": method, "prior": prior, "library": library, "config": config, "seed": seed,
+        settings = {"method": method, "prior": prior, "library": library, "forward": forward, "config": config,
+                    "seed": seed,
                     "criteria": criteria, "npe_model": npe_model, "draws": draws, "importance": importance,
                     "fallback": fallback, "smc": smc, "nuts_init": nuts_init}
         fit_dataset(catalog, out, settings, chunk=chunk, overwrite=overwrite, keep_draws=keep_draws,
@@ -162,7 +163,7 @@ def fit_catalog(
         raise ValueError("workers and scheduler run the partitions of a partitioned catalogue (a folder); "
                          "split one file with `sedppl partition` first")
     fitter = Fitter(catalog, method, prior, library, config, seed, criteria, npe_model, draws, importance, fallback,
-                    smc, nuts_init)
+                    smc, nuts_init, forward)
     if out is None:
         return fitter.fit_rows(np.arange(len(fitter.catalog)), progress)
     from .run import fit_to_folder
@@ -186,7 +187,7 @@ class Fitter:
                  config: NUTSConfig = NUTSConfig(), seed: int = 0,
                  criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model=None, draws: int | None = None,
                  importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts", smc: SMCConfig = SMCConfig(),
-                 nuts_init: str = "prior"):
+                 nuts_init: str = "prior", forward: str = "fast"):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; available: {METHODS}")
         if nuts_init not in INITS:
@@ -202,24 +203,27 @@ class Fitter:
             importance = replace(importance, draws=draws)
         self.method, self.library, self.config, self.seed, self.criteria = method, library, config, seed, criteria
         self.importance, self.fallback, self.smc, self.nuts_init = importance, fallback, smc, nuts_init
+        self.forward = forward
         self.npe_path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
         self.prior, self.card, self.posterior = prior, None, None
         self._samplers: dict = {}
         self.model = None
         if catalog.usable.any() or len(catalog) == 0:  # a catalogue without stars is a template (``partitions``)
             if method in FALLBACKS:
-                self.model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True)
+                self.model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True,
+                                       path=forward)
             else:
                 self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library,
                                                                prior if method == "npe" else None)
                 self.model = sed_model(self.card.library, self.card.bands, prior or self.card.prior(),
-                                       marginalize_scale=True)
+                                       marginalize_scale=True, path=forward)
         self.catalog = catalog
         self.keys = star_keys(seed, catalog.ids)
 
     def settings(self) -> dict:
         """What the draws depend on, besides the catalogue (``io.run`` compares them before resuming)."""
-        s = {"method": self.method, "library": self.library, "seed": self.seed, "nuts": repr(self.config),
+        s = {"method": self.method, "library": self.library, "forward": self.forward, "seed": self.seed,
+             "nuts": repr(self.config),
              "smc": repr(self.smc), "importance": repr(self.importance), "criteria": repr(self.criteria),
              "fallback": self.fallback, "nuts_init": self.nuts_init,
              "prior": self.model.prior.to_toml() if self.model is not None else None}

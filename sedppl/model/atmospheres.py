@@ -34,6 +34,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 from scipy.ndimage import distance_transform_edt
 
+from .hermite import cell_weights, slope_weights, stencil_weights, with_derivatives
+
 LIBRARIES = ("phoenix", "kurucz", "bosz")
 SPECTRAL_LIBRARIES = ("phoenix", "kurucz")
 FLOOR_DEX = 30.0  # values are floored this far below a spectrum's peak (as in the data files)
@@ -50,6 +52,7 @@ class Grid(eqx.Module):
     has_node: Bool[Array, "nt ng nz"]
     cell_valid: Bool[Array, "nt-1 ng-1 nz-1"]
     floor_nodes: Float[Array, "nt nz"]
+    slope_weights: Float[Array, "nt ng nz 3 3"]
     node_range: tuple[tuple[float, float], ...] = eqx.field(static=True)
 
     @property
@@ -83,6 +86,33 @@ class Grid(eqx.Module):
     def is_valid(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> Bool[Array, ""]:
         in_cells = self.locate(teff, logg, mh)[2]
         return in_cells & (jnp.asarray(logg) >= self.logg_floor(teff, mh))
+
+    def hermite_weights(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> tuple[Array, Array]:
+        """Lower cell index (3,) and the cubic Hermite weights (2, 2, 2, 4) of one point on each corner's
+        [value, d/dlog Teff, d/dlogg, d/d[M/H]] (``hermite.cell_weights``)."""
+        index, frac, _ = self.locate(teff, logg, mh)
+        widths = jnp.stack([nodes[i + 1] - nodes[i] for nodes, i in zip(self.axes, index)])
+        return index, cell_weights(jnp.clip(frac, 0.0, 1.0), widths)
+
+    def hermite(self, table: Float[Array, "nt ng nz 4 q"], teff: ArrayLike, logg: ArrayLike,
+                mh: ArrayLike) -> Float[Array, " q"]:
+        """C1 cubic Hermite interpolation of a node table with its derivatives (``with_slopes``)."""
+        index, weights = self.hermite_weights(teff, logg, mh)
+        start = (index[0], index[1], index[2], jnp.zeros((), index.dtype), jnp.zeros((), index.dtype))
+        corners = jax.lax.dynamic_slice(table, start, (2, 2, 2) + table.shape[3:])
+        return jnp.tensordot(weights.astype(corners.dtype), corners, axes=4)
+
+    def stencil(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> tuple[Array, Array]:
+        """The same Hermite interpolant as weights (4, 4, 4) on the nodes from index - 1 to index + 2 along
+        each axis; returns (start index in a grid padded by one node on every side, weights)."""
+        index, weights = self.hermite_weights(teff, logg, mh)
+        slopes = jax.lax.dynamic_slice(self.slope_weights, (index[0], index[1], index[2],
+                                       jnp.zeros((), index.dtype), jnp.zeros((), index.dtype)), (2, 2, 2, 3, 3))
+        return index, stencil_weights(weights, slopes.astype(weights.dtype))
+
+    def with_slopes(self, values: np.ndarray) -> Float[Array, "nt ng nz 4 ..."]:
+        """Node values (nt, ng, nz, ...) and their finite-difference slopes, for ``hermite``."""
+        return jnp.asarray(with_derivatives(values, np.asarray(self.slope_weights)), jnp.float32)
 
     def interpolate(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> Float[Array, " nv"]:
         """Multilinear interpolation in (log Teff, logg, [M/H]); finite everywhere."""
@@ -122,7 +152,9 @@ def _node_cube(teff, logg, mh, values) -> tuple[np.ndarray, ...]:
     valid = np.ones(tuple(n - 1 for n in shape), bool)
     for corner in np.ndindex(2, 2, 2):
         valid &= has[tuple(slice(c, c + n - 1) for c, n in zip(corner, shape))]
-    return axes, cube, has, valid, _floor_nodes(axes[1], valid)
+    coords = [np.log10(axes[0]).astype(np.float32), axes[1].astype(np.float32), axes[2].astype(np.float32)]
+    slopes = slope_weights(tuple(c.astype(np.float64) for c in coords), has)  # at the float32 nodes the model uses
+    return axes, cube, has, valid, _floor_nodes(axes[1], valid), slopes.astype(np.float32)
 
 
 def _floor_nodes(logg_nodes: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
@@ -152,7 +184,7 @@ def load_library(name: str = "phoenix") -> Grid:
     else:
         values = data["log_band_flam"]
         values = np.where(np.isfinite(values), values, np.nanmin(values, axis=0) - FLOOR_DEX)
-    axes, cube, has, valid, floor = _node_cube(data["teff"], data["logg"], data["mh"], values)
+    axes, cube, has, valid, floor, slopes = _node_cube(data["teff"], data["logg"], data["mh"], values)
     common = dict(
         name=name,
         log_teff_nodes=jnp.asarray(np.log10(axes[0]), jnp.float32),
@@ -162,6 +194,7 @@ def load_library(name: str = "phoenix") -> Grid:
         has_node=jnp.asarray(has),
         cell_valid=jnp.asarray(valid),
         floor_nodes=jnp.asarray(floor),
+        slope_weights=jnp.asarray(slopes),
         node_range=tuple((float(ax[0]), float(ax[-1])) for ax in axes),
     )
     if name in SPECTRAL_LIBRARIES:

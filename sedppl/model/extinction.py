@@ -62,7 +62,7 @@ def _spline_basis(x: np.ndarray) -> np.ndarray:
     return np.stack([CubicSpline(_ANCHORS_INV_UM, e, bc_type="natural")(x) for e in eye], axis=1)
 
 
-def _curve(x: np.ndarray, rv: float) -> np.ndarray:
+def a_over_av(x: np.ndarray, rv: float) -> np.ndarray:
     """A_lambda / A_V at wavenumbers x [1/um] (float64, build time)."""
     a_over_ebv = np.where(x >= _UV_SWITCH_INV_UM, _fm90_k(x, rv) + rv, _spline_basis(x) @ _anchor_values(rv))
     return a_over_ebv / rv
@@ -93,7 +93,7 @@ class Fitzpatrick99(eqx.Module):
         x = 1e4 / wave
         # Solve for the basis from the exact curve at six R_V values (the system is exactly linear).
         features = np.stack([[1 / rv, 1.0, rv, rv**2, rv**3, 1 / rv**2] for rv in _FEATURE_NODES])
-        curves = np.stack([_curve(x, rv) for rv in _FEATURE_NODES])
+        curves = np.stack([a_over_av(x, rv) for rv in _FEATURE_NODES])
         self.wavelength_aa = jnp.asarray(wave)
         self.basis = jnp.asarray(np.linalg.solve(features, curves).T)
 

@@ -1,11 +1,23 @@
 """The stellar forward model: (teff, logg, mh, av, rv) and angular diameter -> magnitudes.
 
-For a spectral library the steps are: interpolate log10(lambda F_lambda) in
-the grid, multiply the whole spectrum by the Fitzpatrick (1999) extinction at
-the star's R_V, integrate through every passband (a fixed matrix), and dilute
-by (theta/2)^2. For the photometry-only BOSZ library the band fluxes are
-interpolated directly and the extinction of each band is borrowed from the
-Phoenix spectrum at the same parameters, reddened and integrated as above.
+For a spectral library the physics is: multiply each node's spectrum by the
+Fitzpatrick (1999) extinction at the star's R_V, integrate it through every
+passband (a fixed matrix), interpolate the band magnitudes between nodes with
+the grid's C1 cubic Hermite scheme, and dilute by (theta/2)^2. Three paths
+compute it (``forward_model(path=...)``):
+
+- ``fast`` (default): the node magnitudes come precomputed on a grid in
+  (A_V, R_V) (``band_tables``); smooth in all five parameters.
+- ``spectral``: the reference; the 64 nodes around the star are reddened and
+  integrated at every call. The two agree to the tables' tolerance.
+- ``multilinear``: sedppl 0.4's model, kept to reproduce models trained under
+  it: the spectra are interpolated multilinearly, then reddened and integrated.
+  The order matters: integrating then interpolating differs from this by up to
+  tens of mmag between nodes, and its gradient jumps at every cell face.
+
+For the photometry-only BOSZ library the band fluxes are interpolated
+directly and the extinction of each band is borrowed from Phoenix on the same
+path.
 
 Everything is a function of one star (vmap for many) and is finite
 everywhere: outside the grid's validity region magnitudes are still finite and
@@ -17,12 +29,15 @@ from __future__ import annotations
 import functools
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .atmospheres import FLOOR_DEX, PhotometricGrid, SpectralGrid, load_library
+from .band_tables import load_tables
 from .extinction import Fitzpatrick99
+from .hermite import regular_hermite, slope_weights, with_derivatives
 from .passbands import SURVEY_BANDS, Passbands, check_bands, filter_response, reference_convolution
 
 PARAMS: tuple[str, ...] = ("teff", "logg", "mh", "av", "rv")
@@ -45,29 +60,13 @@ class _ForwardModel(eqx.Module):
     def surface_magnitudes(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
         raise NotImplementedError
 
+    def extinction(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
+        """Each band's extinction A_band [mag] at the star's parameters."""
+        return self.surface_magnitudes(params) - self.surface_magnitudes(params.at[3].set(0.0))
+
     def magnitudes(self, params: Float[Array, " 5"], log10_theta_mas: ArrayLike) -> Float[Array, " nb"]:
         """Observed magnitudes of a star of angular diameter 10**log10_theta_mas mas."""
         return self.surface_magnitudes(params) + dilution_mag(log10_theta_mas)
-
-
-class SpectralForwardModel(_ForwardModel):
-    """Forward model on a spectral library: extinction multiplies the spectrum before integration."""
-
-    grid: SpectralGrid
-    extinction: Fitzpatrick99
-    weights: Float[Array, "nb nw"]
-    bands: tuple[str, ...] = eqx.field(static=True)
-
-    def __init__(self, grid: SpectralGrid, bands=SURVEY_BANDS):
-        self.bands = check_bands(bands)
-        wave = np.asarray(grid.wavelength_aa, np.float64)
-        self.grid = grid
-        self.extinction = Fitzpatrick99(wave)
-        self.weights = jnp.asarray(Passbands.build(self.bands, wave).weights, jnp.float32)
-
-    @property
-    def library(self) -> str:
-        return self.grid.name
 
     def in_grid(self, params: Float[Array, " 5"]) -> Bool[Array, ""]:
         return self.grid.is_valid(params[0], params[1], params[2])
@@ -75,52 +74,170 @@ class SpectralForwardModel(_ForwardModel):
     def logg_floor(self, teff: ArrayLike, mh: ArrayLike) -> Float[Array, ""]:
         return self.grid.logg_floor(teff, mh)
 
+    @property
+    def library(self) -> str:
+        return self.grid.name
+
+    def extinction_domain(self) -> dict[str, tuple[float, float]]:
+        """The A_V and R_V ranges the model is defined on (the prior's support must lie inside)."""
+        return {"av": (-np.inf, np.inf), "rv": (0.0, np.inf)}
+
+
+def _band_magnitudes(log_flux: Float[Array, "... nw"], weights: Float[Array, "nb nw"]) -> Float[Array, "... nb"]:
+    """Magnitudes of log10(lambda F_lambda) spectra through the passband matrix, finite for any spectrum."""
+    peak = jnp.max(log_flux, axis=-1, keepdims=True)
+    relative = 10.0 ** jnp.maximum(log_flux - peak, -FLOOR_DEX)
+    return -2.5 * (jnp.log10(relative @ weights.T) + peak)
+
+
+class SpectralForwardModel(_ForwardModel):
+    """Forward model on a spectral library: extinction multiplies the spectrum before integration.
+
+    ``interpolation="hermite"`` (the reference path): the reddened band
+    magnitudes of the 4 x 4 x 4 nodes around the star are integrated from their
+    spectra at the star's (A_V, R_V), then combined by the grid's C1 cubic Hermite
+    interpolant. ``"multilinear"``: the spectra are interpolated multilinearly and
+    then integrated (sedppl up to 0.4; its gradient jumps at cell faces).
+    """
+
+    grid: SpectralGrid
+    extinction_curve: Fitzpatrick99
+    weights: Float[Array, "nb nw"]
+    padded: Float[Array, "nt2 ng2 nz2 nw"] | None
+    bands: tuple[str, ...] = eqx.field(static=True)
+    interpolation: str = eqx.field(static=True)
+
+    def __init__(self, grid: SpectralGrid, bands=SURVEY_BANDS, interpolation: str = "hermite"):
+        if interpolation not in ("hermite", "multilinear"):
+            raise ValueError(f"interpolation must be 'hermite' or 'multilinear', not {interpolation!r}")
+        self.bands = check_bands(bands)
+        self.interpolation = interpolation
+        wave = np.asarray(grid.wavelength_aa, np.float64)
+        self.grid = grid
+        self.extinction_curve = Fitzpatrick99(wave)
+        self.weights = jnp.asarray(Passbands.build(self.bands, wave).weights, jnp.float32)
+        self.padded = jnp.pad(grid.values, ((1, 1), (1, 1), (1, 1), (0, 0)), mode="edge") if interpolation == "hermite" else None
+
+    @property
+    def path(self) -> str:
+        return "spectral" if self.interpolation == "hermite" else "multilinear"
+
     def spectrum(self, params: Float[Array, " 5"]) -> Float[Array, " nw"]:
-        """Reddened log10(lambda F_lambda) of the stellar surface on the library's wavelengths."""
+        """Reddened log10(lambda F_lambda) of the stellar surface, interpolated multilinearly."""
         log_flux = self.grid.interpolate(params[0], params[1], params[2])
-        return log_flux - 0.4 * params[3] * self.extinction(params[4])
+        return log_flux - 0.4 * params[3] * self.extinction_curve(params[4])
 
     def surface_magnitudes(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
         """Magnitudes of the stellar surface flux (theta/2 = 1 rad)."""
-        log_flux = self.spectrum(params)
-        peak = jnp.max(log_flux)
-        relative = 10.0 ** jnp.maximum(log_flux - peak, -FLOOR_DEX)
-        return -2.5 * (jnp.log10(self.weights @ relative) + peak)
+        if self.interpolation == "multilinear":
+            return _band_magnitudes(self.spectrum(params), self.weights)
+        start, weights = self.grid.stencil(params[0], params[1], params[2])
+        zero = jnp.zeros((), start.dtype)
+        block = jax.lax.dynamic_slice(self.padded, (start[0], start[1], start[2], zero),
+                                      (4, 4, 4, self.padded.shape[-1]))
+        reddened = block - 0.4 * params[3] * self.extinction_curve(params[4])
+        return jnp.tensordot(weights.astype(block.dtype), _band_magnitudes(reddened, self.weights), axes=3)
+
+
+class TabulatedForwardModel(_ForwardModel):
+    """The fast path: band magnitudes precomputed from the spectra (``band_tables``), C1 in every parameter.
+
+    m_b = m0_b + A_V sum_r alpha_br phi_br(A_V, R_V): m0 and alpha are Hermite-interpolated
+    between the grid's nodes, phi between the (A_V, R_V) samples. Agrees with the
+    spectral path (``interpolation="hermite"``) to the tables' tolerance.
+    """
+
+    grid: SpectralGrid
+    table: Float[Array, "nt ng nz 4 q"]
+    phi: Float[Array, "nav nrv 3 r"]
+    component_band: Float[Array, "r nb"]
+    bands: tuple[str, ...] = eqx.field(static=True)
+    av_axis: tuple[float, float, int] = eqx.field(static=True)
+    rv_axis: tuple[float, float, int] = eqx.field(static=True)
+
+    def __init__(self, grid: SpectralGrid, bands=SURVEY_BANDS):
+        self.bands = check_bands(bands)
+        self.grid = grid
+        tables = load_tables(grid.name)
+        known = list(tables["bands"])
+        missing = [b for b in self.bands if b not in known]
+        if missing:
+            raise KeyError(f"no band tables for {missing}; use the spectral forward path")
+        columns = [known.index(b) for b in self.bands]
+        owner = tables["component_band"]
+        components = np.flatnonzero(np.isin(owner, columns))
+        values = np.concatenate([tables["m0"][..., columns], tables["alpha"][..., components]], axis=-1)
+        self.table = grid.with_slopes(values)
+        onehot = owner[components][:, None] == np.asarray(columns)[None, :]
+        self.component_band = jnp.asarray(onehot, jnp.float32)
+        av, rv = tables["av"], tables["rv"]
+        slopes = slope_weights((av, rv), np.ones((av.size, rv.size), bool))
+        self.phi = jnp.asarray(with_derivatives(np.moveaxis(tables["phi"][components], 0, -1), slopes), jnp.float32)
+        self.av_axis = (float(av[0]), float(av[1] - av[0]), int(av.size))
+        self.rv_axis = (float(rv[0]), float(rv[1] - rv[0]), int(rv.size))
+
+    @property
+    def path(self) -> str:
+        return "fast"
+
+    def extinction_domain(self) -> dict[str, tuple[float, float]]:
+        return {name: (start, start + step * (n - 1)) for name, (start, step, n) in
+                (("av", self.av_axis), ("rv", self.rv_axis))}
+
+    def _basis(self, av: ArrayLike, rv: ArrayLike) -> Float[Array, " r"]:
+        return regular_hermite(self.phi, jnp.stack([av, rv]), (self.av_axis, self.rv_axis))
+
+    def _split(self, params: Float[Array, " 5"]) -> tuple[Array, Array]:
+        q = self.grid.hermite(self.table, params[0], params[1], params[2])
+        nb = len(self.bands)
+        extinction = params[3] * ((q[nb:] * self._basis(params[3], params[4])) @ self.component_band)
+        return q[:nb], extinction
+
+    def extinction(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
+        return self._split(params)[1]
+
+    def surface_magnitudes(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
+        m0, extinction = self._split(params)
+        return m0 + extinction
 
 
 class PhotometricForwardModel(_ForwardModel):
     """Forward model on a photometry-only library (BOSZ).
 
     Extinction of each band is the Phoenix model's reddening at the same
-    (teff, logg, mh, av, rv): m(av) - m(0), computed by reddening the Phoenix
-    spectrum, so the band-integrated curvature is kept.
+    (teff, logg, mh, av, rv), m(av) - m(0), on the same path (fast, spectral or
+    multilinear), so the band-integrated curvature is kept. The unreddened band
+    fluxes are Hermite-interpolated in the BOSZ grid (multilinearly on the
+    multilinear path).
     """
 
     grid: PhotometricGrid
-    reddening: SpectralForwardModel
+    reddening: SpectralForwardModel | TabulatedForwardModel
+    table: Float[Array, "nt ng nz 4 nb"]
     band_index: Array
     band_norm_mag: Float[Array, " nb"]
     bands: tuple[str, ...] = eqx.field(static=True)
 
-    def __init__(self, grid: PhotometricGrid, bands=SURVEY_BANDS):
+    def __init__(self, grid: PhotometricGrid, bands=SURVEY_BANDS, path: str = "fast"):
         self.bands = check_bands(bands)
         missing = [b for b in self.bands if b not in grid.bands]
         if missing:
             raise KeyError(f"Library {grid.name!r} has no photometry for {missing}; it has {grid.bands}")
         self.grid = grid
-        self.reddening = SpectralForwardModel(load_library("phoenix"), self.bands)
-        self.band_index = jnp.asarray([grid.bands.index(b) for b in self.bands])
+        self.reddening = _build("phoenix", self.bands, path)
         # magnitude of a flat unit F_lambda in each band: -2.5 log10(conv(1) / reference)
-        flat = [
+        flat = np.array([
             -2.5 * np.log10(float(filter_response(b).convolve_with_function(lambda w: np.ones_like(w)).value)
                             / reference_convolution(b))
             for b in self.bands
-        ]
-        self.band_norm_mag = jnp.asarray(flat, jnp.float32)
+        ])
+        index = [grid.bands.index(b) for b in self.bands]
+        self.band_index, self.band_norm_mag = jnp.asarray(index), jnp.asarray(flat, jnp.float32)
+        self.table = grid.with_slopes(-2.5 * np.asarray(grid.values, np.float64)[..., index] + flat)
 
     @property
-    def library(self) -> str:
-        return self.grid.name
+    def path(self) -> str:
+        return self.reddening.path
 
     def in_grid(self, params: Float[Array, " 5"]) -> Bool[Array, ""]:
         return self.grid.is_valid(params[0], params[1], params[2]) & self.reddening.in_grid(params)
@@ -128,24 +245,41 @@ class PhotometricForwardModel(_ForwardModel):
     def logg_floor(self, teff: ArrayLike, mh: ArrayLike) -> Float[Array, ""]:
         return jnp.maximum(self.grid.logg_floor(teff, mh), self.reddening.logg_floor(teff, mh))
 
+    def extinction_domain(self) -> dict[str, tuple[float, float]]:
+        return self.reddening.extinction_domain()
+
     def surface_magnitudes(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
-        log_band_flam = self.grid.interpolate(params[0], params[1], params[2])[self.band_index]
-        unreddened = params.at[3].set(0.0)
-        extinction = self.reddening.surface_magnitudes(params) - self.reddening.surface_magnitudes(unreddened)
-        return -2.5 * log_band_flam + self.band_norm_mag + extinction
+        if self.path == "multilinear":
+            unreddened = -2.5 * self.grid.interpolate(params[0], params[1], params[2])[self.band_index] + self.band_norm_mag
+        else:
+            unreddened = self.grid.hermite(self.table, params[0], params[1], params[2])
+        return unreddened + self.reddening.extinction(params)
 
 
-ForwardModel = SpectralForwardModel | PhotometricForwardModel
+ForwardModel = SpectralForwardModel | TabulatedForwardModel | PhotometricForwardModel
+
+
+PATHS = ("fast", "spectral", "multilinear")
 
 
 @functools.cache
-def _build(library: str, bands: tuple[str, ...]) -> ForwardModel:
+def _build(library: str, bands: tuple[str, ...], path: str) -> ForwardModel:
     grid = load_library(library)
-    if isinstance(grid, SpectralGrid):
-        return SpectralForwardModel(grid, bands)
-    return PhotometricForwardModel(grid, bands)
+    if not isinstance(grid, SpectralGrid):
+        return PhotometricForwardModel(grid, bands, path)
+    if path == "fast":
+        return TabulatedForwardModel(grid, bands)
+    return SpectralForwardModel(grid, bands, "hermite" if path == "spectral" else "multilinear")
 
 
-def forward_model(library: str = "phoenix", bands=SURVEY_BANDS) -> ForwardModel:
-    """The forward model for a library and band list (cached)."""
-    return _build(library, check_bands(bands))
+def forward_model(library: str = "phoenix", bands=SURVEY_BANDS, path: str = "fast") -> ForwardModel:
+    """The forward model for a library and band list (cached).
+
+    ``path``: ``"fast"`` (precomputed band tables, the default), ``"spectral"``
+    (the same interpolant integrated from the spectra at every call: the
+    reference) or ``"multilinear"`` (spectra interpolated multilinearly, the
+    model of sedppl 0.4 and of the NPE models trained under it).
+    """
+    if path not in PATHS:
+        raise ValueError(f"unknown forward path {path!r}; choose one of {PATHS}")
+    return _build(library, check_bands(bands), path)

@@ -31,7 +31,7 @@ from numpyro.infer.util import log_density
 from .forward import MAS_IN_RAD, PARAMS, ForwardModel, dilution_mag, forward_model, log10_theta_from_dilution
 from .likelihood import masked_normal, sanitize, scale_conditional, scale_marginal_log_likelihood, total_sigma
 from .passbands import SURVEY_BANDS
-from .priors import SCALE, Prior
+from .priors import SCALE, Prior, PriorError
 
 
 class AboveFloor(dist.Distribution):
@@ -71,6 +71,15 @@ class SEDModel(eqx.Module):
     forward: ForwardModel
     prior: Prior = eqx.field(static=True)
     marginalize_scale: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        support, domain = self.support(), self.forward.extinction_domain()
+        for name in ("av", "rv"):
+            (lo, hi), (d_lo, d_hi) = support[name], domain[name]
+            if lo < d_lo - 1e-9 or hi > d_hi + 1e-9:
+                hint = " or use the spectral forward path (--forward spectral)" if self.forward.path == "fast" else ""
+                raise PriorError(f"prior [{name}]: its support [{lo:g}, {hi:g}] leaves the range the "
+                                 f"{self.forward.path} forward model covers, [{d_lo:g}, {d_hi:g}]; narrow it{hint}")
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -129,10 +138,12 @@ class SEDModel(eqx.Module):
 
 
 def sed_model(
-    library: str = "phoenix", bands=SURVEY_BANDS, prior: Prior | None = None, marginalize_scale: bool = False
+    library: str = "phoenix", bands=SURVEY_BANDS, prior: Prior | None = None, marginalize_scale: bool = False,
+    path: str = "fast",
 ) -> SEDModel:
-    """Build the generative model for a library, a band list and a prior (default prior if None)."""
-    return SEDModel(forward_model(library, bands), prior or Prior.default(), marginalize_scale)
+    """Build the generative model for a library, a band list and a prior (default prior if None), with the
+    forward model's ``path`` (``forward.forward_model``: "fast", "spectral" or "multilinear")."""
+    return SEDModel(forward_model(library, bands, path), prior or Prior.default(), marginalize_scale)
 
 
 def log_joint(model: SEDModel, values: dict[str, Array], mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike) -> Array:

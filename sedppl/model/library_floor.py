@@ -73,8 +73,9 @@ def pair_residuals(a: str, b: str, bands=SURVEY_BANDS) -> tuple[np.ndarray, np.n
     nodes = shared_nodes(a, b)
     nodes = nodes[~np.isin(np.round(nodes[:, 0]), [_teff_ends(a), _teff_ends(b)])]  # boundary nodes out
     params = jnp.asarray(np.column_stack([nodes, np.zeros(len(nodes)), np.full(len(nodes), 3.1)]), jnp.float32)
-    diff = np.subtract(*(np.asarray(jax.vmap(forward_model(lib, every).surface_magnitudes)(params), np.float64)
-                         for lib in (b, a)))
+    # at a node every forward path gives the node's own integrated spectrum; "multilinear" reads one spectrum
+    diff = np.subtract(*(np.asarray(jax.vmap(forward_model(lib, every, "multilinear").surface_magnitudes)(params),
+                                    np.float64) for lib in (b, a)))
     offset = diff[:, [every.index(x) for x in ANCHOR_BANDS]].mean(axis=1, keepdims=True)
     return nodes[:, 0], (diff - offset)[:, [every.index(x) for x in bands]]
 

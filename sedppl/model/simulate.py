@@ -110,6 +110,7 @@ def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel 
     table.meta.update(
         {
             "sedppl_library": model.forward.library,
+            "sedppl_forward": model.forward.path,
             "sedppl_prior": model.prior.source,
             "sedppl_sys_floor": model.prior.sys_floor,
             **{f"sedppl_noise_{k}": v for k, v in asdict(noise).items()},

@@ -40,6 +40,22 @@ def test_simulate_writes_a_readable_reproducible_catalog(tmp_path):
     assert "true_teff" in a.extra.colnames
 
 
+def test_simulate_on_each_forward_path_and_a_prior_beyond_the_tables(tmp_path, capsys):
+    args = ["simulate", "20", "--seed", "3", "--bands", "gaia_g", "galex_nuv", "2mass_ks"]
+    for path in ("fast", "spectral"):
+        assert main(args + ["--forward", path, "--out", str(tmp_path / f"{path}.csv")]) == 0
+    fast, spectral = read_catalog(tmp_path / "fast.csv"), read_catalog(tmp_path / "spectral.csv")
+    np.testing.assert_array_equal(fast.mask, spectral.mask)
+    np.testing.assert_allclose(fast.mag[fast.mask], spectral.mag[fast.mask], atol=0.01)  # same draws, same physics
+    capsys.readouterr()
+    assert main(["prior"]) == 0
+    wide = tmp_path / "wide.toml"
+    wide.write_text(capsys.readouterr().out.replace("high = 15.0", "high = 25.0"))
+    assert main(["simulate", "2", "--prior", str(wide), "--out", str(tmp_path / "w.csv")]) == 2
+    assert "[av]" in (err := capsys.readouterr().err) and "--forward spectral" in err
+    assert main(["simulate", "2", "--prior", str(wide), "--forward", "spectral", "--out", str(tmp_path / "w.csv")]) == 0
+
+
 def test_prior_file_is_taken_and_checked(tmp_path, capsys):
     assert main(["prior"]) == 0
     default = capsys.readouterr().out

@@ -42,11 +42,13 @@ def _sha256(paths) -> str:
     return digest.hexdigest()[:16]
 
 
-def data_hash(library: str, library_floor: bool = False) -> str:
-    """Hash of the atmosphere library file, and of the library-floor table when the prior uses it
-    (passband curves come from pinned packages)."""
+def data_hash(library: str, library_floor: bool = False, forward: str = "multilinear") -> str:
+    """Hash of the atmosphere library file, of the library-floor table when the prior uses it, and of the
+    band tables on the fast forward path (passband curves come from pinned packages)."""
     data = resources.files("sedppl.model.data")
     files = [f"{library}.npz"] + (["library_floor.npz"] if library_floor else [])
+    if forward == "fast":
+        files.append(f"{'phoenix' if library == 'bosz' else library}_bands.npz")  # BOSZ reddens with Phoenix's
     return _sha256([Path(str(data.joinpath(f))) for f in files])
 
 
@@ -69,6 +71,7 @@ class ModelCard:
     code_hash: str = ""
     zero_points: dict = field(default_factory=dict)  # band -> m_AB - m_band when trained ({}: not recorded)
     checksums: dict = field(default_factory=dict)  # "weights.eqx" and "card" -> SHA-256 (written by save_npe)
+    forward: str = "multilinear"  # the forward model's path it was trained on (cards before 0.5: multilinear)
     version: int = CARD_VERSION
 
     def prior(self) -> Prior:
@@ -77,7 +80,7 @@ class ModelCard:
         return Prior.from_dict(tomllib.loads(self.prior_toml), source="model card")
 
     def model(self, marginalize_scale: bool = False) -> SEDModel:
-        return sed_model(self.library, self.bands, self.prior(), marginalize_scale)
+        return sed_model(self.library, self.bands, self.prior(), marginalize_scale, self.forward)
 
     def skeleton(self) -> NPEPosterior:
         """The network, freshly initialised, for its weights to be loaded into. Built on the CPU: its
@@ -107,7 +110,8 @@ class ModelCard:
         noise = TrainingNoise(**self.noise)
         lines = [
             "# NPE model card", "",
-            f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`); code hash `{self.code_hash}`",
+            f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`), forward path `{self.forward}`; "
+            f"code hash `{self.code_hash}`",
             f"- Bands ({len(self.bands)}): {', '.join(self.bands)}",
             f"- Zero points (m_AB - m_band when trained): {self.zero_points or 'not recorded (before 2026-11-30)'}",
             "- Training prior: `prior.toml` (plain NPE refuses any other prior; `npe-is` reweights to a new one)",
@@ -133,6 +137,8 @@ def save_npe(path: str | Path, posterior: NPEPosterior, card: ModelCard) -> Path
 
 def _card_digest(card: ModelCard) -> str:
     content = {k: v for k, v in card.__dict__.items() if k != "checksums"} | {"bands": list(card.bands)}
+    if content["forward"] == "multilinear":  # the value of cards written before the field existed
+        del content["forward"]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

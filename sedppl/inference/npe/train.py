@@ -48,6 +48,7 @@ class TrainConfig:
     """Everything a training run depends on (a TOML file with [model], [noise], [architecture], [train])."""
 
     library: str = "phoenix"
+    forward: str = "fast"  # the forward model's path (model.forward.PATHS)
     bands: tuple[str, ...] = SURVEY_BANDS
     prior: str = "default"  # "default" or a prior TOML path
     noise: TrainingNoise = TrainingNoise()
@@ -69,8 +70,8 @@ class TrainConfig:
         unknown = set(tables) - {"model", "noise", "architecture", "train"}
         if unknown:
             raise ValueError(f"training config {path}: unknown table(s) {sorted(unknown)}")
-        allowed = {"model": {"library", "bands", "prior"}, "train": _fields(cls) - {"library", "bands", "prior",
-                   "noise", "architecture"}, "noise": _fields(TrainingNoise), "architecture": _fields(Architecture)}
+        allowed = {"model": {"library", "forward", "bands", "prior"}, "train": _fields(cls) - {
+                   "library", "forward", "bands", "prior", "noise", "architecture"}, "noise": _fields(TrainingNoise), "architecture": _fields(Architecture)}
         for name, table in tables.items():
             unknown_keys = set(table) - allowed[name]
             if unknown_keys:
@@ -149,7 +150,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         self.config = c = config
-        self.model = sed_model(c.library, c.bands, c.load_prior())
+        self.model = sed_model(c.library, c.bands, c.load_prior(), path=c.forward)
         schedule = optax.warmup_cosine_decay_schedule(
             0.0, c.learning_rate, c.warmup_steps, max(c.max_epochs * c.steps_per_epoch, c.warmup_steps + 1),
             end_value=0.02 * c.learning_rate)
@@ -240,7 +241,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
 
     sims = state["epoch"] * config.steps_per_epoch * config.batch_size
     card = ModelCard(
-        library=config.library, bands=tuple(config.bands), prior_toml=config.load_prior().to_toml(),
+        library=config.library, forward=config.forward, bands=tuple(config.bands),
+        prior_toml=config.load_prior().to_toml(),
         noise=config.noise.to_dict(), architecture=config.architecture.to_dict(),
         training={
             "date": date.today().isoformat(), "device": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
@@ -251,7 +253,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             "config": _portable(config.to_dict(), out), "history": state["history"],
         } | ({"init_from": state["parent"], "starting_validation_nll": round(state["history"][0][2], 4)}
              if "parent" in state else {}),
-        data_hash=data_hash(config.library, config.load_prior().sys_floor == LIBRARY_FLOOR), code_hash=code_hash(),
+        data_hash=data_hash(config.library, config.load_prior().sys_floor == LIBRARY_FLOOR, config.forward),
+        code_hash=code_hash(),
         zero_points=current_zero_points(config.bands),
     )
     save_npe(out, best, card)

@@ -1,0 +1,90 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sedppl.model.atmospheres import load_library
+from sedppl.model.hermite import derivative_weights, regular_hermite, slope_weights, with_derivatives
+
+
+def test_three_point_slopes_are_exact_for_quadratics_on_uneven_nodes():
+    x = np.array([0.0, 0.3, 1.0, 1.2, 2.5])
+    f = 2.0 * x**2 - 3.0 * x + 1.0
+    w = derivative_weights(x, np.ones(5, bool), 0)
+    slope = np.array([w[i] @ np.pad(f, 1, mode="edge")[i:i + 3] for i in range(5)])
+    np.testing.assert_allclose(slope[1:-1], 4.0 * x[1:-1] - 3.0, rtol=1e-12)
+    np.testing.assert_allclose(slope[[0, -1]], [(f[1] - f[0]) / 0.3, (f[4] - f[3]) / 1.3])  # one-sided at the ends
+
+
+def test_slopes_never_reach_across_a_missing_node():
+    has = np.array([True, True, False, True, True])
+    w = derivative_weights(np.arange(5.0), has, 0)
+    np.testing.assert_allclose(w[1], [-1.0, 1.0, 0.0])  # left difference: the right neighbour is missing
+    np.testing.assert_allclose(w[2], 0.0)  # a missing node has no slope
+    np.testing.assert_allclose(w[3], [0.0, -1.0, 1.0])
+
+
+def _grid_table(grid, rng):
+    values = rng.normal(size=tuple(grid.has_node.shape) + (3,))
+    return values, grid.with_slopes(values)
+
+
+def test_exact_at_the_nodes(phoenix):
+    values, table = _grid_table(phoenix, np.random.default_rng(0))
+    teff, logg, mh = (np.asarray(a, np.float64) for a in phoenix.axes)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        i, j, k = (rng.integers(1, len(a) - 1) for a in (teff, logg, mh))
+        got = phoenix.hermite(table, 10 ** teff[i], logg[j], mh[k])
+        np.testing.assert_allclose(got, values[i, j, k], atol=2e-4)
+
+
+def test_stencil_weights_give_the_same_interpolant_as_the_slope_table(phoenix):
+    """Two writings of one interpolant: node slopes tabulated (fast path) and weights on the 4x4x4 block
+    (spectral path)."""
+    values, table = _grid_table(phoenix, np.random.default_rng(2))
+    padded = np.pad(values, ((1, 1), (1, 1), (1, 1), (0, 0)), mode="edge")
+    rng = np.random.default_rng(3)
+    for teff, logg, mh in zip(rng.uniform(2400, 11900, 30), rng.uniform(0.1, 5.9, 30), rng.uniform(-3.9, 0.9, 30)):
+        start, weights = phoenix.stencil(teff, logg, mh)
+        s = np.asarray(start)
+        block = padded[s[0]:s[0] + 4, s[1]:s[1] + 4, s[2]:s[2] + 4]
+        np.testing.assert_allclose(np.tensordot(np.asarray(weights), block, 3),
+                                   phoenix.hermite(table, teff, logg, mh), atol=2e-4)
+
+
+def _interp_1d(x):
+    """A function on one axis of the Phoenix grid (log Teff), Hermite-interpolated."""
+    grid = load_library("phoenix")
+    lt = np.asarray(grid.log_teff_nodes, np.float64)
+    values = np.broadcast_to((np.sin(10 * lt) + 3 * lt**2)[:, None, None, None], tuple(grid.has_node.shape) + (1,))
+    table = grid.with_slopes(values)
+    return grid.hermite(table, 10**x, 4.5, 0.0)[0]
+
+
+def test_gradient_is_continuous_across_a_cell_face_where_multilinear_creases():
+    grid = load_library("phoenix")
+    face = float(grid.log_teff_nodes[30])
+    grad = jax.grad(_interp_1d)
+    left, right = float(grad(jnp.float32(face - 1e-5))), float(grad(jnp.float32(face + 1e-5)))
+    assert abs(left - right) < 2e-3  # |f''| < 110 here: a smooth gradient moves by < 2.2e-3 over 2e-5
+    spectra = lambda x: grid.interpolate(10**x, 4.5, 0.0)[300]
+    jump = abs(float(jax.grad(spectra)(jnp.float32(face - 1e-5)) - jax.grad(spectra)(jnp.float32(face + 1e-5))))
+    assert jump > 100 * abs(left - right)  # the multilinear crease this removes
+
+
+def test_regular_grid_interpolation_reproduces_a_quadratic_inside():
+    av, rv = np.linspace(0, 4, 9), np.linspace(2, 6, 9)
+    f = (av[:, None] ** 2 + 0.5 * rv[None, :] ** 2 - av[:, None])[..., None]
+    table = jnp.asarray(with_derivatives(f, slope_weights((av, rv), np.ones((9, 9), bool))))
+    for a, r in [(1.3, 3.1), (2.71, 4.9), (0.9, 2.6)]:
+        got = regular_hermite(table, jnp.array([a, r]), ((0.0, 0.5, 9), (2.0, 0.5, 9)))
+        np.testing.assert_allclose(got, [a**2 + 0.5 * r**2 - a], rtol=1e-5)
+
+
+@pytest.mark.parametrize("x", [-1.0, 10.0])
+def test_regular_grid_takes_the_edge_value_outside(x):
+    av = np.linspace(0, 4, 9)
+    table = jnp.asarray(with_derivatives(av[:, None], slope_weights((av,), np.ones(9, bool))))
+    got = float(regular_hermite(table, jnp.array([x]), ((0.0, 0.5, 9),))[0])
+    assert got == pytest.approx(np.clip(x, 0, 4))
