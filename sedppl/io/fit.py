@@ -587,6 +587,7 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
         data |= {"chain_weight": (("star", "chain"), c["chain_weight"]), "mode": (("star", "chain"), c["mode"])}
         tree["nuts_chains"] = xr.Dataset(data, coords={"star": stars})
     tree.attrs.update({"sedppl_method": method, "sedppl_library": model.forward.library,
+                       "sedppl_forward": model.forward.path,
                        "sedppl_bands": ",".join(model.bands), "sedppl_prior": model.prior.to_toml()})
     return tree
 

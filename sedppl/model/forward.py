@@ -184,6 +184,14 @@ class TabulatedForwardModel(_ForwardModel):
         return {name: (start, start + step * (n - 1)) for name, (start, step, n) in
                 (("av", self.av_axis), ("rv", self.rv_axis))}
 
+    def in_grid(self, params: Float[Array, " 5"]) -> Bool[Array, ""]:
+        """Inside the grid's validity region and the tables' (A_V, R_V) range (beyond it the basis is held
+        at the edge: finite, not physics)."""
+        inside = self.grid.is_valid(params[0], params[1], params[2])
+        for value, (lo, hi) in zip(params[3:], self.extinction_domain().values()):
+            inside &= (value >= lo) & (value <= hi)
+        return inside
+
     def _basis(self, av: ArrayLike, rv: ArrayLike) -> Float[Array, " r"]:
         return regular_hermite(self.phi, jnp.stack([av, rv]), (self.av_axis, self.rv_axis))
 
@@ -233,7 +241,17 @@ class PhotometricForwardModel(_ForwardModel):
         ])
         index = [grid.bands.index(b) for b in self.bands]
         self.band_index, self.band_norm_mag = jnp.asarray(index), jnp.asarray(flat, jnp.float32)
-        self.table = grid.with_slopes(-2.5 * np.asarray(grid.values, np.float64)[..., index] + flat)
+        # a band a node lacks was filled FLOOR_DEX below the band's faintest value (``load_library``): its
+        # slopes must not reach across that fill, or the cubic overshoots by magnitudes in the next cells
+        values = np.asarray(grid.values, np.float64)[..., index]
+        fill = values.min(axis=(0, 1, 2), keepdims=True)
+        lowest_real = np.where(values > fill + 1e-3, values, np.inf).min(axis=(0, 1, 2), keepdims=True)
+        real = ~((lowest_real - fill > 0.5 * FLOOR_DEX) & (values <= fill + 1e-3))
+        axes = tuple(np.asarray(a, np.float64) for a in grid.axes)
+        has = np.asarray(grid.has_node)
+        self.table = jnp.stack([jnp.asarray(with_derivatives(-2.5 * values[..., b] + flat[b],
+                                                             slope_weights(axes, has & real[..., b])), jnp.float32)
+                                for b in range(len(index))], axis=-1)
 
     @property
     def path(self) -> str:

@@ -140,7 +140,7 @@ from sedppl.model.simulate import NoiseModel, simulate_catalog
 model = sed_model(bands={bands!r})
 table = simulate_catalog(jax.random.key(3), 3, model, NoiseModel(p_missing=0.0))
 cat = read_catalog(table)
-sampler = NUTSSampler(model, NUTSConfig(chains=2, draws=60, warmup=60, stars_per_call=3))
+sampler = NUTSSampler(model, NUTSConfig(chains=2, draws=60, warmup=60, stars_per_call=3, retry=False))
 out = sampler.sample(jax.random.key(0), cat.err, cat.mask, cat.mag, progress=False)
 split = sampler._compiled
 sampler._compiled = lambda *a: split(*a, on=[jax.local_devices()[0]] * 2)  # the same parts, all on device 0

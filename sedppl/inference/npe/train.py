@@ -126,7 +126,8 @@ def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosteri
                         *p.flow.bijection.bijections[:n])
     t = card.training
     lineage = {k: t.get(k) for k in ("epochs", "simulations_seen", "minutes", "best_validation_nll", "date")}
-    lineage |= {"path": Path(config.init_from).name, "code_hash": card.code_hash, "init_from": t.get("init_from")}
+    lineage |= {"path": Path(config.init_from).name, "code_hash": card.code_hash, "init_from": t.get("init_from"),
+                "forward": card.forward}  # a parent trained on another forward path is fine-tuned onto this one
     return eqx.tree_at(layers, posterior, layers(parent)), lineage
 
 
