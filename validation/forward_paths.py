@@ -28,6 +28,7 @@ import numpy as np
 from sedppl.model.atmospheres import load_library
 from sedppl.model.forward import PARAMS, _band_magnitudes, forward_model
 from sedppl.model.generative import sed_model
+from sedppl.model.hermite import derivative_weights
 from sedppl.model.simulate import simulate_catalog
 
 HERE = Path(__file__).parent
@@ -78,9 +79,10 @@ def leave_one_out() -> list[str]:
         xm, x0, xp = x[i - 1], x[i], x[i + 1]
         t, h = (x0 - xm) / (xp - xm), xp - xm
         f = node_mags[i - 2:i + 3][:, ok]  # (5, n, band)
-        slope = lambda a, b, c, xa, xb, xc: (-(xc - xb) / ((xb - xa) * (xc - xa)) * a
-                                             + ((xc - xb) - (xb - xa)) / ((xb - xa) * (xc - xb)) * b
-                                             + (xb - xa) / ((xc - xb) * (xc - xa)) * c)
+        def slope(a, b, c, xa, xb, xc):  # the model's own three-point weights, at the middle node
+            w = derivative_weights(np.array([xa, xb, xc]), np.ones(3, bool), 0)[1]
+            return w[0] * a + w[1] * b + w[2] * c
+
         s_m = slope(f[0], f[1], f[3], x[i - 2], xm, xp)  # at i-1, neighbours i-2 and i+1 (i removed)
         s_p = slope(f[1], f[3], f[4], xm, xp, x[i + 2])
         h00, h01 = 1 - 3 * t**2 + 2 * t**3, 3 * t**2 - 2 * t**3

@@ -220,7 +220,10 @@ def load_tables(library: str) -> dict[str, np.ndarray]:
 def main() -> None:
     for library in SPECTRAL_LIBRARIES:
         tables = build(library)
-        np.savez_compressed(table_file(library), **tables)
+        target = table_file(library)
+        partial = target.with_name(target.stem + ".partial.npz")  # a killed build never leaves a torn table
+        np.savez_compressed(partial, **tables)
+        partial.replace(target)
         ranks = np.bincount(tables["component_band"], minlength=len(tables["bands"]))
         print(f"wrote {table_file(library)}: {len(tables['phi'])} components; per band "
               + ", ".join(f"{b} {r}" for b, r in zip(tables["bands"], ranks)))
