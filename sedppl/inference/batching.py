@@ -52,14 +52,49 @@ def resolve_batch(batch: str = "auto") -> str:
 
 
 def over_stars(one, batch: str):
-    """``one`` of one star's arguments -> a function of a block of stars: ``lax.map`` ("map") or ``vmap``."""
+    """``one`` of one star's arguments -> a function of ``(valid, *block)`` over a block of stars.
+
+    ``valid`` marks real rows; padding rows return zeros. "map" runs the stars one after another
+    (``lax.map``) and skips padding with ``lax.cond``, so a block of fixed size -- one compiled program
+    for every catalogue size -- costs only its real stars; "vmap" runs them side by side, padding included.
+    """
     if batch == "vmap":
-        return jax.vmap(one)
-    return lambda *a: jax.lax.map(lambda x: one(*x), a)
+        return jax.vmap(lambda valid, *x: one(*x))
+
+    def star(x):
+        valid, *args = x
+
+        def skip():
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, *args))
+
+        return jax.lax.cond(valid, lambda: one(*args), skip)
+
+    return lambda valid, *a: jax.lax.map(star, (valid, *a))
+
+
+def chunks(n: int, size: int, parts: int = 1):
+    """(rows, slots, valid, positions) for each chunk of at most ``size`` rows out of ``n``.
+
+    Every chunk fills ``size`` slots -- one shape, compiled once -- split into ``parts`` equal parts (one
+    per device): ``slots`` says which row each slot holds (padding repeats a real row), ``valid`` which
+    slots are real and ``positions`` the slot of each row (take outputs as ``out[positions]``). Real rows
+    are dealt over the parts in turn, so that a short chunk keeps every device busy.
+    """
+    if size % parts:
+        raise ValueError(f"{size} slots do not split evenly over {parts} devices")
+    per_part = size // parts
+    place = np.array([(j % parts) * per_part + j // parts for j in range(size)])
+    for start in range(0, n, size):
+        rows = np.arange(start, min(start + size, n))
+        slots = np.full(size, rows[0])
+        slots[place[: len(rows)]] = rows
+        valid = np.zeros(size, bool)
+        valid[place[: len(rows)]] = True
+        yield rows, slots, valid, place[: len(rows)]
 
 
 def compile_over_stars(run_one, batch: str = "auto"):
-    """``run_one(key, err, mask, mag)`` of one star -> a jitted function of a block of stars.
+    """``run_one(key, err, mask, mag, ...)`` of one star -> a jitted function of ``(valid, *block)``.
 
     ``lax.map`` on CPU (a slow star does not hold back the others), ``vmap`` on
     GPU. With several local devices the block is split into equal parts and each
@@ -92,12 +127,10 @@ def compile_over_stars(run_one, batch: str = "auto"):
 
 def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: str, progress: bool = True,
                      *per_star, batch: str = "auto"):
-    """Every row through ``compiled(keys, err, mask, mag, *per_star)`` in fixed-size chunks (one
-    compilation): outputs stacked over rows, and each row's share of the wall time.
-
-    With ``vmap`` batching every call is padded to ``stars_per_call`` per device, so that a star's numbers
-    do not depend on how many stars (or devices) share its call: XLA's float sums follow the batch shape.
-    ``lax.map`` runs one star's program at a time whatever the batch, so a short catalogue is not padded.
+    """Every row through ``compiled(valid, keys, err, mask, mag, *per_star)`` in chunks of
+    ``stars_per_call`` per device, every chunk padded to that size (``chunks``: one compilation for any
+    catalogue; padding costs nothing under ``lax.map``): outputs stacked over rows, and each row's share
+    of the wall time. A star's numbers do not depend on which stars or devices share its call.
     """
     err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
     per_star = [np.asarray(a) for a in per_star]
@@ -105,23 +138,17 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
     n = len(mag)
     devices = len(jax.local_devices())
-    if resolve_batch(batch) == "vmap":
-        size = stars_per_call * devices
-    else:
-        size = -(-min(stars_per_call, n) // devices) * devices
     keys = row_keys(key, n)
-    chunks, seconds = [], np.zeros(n)
+    outputs, seconds = [], np.zeros(n)
     with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
-        for start in range(0, n, size):
-            rows = np.arange(start, min(start + size, n))
-            padded = np.resize(rows, size)
+        for rows, slots, valid, positions in chunks(n, stars_per_call * devices, devices):
             t0 = time.perf_counter()
-            out = jax.block_until_ready(compiled(keys[padded], err[padded], mask[padded], mag[padded],
-                                                 *(a[padded] for a in per_star)))
+            out = jax.block_until_ready(compiled(valid, keys[slots], err[slots], mask[slots], mag[slots],
+                                                 *(a[slots] for a in per_star)))
             seconds[rows] = (time.perf_counter() - t0) / len(rows)
-            chunks.append(jax.tree.map(lambda a: np.asarray(a)[: len(rows)], out))
+            outputs.append(jax.tree.map(lambda a: np.asarray(a)[positions], out))
             bar.update(len(rows))
-    return jax.tree.map(lambda *a: np.concatenate(a), *chunks), seconds
+    return jax.tree.map(lambda *a: np.concatenate(a), *outputs), seconds
 
 
 def exact_theta(key, model: SEDModel, params: dict, err, mask, mag):

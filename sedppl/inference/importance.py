@@ -17,7 +17,6 @@ drawn from its exact conditional under the target.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 
@@ -27,14 +26,14 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from blackjax.diagnostics import psis_weights
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 from tqdm.auto import tqdm
 
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel, log_joint, sample_log10_theta
 from .npe.card import ModelMismatchError
-from .batching import fold_rows, over_stars, resolve_batch, row_keys
-from .npe.estimator import fill_absent, padded_chunks
+from .batching import chunks, fold_rows, over_stars, resolve_batch, row_keys
+from .npe.estimator import fill_absent
 from .npe.posterior import NPEPosterior
 
 INFLATE = 1.5  # an adapted component's scale over the weighted spread it was fitted to
@@ -133,36 +132,50 @@ def check_coverage(proposal: SEDModel, target: SEDModel) -> None:
 
 class _BaseMixture(eqx.Module):
     """Proposal in the flow's base space: the flow's own Gaussian (weight ``defensive``) mixed with
-    equal shares of the Student t components fitted in earlier rounds (none in round 0)."""
+    equal shares of the Student t components fitted in earlier rounds (none in round 0).
+
+    The components live in fixed-size arrays of which the first ``count`` are in use, so that every
+    round has the same shapes and one compiled loop body serves any number of rounds.
+    """
 
     loc: Array
     scale: Array
-    t_loc: Array  # (k, 5)
-    t_tril: Array  # (k, 5, 5)
+    t_loc: Float[Array, "k d"]
+    t_tril: Float[Array, "k d d"]
+    count: Int[Array, ""]  # components fitted so far
     df: float = eqx.field(static=True)
     defensive: float = eqx.field(static=True)
 
-    def _t(self) -> dist.MultivariateStudentT:
-        return dist.MultivariateStudentT(self.df, self.t_loc, self.t_tril)
+    @classmethod
+    def flow_only(cls, loc, scale, capacity: int, df: float, defensive: float) -> _BaseMixture:
+        """The flow's base Gaussian alone, with room for ``capacity`` adapted components."""
+        d = loc.shape[0]
+        return cls(loc, scale, jnp.zeros((capacity, d), loc.dtype),
+                   jnp.broadcast_to(jnp.eye(d, dtype=loc.dtype), (capacity, d, d)),
+                   jnp.zeros((), jnp.int32), df, defensive)
 
     def sample(self, key, n: int) -> Array:
-        k_which, k_base, k_t, k_use = jax.random.split(key, 4)
-        z = self.loc + self.scale * jax.random.normal(k_base, (n, self.loc.shape[0]))
-        k = self.t_loc.shape[0]
-        if k == 0:
+        k_which, k_base, k_t, k_chi2, k_use = jax.random.split(key, 5)
+        z = self.loc + self.scale * jax.random.normal(k_base, (n, self.loc.shape[0]), self.loc.dtype)
+        if self.t_loc.shape[0] == 0:
             return z
-        which = jax.random.randint(k_which, (n,), 0, k)
-        t_draws = self._t().sample(k_t, (n,))[jnp.arange(n), which]  # (n, k, 5) -> (n, 5)
-        use_t = jax.random.uniform(k_use, (n,)) >= self.defensive
+        which = jax.random.randint(k_which, (n,), 0, jnp.maximum(self.count, 1))
+        # a multivariate t: a Gaussian draw over the square root of an independent chi2/df
+        eps = jax.random.normal(k_t, (n, self.loc.shape[0]), self.loc.dtype)
+        chi2_per_df = 2.0 * jax.random.gamma(k_chi2, 0.5 * self.df, (n,), self.loc.dtype) / self.df
+        t_draws = self.t_loc[which] + jnp.einsum("nij,nj->ni", self.t_tril[which], eps) / jnp.sqrt(chi2_per_df)[:, None]
+        use_t = (jax.random.uniform(k_use, (n,)) >= self.defensive) & (self.count > 0)
         return jnp.where(use_t[:, None], t_draws, z)
 
     def log_prob(self, z) -> Array:
         base = jnp.sum(jax.scipy.stats.norm.logpdf(z, self.loc, self.scale), axis=-1)
-        k = self.t_loc.shape[0]
-        if k == 0:
+        if self.t_loc.shape[0] == 0:
             return base
-        log_t = jax.nn.logsumexp(self._t().log_prob(z[:, None, :]), axis=-1) - jnp.log(k)
-        return jnp.logaddexp(jnp.log(self.defensive) + base, jnp.log1p(-self.defensive) + log_t)
+        log_t = dist.MultivariateStudentT(self.df, self.t_loc, self.t_tril).log_prob(z[:, None, :])
+        active = jnp.arange(self.t_loc.shape[0]) < self.count
+        log_t = jax.nn.logsumexp(jnp.where(active, log_t, -jnp.inf), axis=-1) - jnp.log(jnp.maximum(self.count, 1))
+        mixed = jnp.logaddexp(jnp.log(self.defensive) + base, jnp.log1p(-self.defensive) + log_t)
+        return jnp.where(self.count > 0, mixed, base)
 
     def adapted(self, z, log_w, ess) -> _BaseMixture:
         """This mixture plus a Student t fitted to one round's weighted draws (scale inflated)."""
@@ -175,8 +188,8 @@ class _BaseMixture(eqx.Module):
         usable = (ess > 1.5) & jnp.all(jnp.isfinite(tril))
         tril = jnp.where(usable, tril, jnp.diag(self.scale))
         mean = jnp.where(ess > 0, mean, self.loc)
-        return _BaseMixture(self.loc, self.scale, jnp.concatenate([self.t_loc, mean[None]]),
-                            jnp.concatenate([self.t_tril, tril[None]]), self.df, self.defensive)
+        return eqx.tree_at(lambda m: (m.t_loc, m.t_tril, m.count), self,
+                           (self.t_loc.at[self.count].set(mean), self.t_tril.at[self.count].set(tril), self.count + 1))
 
 
 class ImportanceSampler:
@@ -199,9 +212,9 @@ class ImportanceSampler:
             raise ModelMismatchError(f"target bands {target.bands} differ from the NPE's {proposal.bands}")
         self.posterior, self.target, self.config = posterior, target, config
         self.batch = resolve_batch(config.batch)
-        self._run = eqx.filter_jit(over_stars(functools.partial(self._star, rounds=config.adapt_rounds), self.batch))
-        self._rescue = eqx.filter_jit(over_stars(functools.partial(self._star, rounds=config.rescue_rounds),
-                                                 self.batch))
+        # one program for the first pass and the rescue: the number of rounds is an argument
+        self.capacity = max(config.adapt_rounds, config.rescue_rounds)
+        self._run = eqx.filter_jit(over_stars(self._star, self.batch))
 
     def _round(self, key, mixture: _BaseMixture, condition, err, mask, mag):
         z = mixture.sample(key, self.config.proposals)
@@ -210,24 +223,26 @@ class ImportanceSampler:
         log_w, khat, ess = smoothed_weights(log_ratios(self.target, x, log_q, err, mask, mag))
         return z, x, log_q, log_w, khat, ess
 
-    def _star(self, key, err, mask, mag, rounds: int):
+    def _star(self, key, err, mask, mag, rounds):
+        """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds; resampled draws."""
         cfg, (loc, scale) = self.config, self.posterior.base_loc_scale()
         condition = self.posterior.summary(err, mask, mag)
-        n_par = loc.shape[0]
-        mixture = _BaseMixture(loc, scale, jnp.zeros((0, n_par)), jnp.zeros((0, n_par, n_par)),
-                               cfg.df, cfg.defensive)
-        keys = jax.random.split(key, rounds + 3)
-        z, x, log_q, log_w, khat, ess = self._round(keys[0], mixture, condition, err, mask, mag)
-        khat_npe, ess_npe = khat, ess
-        for r in range(rounds):
+        mixture = _BaseMixture.flow_only(loc, scale, self.capacity, cfg.df, cfg.defensive)
+        k_rounds, k_pick, k_theta = jax.random.split(key, 3)
+        first = self._round(jax.random.fold_in(k_rounds, 0), mixture, condition, err, mask, mag)
+
+        def adapt(r, carry):
+            mixture, (z, _, _, log_w, _, ess) = carry
             mixture = mixture.adapted(z, log_w, ess)
-            z, x, log_q, log_w, khat, ess = self._round(keys[r + 1], mixture, condition, err, mask, mag)
-        picks = jax.random.categorical(keys[-2], log_w, shape=(cfg.draws,))
+            return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, condition, err, mask, mag)
+
+        _, (z, x, log_q, log_w, khat, ess) = jax.lax.fori_loop(0, rounds, adapt, (mixture, first))
+        picks = jax.random.categorical(k_pick, log_w, shape=(cfg.draws,))
         kept = x[picks]
         thetas = jax.vmap(lambda k, p: sample_log10_theta(k, self.target, p, err, mask, mag))(
-            jax.random.split(keys[-1], cfg.draws), kept)
+            jax.random.split(k_theta, cfg.draws), kept)
         n_rejected = jnp.sum(~jax.vmap(self.target.forward.in_grid)(x))
-        return kept, thetas, x, log_q, log_w, khat, ess, khat_npe, ess_npe, n_rejected
+        return kept, thetas, x, log_q, log_w, khat, ess, first[4], first[5], n_rejected
 
     def sample(self, key, err, mask, mag, progress: bool = True) -> ISDraws:
         """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.
@@ -239,12 +254,13 @@ class ImportanceSampler:
         err, mask, mag = fill_absent(err, mask, mag)
         cfg = self.config
         keys = row_keys(key, len(mag))
-        out, seconds = self._sample_rows(self._run, keys, err, mask, mag, np.arange(len(mag)), progress, "npe-is")
+        out, seconds = self._sample_rows(keys, err, mask, mag, np.arange(len(mag)), cfg.adapt_rounds, progress,
+                                         "npe-is")
         unreliable = np.flatnonzero((out["khat"] > cfg.khat_max) | (out["ess"] < cfg.min_ess))
         rounds = np.full(len(mag), cfg.adapt_rounds)
         if cfg.rescue_rounds and unreliable.size:
-            again, more = self._sample_rows(self._rescue, fold_rows(keys[unreliable], 1), err, mask, mag, unreliable,
-                                            progress, f"npe-is, {cfg.rescue_rounds} rounds")
+            again, more = self._sample_rows(fold_rows(keys[unreliable], 1), err, mask, mag, unreliable,
+                                            cfg.rescue_rounds, progress, f"npe-is, {cfg.rescue_rounds} rounds")
             for name in out:
                 out[name][unreliable] = again[name]
             seconds[unreliable] += more
@@ -255,19 +271,19 @@ class ImportanceSampler:
                        out["ess"].astype(float), out["khat_npe"].astype(float), out["ess_npe"].astype(float),
                        out["n_rejected"].astype(int), seconds, rounds, cfg)
 
-    def _sample_rows(self, run, keys, err, mask, mag, rows, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
-        """``run`` on the given rows (``keys``: one per row), in padded chunks: each output stacked over those
-        rows, and seconds per row (``padded_chunks``: padded to full size under ``vmap``)."""
+    def _sample_rows(self, keys, err, mask, mag, rows, rounds: int, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
+        """The given rows (``keys``: one per row) with ``rounds`` adapted rounds each, in padded chunks: each
+        output stacked over those rows, and seconds per row (``batching.chunks``: one shape, compiled once)."""
         names = ("kept", "thetas", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
         out = {name: [] for name in names}
         seconds = np.zeros(len(rows))
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
-            for chunk, padded in padded_chunks(len(rows), self.config.stars_per_call, pad=self.batch == "vmap"):
+            for chunk, slots, valid, positions in chunks(len(rows), self.config.stars_per_call):
                 t0 = time.perf_counter()
-                at = rows[padded]
-                values = run(keys[padded], err[at], mask[at], mag[at])
+                at = rows[slots]
+                values = self._run(valid, keys[slots], err[at], mask[at], mag[at], np.full(len(at), rounds, np.int32))
                 for name, value in zip(names, values):
-                    out[name].append(np.asarray(value)[: len(chunk)])
+                    out[name].append(np.asarray(value)[positions])
                 seconds[chunk] = (time.perf_counter() - t0) / len(chunk)
                 bar.update(len(chunk))
         return {name: np.concatenate(v) for name, v in out.items()}, seconds

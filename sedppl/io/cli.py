@@ -68,11 +68,22 @@ def _cmd_simulate(args) -> int:
     from ..model.generative import sed_model
     from ..model.priors import Prior
     from ..model.simulate import NoiseModel, simulate_catalog
+    from ..model.surveys import SurveyNoise
     from .catalog import write_table
 
     prior = Prior.load(args.prior) if args.prior else Prior.default()
     model = sed_model(args.library, args.bands, prior, path=args.forward)
-    noise = NoiseModel(args.err_min, args.err_max, args.p_missing, args.min_bands)
+    ideal_options = {"--err-min": args.err_min, "--err-max": args.err_max, "--p-missing": args.p_missing}
+    if args.noise == "survey":
+        given = [name for name, value in ideal_options.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} set the idealised noise model (--noise ideal); the survey model "
+                             "takes each band's errors and limits from sedppl/model/data/surveys.toml")
+        noise = SurveyNoise(min_bands=args.min_bands)
+    else:
+        defaults = NoiseModel()
+        noise = NoiseModel(args.err_min or defaults.err_min, args.err_max or defaults.err_max,
+                           defaults.p_missing if args.p_missing is None else args.p_missing, args.min_bands)
     table = simulate_catalog(jax.random.key(args.seed), args.n, model, noise)
     path = write_table(table, args.out)
     print(f"wrote {len(table)} simulated stars in {len(model.bands)} bands to {path}")
@@ -275,9 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
                    help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
                    "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
-    p.add_argument("--err-min", type=_number(float, above=0), default=0.005, help="smallest per-band error [mag] (log-uniform)")
-    p.add_argument("--err-max", type=_number(float, above=0), default=0.1, help="largest per-band error [mag] (log-uniform)")
-    p.add_argument("--p-missing", type=_number(float, 0, 0.99), default=0.2, help="chance that each band is absent")
+    p.add_argument("--noise", default="ideal", choices=("ideal", "survey"),
+                   help="ideal: errors log-uniform and bands missing at random, blind to the star (what the shipped "
+                   "NPE model was trained on); survey: each band's error, saturation and detection limits and "
+                   "footprint from its survey's published performance, at the star's own magnitude")
+    p.add_argument("--err-min", type=_number(float, above=0), help="ideal noise: smallest per-band error [mag] "
+                   "(log-uniform; default 0.005)")
+    p.add_argument("--err-max", type=_number(float, above=0), help="ideal noise: largest per-band error [mag] "
+                   "(default 0.1)")
+    p.add_argument("--p-missing", type=_number(float, 0, 0.99), help="ideal noise: chance that each band is absent "
+                   "(default 0.2)")
     p.add_argument("--min-bands", type=_number(int, 1, 26), default=3, help="fewest bands a simulated star keeps")
     p.set_defaults(func=_cmd_simulate)
 

@@ -8,9 +8,10 @@ from .likelihood import scale_conditional, scale_marginal_log_likelihood, total_
 from .passbands import REGISTRY, SURVEY_BANDS
 from .priors import Prior, PriorError
 from .simulate import NoiseModel, simulate_catalog
+from .surveys import SurveyNoise
 
 __all__ = [
     "LIBRARIES", "PARAMS", "REGISTRY", "SURVEY_BANDS", "Fitzpatrick99", "NoiseModel", "Prior", "PriorError",
-    "SEDModel", "dilution_mag", "fitzpatrick99", "forward_model", "load_library", "log_joint", "log_prior",
+    "SEDModel", "SurveyNoise", "dilution_mag", "fitzpatrick99", "forward_model", "load_library", "log_joint", "log_prior",
     "scale_conditional", "scale_marginal_log_likelihood", "sed_model", "simulate_catalog", "total_sigma",
 ]

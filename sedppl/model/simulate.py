@@ -1,6 +1,8 @@
 """Simulated catalogs from the model's prior predictive.
 
-Noise model (documented in the README and recorded in the table's metadata):
+Two noise models, recorded in the table's metadata (``sedppl_noise_kind``): the
+survey model (``surveys.SurveyNoise``: errors, detection and footprint from the
+star's own magnitudes) and the idealised one, ``NoiseModel``:
 
 - each band's error is drawn per star from a log-uniform distribution on
   [err_min, err_max] (default 0.005 to 0.1 mag), the range of most survey
@@ -22,11 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
+from numpyro import handlers
 from numpyro.infer import Predictive
 
 from .forward import PARAMS
 from .generative import SEDModel, stack_params
 from .priors import SCALE
+from .surveys import SurveyNoise
 
 
 @dataclass(frozen=True)
@@ -57,19 +61,46 @@ class NoiseModel:
 
 
 def prior_predictive(key: jax.Array, model: SEDModel, mag_err: jax.Array, mask: jax.Array) -> dict[str, np.ndarray]:
-    """One prior-predictive draw per star (rows of mag_err/mask), all inside the grid's validity region.
+    """One prior-predictive draw per star (rows of mag_err/mask), all inside the grid's validity region."""
+    return _until_valid(_compiled_draw(model), key, mag_err.shape[0], mag_err, mask)
 
-    Each round redraws every star still outside the grid, in a batch of fixed
-    shape so that the draw compiles once.
+
+def survey_predictive(key: jax.Array, model: SEDModel, noise: SurveyNoise, n: int) -> dict[str, np.ndarray]:
+    """n prior-predictive stars under the survey noise model: inside the grid, and each with at least
+    ``noise.min_bands`` bands in the catalogue. Adds each star's ``err`` and ``mask``."""
+    if model.marginalize_scale:
+        raise ValueError("simulations need the model with the scale sampled (marginalize_scale=False)")
+
+    def one(key):
+        k_prior, k_noise, k_mag = jax.random.split(key, 3)
+        latent = {k: v[0] for k, v in Predictive(model.sample_prior, num_samples=1)(k_prior).items() if k != "in_grid"}
+        params = stack_params(latent)
+        err, mask = noise.draw(k_noise, model.bands, model.forward.magnitudes(params, latent[SCALE]))
+        mag = observed_magnitudes(k_mag, model, {k: latent[k] for k in PARAMS + (SCALE,)}, err, mask)
+        ok = model.forward.in_grid(params) & (jnp.sum(mask) >= noise.min_bands)
+        return latent | {"mag": mag, "err": err, "mask": mask, "ok": ok}
+
+    return _until_valid(jax.jit(jax.vmap(one)), key, n)
+
+
+def observed_magnitudes(key: jax.Array, model: SEDModel, latent: dict, err, mask) -> jax.Array:
+    """One star's magnitudes drawn by the model's own likelihood given its latent values (every band)."""
+    conditioned = handlers.seed(handlers.condition(model, latent), key)
+    return handlers.trace(conditioned).get_trace(err, mask)["mag"]["value"]
+
+
+def _until_valid(draw, key: jax.Array, n: int, *per_star) -> dict[str, np.ndarray]:
+    """Rows of ``draw(keys, *per_star)`` (a dict with a boolean "ok") until every one of the n is ok.
+
+    Each round redraws every star not yet ok, in a batch of fixed shape so that
+    the draw compiles once.
     """
-    draw = _compiled_draw(model)
-    n = mag_err.shape[0]
     out: dict[str, np.ndarray] = {}
     todo = np.arange(n)
     for _ in range(100):
         key, sub = jax.random.split(key)
         rows = np.resize(todo, n)  # the stars still to draw, repeated to the fixed batch size
-        sample = draw(jax.random.split(sub, n), mag_err[rows], mask[rows])
+        sample = draw(jax.random.split(sub, n), *(a[rows] for a in per_star))
         sample = {k: np.asarray(v) for k, v in sample.items()}
         ok = sample.pop("ok")[: len(todo)]
         for k, v in sample.items():
@@ -77,7 +108,8 @@ def prior_predictive(key: jax.Array, model: SEDModel, mag_err: jax.Array, mask: 
         todo = todo[~ok]
         if len(todo) == 0:
             return out
-    raise RuntimeError("prior draws keep falling outside the grid; is the prior disjoint from the library?")
+    raise RuntimeError("prior draws keep falling outside the grid (or below the bands a catalogue needs); "
+                       "is the prior disjoint from the library?")
 
 
 def _compiled_draw(model: SEDModel):
@@ -89,14 +121,26 @@ def _compiled_draw(model: SEDModel):
     return jax.jit(jax.vmap(one))
 
 
-def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel = NoiseModel()) -> Table:
-    """A catalog of n simulated stars (input format of ``read_catalog``) with ``true_*`` columns."""
+def noise_settings(noise: NoiseModel | SurveyNoise) -> dict:
+    """The noise model as recorded in a table's metadata and a model card (``kind``: "ideal" or "survey")."""
+    return noise.to_dict() if isinstance(noise, SurveyNoise) else {"kind": "ideal", **asdict(noise)}
+
+
+def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel | SurveyNoise = NoiseModel()) -> Table:
+    """A catalog of n simulated stars (input format of ``read_catalog``) with ``true_*`` columns.
+
+    ``noise``: ``NoiseModel`` (idealised: errors and missing bands drawn blind to the star) or
+    ``surveys.SurveyNoise`` (errors, detection and footprint from the star's magnitudes)."""
     if n < 1:
         raise ValueError(f"need at least one star, got n={n}")
     k_noise, k_draw = jax.random.split(key)
-    err, mask = noise.draw(k_noise, n, len(model.bands))
-    sample = prior_predictive(k_draw, model, err, mask)
-    err, mask = np.asarray(err), np.asarray(mask)
+    if isinstance(noise, SurveyNoise):
+        sample = survey_predictive(k_draw, model, noise, n)
+        err, mask = sample.pop("err"), sample.pop("mask")
+    else:
+        err, mask = noise.draw(k_noise, n, len(model.bands))
+        sample = prior_predictive(k_draw, model, err, mask)
+        err, mask = np.asarray(err), np.asarray(mask)
     if not np.all(np.isfinite(sample["mag"])):
         raise RuntimeError("forward model produced non-finite magnitudes")  # never expected
     width = len(str(n))
@@ -113,7 +157,7 @@ def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel 
             "sedppl_forward": model.forward.path,
             "sedppl_prior": model.prior.source,
             "sedppl_sys_floor": model.prior.sys_floor,
-            **{f"sedppl_noise_{k}": v for k, v in asdict(noise).items()},
+            **{f"sedppl_noise_{k}": v for k, v in noise_settings(noise).items()},
         }
     )
     return table

@@ -44,11 +44,12 @@ def test_smoothed_weights_of_proposals_outside_the_support():
 def test_adapted_mixture_density_is_exact():
     """E_q[p(z)/q(z)] = 1 for a normalised p: wrong mixture weights or components would bias it."""
     loc, scale = jnp.array([0.3, -0.2, 0.0, 1.0, -1.5]), jnp.array([2.0, 1.0, 1.5, 0.8, 2.2])
-    mixture = _BaseMixture(loc, scale, jnp.zeros((0, 5)), jnp.zeros((0, 5, 5)), 5.0, 0.1)
+    mixture = _BaseMixture.flow_only(loc, scale, 3, 5.0, 0.1)  # room for one more than used
     z = mixture.sample(jax.random.key(0), 4000)
+    np.testing.assert_allclose(np.std(np.asarray(z), axis=0), scale, rtol=0.05)  # no component yet: the flow's own
     mixture = mixture.adapted(z[:, ::-1] * 0.3, jnp.full(4000, -jnp.log(4000.0)), jnp.asarray(4000.0))
     mixture = mixture.adapted(z * 0.1 + 1.0, jnp.full(4000, -jnp.log(4000.0)), jnp.asarray(4000.0))
-    assert mixture.t_loc.shape == (2, 5)
+    assert int(mixture.count) == 2
     np.testing.assert_allclose(np.diag(mixture.t_tril[1]) / INFLATE, 0.1 * np.std(np.asarray(z), axis=0), rtol=0.05)
     draws = mixture.sample(jax.random.key(1), 200_000)
     target = jnp.sum(jax.scipy.stats.norm.logpdf(draws, loc, 1.3 * scale), axis=-1)

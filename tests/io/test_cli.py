@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pytest
+from astropy.table import Table
 
 from sedppl.io.catalog import read_catalog
 from sedppl.io.cli import main
@@ -38,6 +39,15 @@ def test_simulate_writes_a_readable_reproducible_catalog(tmp_path):
     assert len(a) == 40 and a.bands == ("gaia_g", "gaia_bp", "gaia_rp", "2mass_ks", "wise_w1")
     np.testing.assert_allclose(a.mag, b.mag, atol=1e-5)
     assert "true_teff" in a.extra.colnames
+
+
+def test_simulate_with_survey_noise_and_its_refusals(tmp_path, capsys):
+    out = tmp_path / "survey.ecsv"
+    assert main(["simulate", "30", "--noise", "survey", "--out", str(out)]) == 0
+    assert read_catalog(out).mask.sum(1).min() >= 3
+    assert Table.read(out).meta["sedppl_noise_kind"] == "survey"
+    assert main(["simulate", "3", "--noise", "survey", "--p-missing", "0.1", "--out", str(out)]) == 2
+    assert "--p-missing set the idealised noise model" in capsys.readouterr().err
 
 
 def test_simulate_on_each_forward_path_and_a_prior_beyond_the_tables(tmp_path, capsys):

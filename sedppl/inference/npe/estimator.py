@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ...model.forward import PARAMS
 from ...model.generative import SEDModel, sample_log10_theta
-from ..batching import fold_rows, over_stars, resolve_batch, row_keys
+from ..batching import chunks, fold_rows, over_stars, resolve_batch, row_keys
 from .posterior import NPEPosterior
 
 OVERDRAW = 1.25  # draws per wanted draw in the first round; more rounds only for stars that need them
@@ -61,8 +61,8 @@ class NPEEstimator:
         x, log_q = self.posterior.sample_and_log_prob(key, n, err, mask, mag)
         return x, log_q, jax.vmap(self.model.forward.in_grid)(x)
 
-    def _round_batch(self, keys, err, mask, mag, n: int):
-        return over_stars(lambda *a: self._round_star(a[0], n, *a[1:]), self.batch)(keys, err, mask, mag)
+    def _round_batch(self, valid, keys, err, mask, mag, n: int):
+        return over_stars(lambda *a: self._round_star(a[0], n, *a[1:]), self.batch)(valid, keys, err, mask, mag)
 
     def _theta_star(self, key, x, err, mask, mag):
         keys = jax.random.split(key, x.shape[0])
@@ -77,9 +77,10 @@ class NPEEstimator:
         log_q, rejected, seconds = np.zeros((n, want), np.float32), np.zeros(n, int), np.zeros(n)
         keys = row_keys(key, n)
         with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
-            for rows, padded in padded_chunks(n, size, pad=self.batch == "vmap"):
+            for rows, slots, valid, positions in chunks(n, size):
                 t0 = time.perf_counter()
-                self._fill(keys[padded], err[padded], mask[padded], mag[padded], rows, x_all, log_q, rejected)
+                self._fill(valid, keys[slots], err[slots], mask[slots], mag[slots], rows, positions, x_all, log_q,
+                           rejected)
                 seconds[rows] = (time.perf_counter() - t0) / len(rows)
                 bar.update(len(rows))
         return NPEProposals(x_all, log_q, rejected, seconds)
@@ -92,16 +93,16 @@ class NPEEstimator:
         n, size = len(mag), self.stars_per_call
         log10_theta = np.zeros(proposals.log_q.shape, np.float32)
         keys = fold_rows(keys, 1)
-        for rows, padded in padded_chunks(n, size, pad=self.batch == "vmap"):
+        for rows, slots, valid, positions in chunks(n, size):
             t0 = time.perf_counter()
-            theta = self._theta(keys[padded], proposals.x[padded], err[padded], mask[padded], mag[padded])
-            log10_theta[rows] = np.asarray(theta)[: len(rows)]
+            theta = self._theta(valid, keys[slots], proposals.x[slots], err[slots], mask[slots], mag[slots])
+            log10_theta[rows] = np.asarray(theta)[positions]
             proposals.seconds[rows] += (time.perf_counter() - t0) / len(rows)
         params = {p: proposals.x[:, None, :, i] for i, p in enumerate(PARAMS)}
         params["theta_mas"] = (10.0**log10_theta)[:, None, :]
         return NPEDraws(params, proposals.log_q, proposals.n_rejected, proposals.seconds)
 
-    def _fill(self, keys, err, mask, mag, rows, x_all, log_q, rejected):
+    def _fill(self, valid, keys, err, mask, mag, rows, positions, x_all, log_q, rejected):
         """Draw rounds until every star of the chunk has ``draws`` valid draws."""
         want, per_round = self.draws, int(np.ceil(OVERDRAW * self.draws))
         filled = np.zeros(len(rows), int)
@@ -109,7 +110,7 @@ class NPEEstimator:
             if np.all(filled >= want):
                 return
             round_keys = jax.vmap(lambda k: jax.random.fold_in(k, attempt))(keys)
-            x, lq, ok = (np.asarray(a) for a in self._round(round_keys, err, mask, mag, per_round))
+            x, lq, ok = (np.asarray(a)[positions] for a in self._round(valid, round_keys, err, mask, mag, per_round))
             for j in np.nonzero(filled < want)[0]:
                 good = np.nonzero(ok[j])[0]
                 rejected[rows[j]] += int(np.sum(~ok[j]))
@@ -125,14 +126,3 @@ def fill_absent(err, mask, mag):
     err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
     mask = mask.astype(bool)
     return np.where(mask, err, 1.0), mask, np.where(mask, mag, 0.0)
-
-
-def padded_chunks(n: int, size: int, pad: bool = True):
-    """(rows, padded rows) per chunk. With ``pad`` every chunk is padded to ``size``: one shape, so under
-    ``vmap`` a star's numbers do not depend on how many stars share its batch (XLA's float sums follow the
-    shape). ``lax.map`` runs one star's program at a time whatever the block, so it needs no padding and a
-    short catalogue is not padded to a full chunk."""
-    size = size if pad else min(size, n)
-    for start in range(0, n, size):
-        rows = np.arange(start, min(start + size, n))
-        yield rows, np.resize(rows, size)

@@ -12,19 +12,22 @@ endless stream is nearly free and the network can never overfit a buffer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
-from numpyro import handlers
 from numpyro.infer import Predictive
 
 from ...model.forward import PARAMS
 from ...model.generative import SEDModel, stack_params
 from ...model.likelihood import total_sigma
 from ...model.priors import SCALE
+from ...model.simulate import observed_magnitudes
+from ...model.surveys import SurveyNoise
+
+SURVEY_OVERDRAW = 4  # candidates per training star under the survey noise model
 
 
 @dataclass(frozen=True)
@@ -96,24 +99,45 @@ def centre(mag_err: Array, mask: Array, mag: Array, sys_floor: float) -> tuple[A
 def simulate_batch(key: jax.Array, model: SEDModel, noise: TrainingNoise, size: int) -> dict[str, Array]:
     """``size`` training stars: params (size, 5), log10_theta (size,), err, mask, mag (size, nb), all valid.
 
-    Parameters are drawn twice over and the first ``size`` valid ones kept, so the
-    shape is fixed under jit (the default prior keeps ~88% of draws; a batch short
-    of valid draws, a vanishing chance, repeats its first star).
+    Parameters are drawn twice over (``SURVEY_OVERDRAW`` times under ``SurveyNoise``, which also
+    rejects stars the catalogue would not hold) and the first ``size`` valid ones kept, so the
+    shape is fixed under jit (the default prior keeps ~88% of draws; a batch short of valid
+    draws, a vanishing chance, repeats its first star).
     """
     if model.marginalize_scale:
         raise ValueError("training simulations need the model with the scale sampled (marginalize_scale=False)")
     k_prior, k_noise, k_mag = jax.random.split(key, 3)
-    prior = Predictive(model.sample_prior, num_samples=2 * size)(k_prior)
+    survey = isinstance(noise, SurveyNoise)
+    candidates = (SURVEY_OVERDRAW if survey else 2) * size
+    prior = Predictive(model.sample_prior, num_samples=candidates)(k_prior)
     params = stack_params(prior)
     ok = jax.vmap(model.forward.in_grid)(params)
+    if survey:  # errors and presence from each candidate's own magnitudes; a catalogue holds only detected stars
+        true = jax.vmap(model.forward.magnitudes)(params, prior[SCALE])
+        err, mask = jax.vmap(lambda k, m: noise.draw(k, model.bands, m))(jax.random.split(k_noise, candidates), true)
+        ok &= jnp.sum(mask, axis=1) >= noise.min_bands
     keep = jnp.nonzero(ok, size=size, fill_value=jnp.argmax(ok))[0]
     latent = {k: prior[k][keep] for k in PARAMS + (SCALE,)}
-    surveys = survey_index(model.bands)
-    err, mask = jax.vmap(lambda k: noise.draw(k, surveys))(jax.random.split(k_noise, size))
-
-    def magnitudes(k, values, e, m):
-        conditioned = handlers.seed(handlers.condition(model, values), k)
-        return handlers.trace(conditioned).get_trace(e, m)["mag"]["value"]
-
-    mag = jax.vmap(magnitudes)(jax.random.split(k_mag, size), latent, err, mask)
+    if survey:
+        err, mask = err[keep], mask[keep]
+    else:
+        surveys = survey_index(model.bands)
+        err, mask = jax.vmap(lambda k: noise.draw(k, surveys))(jax.random.split(k_noise, size))
+    mag = jax.vmap(lambda k, v, e, m: observed_magnitudes(k, model, v, e, m))(
+        jax.random.split(k_mag, size), latent, err, mask)
     return {"params": params[keep], "log10_theta": latent[SCALE], "err": err, "mask": mask, "mag": mag}
+
+
+def training_noise(settings: dict) -> TrainingNoise | SurveyNoise:
+    """The noise model of a ``[noise]`` table or a model card: ``kind = "survey"`` or "ideal" (the default,
+    and what a card written before the survey model means)."""
+    settings = dict(settings)
+    kind = settings.pop("kind", "ideal")
+    cls = {"ideal": TrainingNoise, "survey": SurveyNoise}.get(kind)
+    if cls is None:
+        raise ValueError(f"[noise] kind must be 'ideal' or 'survey', got {kind!r}")
+    unknown = set(settings) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"[noise] kind = {kind!r} has unknown key(s) {sorted(unknown)}; "
+                         f"allowed: {sorted(f.name for f in fields(cls))}")
+    return cls(**settings)

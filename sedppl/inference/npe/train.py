@@ -40,7 +40,8 @@ from ...model.passbands import SURVEY_BANDS
 from ...model.priors import LIBRARY_FLOOR, Prior
 from .card import ModelCard, code_hash, current_zero_points, data_hash, load_npe, save_npe
 from .posterior import Architecture, NPEPosterior, negative_log_likelihood
-from .simulations import TrainingNoise, simulate_batch
+from ...model.surveys import SurveyNoise
+from .simulations import TrainingNoise, simulate_batch, training_noise
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class TrainConfig:
     forward: str = "fast"  # the forward model's path (model.forward.PATHS)
     bands: tuple[str, ...] = SURVEY_BANDS
     prior: str = "default"  # "default" or a prior TOML path
-    noise: TrainingNoise = TrainingNoise()
+    noise: TrainingNoise | SurveyNoise = TrainingNoise()  # [noise] kind = "ideal" (default) or "survey"
     architecture: Architecture = Architecture()
     seed: int = 0
     batch_size: int = 256
@@ -71,8 +72,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"training config {path}: unknown table(s) {sorted(unknown)}")
         allowed = {"model": {"library", "forward", "bands", "prior"}, "train": _fields(cls) - {
-                   "library", "forward", "bands", "prior", "noise", "architecture"}, "noise": _fields(TrainingNoise), "architecture": _fields(Architecture)}
+                   "library", "forward", "bands", "prior", "noise", "architecture"}, "architecture": _fields(Architecture)}
         for name, table in tables.items():
+            if name == "noise":
+                continue  # checked by training_noise, which knows each kind's keys
             unknown_keys = set(table) - allowed[name]
             if unknown_keys:
                 raise ValueError(f"training config {path}: [{name}] has unknown key(s) {sorted(unknown_keys)}; "
@@ -85,7 +88,7 @@ class TrainConfig:
         train = dict(tables.get("train", {}))
         if train.get("init_from"):
             train["init_from"] = str((Path(path).parent / train["init_from"]).resolve())
-        return cls(**model, **train, noise=TrainingNoise(**tables.get("noise", {})),
+        return cls(**model, **train, noise=training_noise(tables.get("noise", {})),
                    architecture=Architecture(**tables.get("architecture", {})))
 
     def load_prior(self) -> Prior:

@@ -51,3 +51,28 @@ def test_centring_removes_a_common_shift(batch):
 def test_noise_validation():
     with pytest.raises(ValueError, match="err_min"):
         TrainingNoise(err_min=0.5, err_max=0.1)
+
+
+def test_survey_training_stars_are_detected_with_their_own_errors(model):
+    from sedppl.model.surveys import SurveyNoise, survey_error
+
+    batch = jax.jit(lambda k: simulate_batch(k, model, SurveyNoise(), 256))(jax.random.key(1))
+    params, err, mask = (np.asarray(batch[k]) for k in ("params", "err", "mask"))
+    assert len(np.unique(params[:, 0])) == 256  # enough candidates pass: no star repeated
+    assert mask.sum(1).min() >= 3
+    true = jax.vmap(model.forward.magnitudes)(jnp.asarray(params), batch["log10_theta"])
+    # float32 magnitudes differ by ~1e-5 mag between compiled programs; a faint error doubles that
+    np.testing.assert_allclose(err, jax.vmap(lambda m: survey_error(model.bands, m))(true), rtol=2e-4)
+
+
+def test_a_noise_table_names_its_kind():
+    from sedppl.inference.npe.simulations import training_noise
+    from sedppl.model.surveys import SurveyNoise
+
+    assert training_noise({}) == TrainingNoise()  # cards written before the survey model
+    assert training_noise({"kind": "ideal", "err_max": 0.2}) == TrainingNoise(err_max=0.2)
+    assert training_noise(SurveyNoise(min_bands=4).to_dict()) == SurveyNoise(min_bands=4)
+    with pytest.raises(ValueError, match="kind"):
+        training_noise({"kind": "lsst"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['err_min'\]"):
+        training_noise({"kind": "survey", "err_min": 0.01})
