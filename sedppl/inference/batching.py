@@ -60,6 +60,7 @@ def over_stars(one, batch: str):
     """
     if batch == "vmap":
         return jax.vmap(lambda valid, *x: one(*x))
+    one = jax.jit(one)  # traced once: the shape of the padding branch comes from the same trace
 
     def star(x):
         valid, *args = x

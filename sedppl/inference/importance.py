@@ -236,13 +236,15 @@ class ImportanceSampler:
             mixture = mixture.adapted(z, log_w, ess)
             return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, condition, err, mask, mag)
 
-        _, (z, x, log_q, log_w, khat, ess) = jax.lax.fori_loop(0, rounds, adapt, (mixture, first))
+        khat_npe, ess_npe = first[4:6]  # the flow's own draws: how good the NPE is alone
+        last = jax.lax.fori_loop(0, rounds, adapt, (mixture, first))[1] if self.capacity else first
+        z, x, log_q, log_w, khat, ess = last
         picks = jax.random.categorical(k_pick, log_w, shape=(cfg.draws,))
         kept = x[picks]
         thetas = jax.vmap(lambda k, p: sample_log10_theta(k, self.target, p, err, mask, mag))(
             jax.random.split(k_theta, cfg.draws), kept)
         n_rejected = jnp.sum(~jax.vmap(self.target.forward.in_grid)(x))
-        return kept, thetas, x, log_q, log_w, khat, ess, first[4], first[5], n_rejected
+        return kept, thetas, x, log_q, log_w, khat, ess, khat_npe, ess_npe, n_rejected
 
     def sample(self, key, err, mask, mag, progress: bool = True) -> ISDraws:
         """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.

@@ -263,6 +263,12 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _add_forward(p) -> None:
+    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
+                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
+                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sedppl", description="Bayesian stellar SED fitting: NUTS and NPE on one model.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
@@ -283,9 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", type=Path, help="prior TOML file (default prior if omitted)")
     p.add_argument("--bands", nargs="+", default=list(SURVEY_BANDS), metavar="BAND")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
-    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
-                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
-                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
+    _add_forward(p)
     p.add_argument("--noise", default="ideal", choices=("ideal", "survey"),
                    help="ideal: errors log-uniform and bands missing at random, blind to the star (what the shipped "
                    "NPE model was trained on); survey: each band's error, saturation and detection limits and "
@@ -322,9 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the default prior; for npe and npe-is "
                    "the NPE's training prior). npe-is accepts a new prior without retraining")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
-    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
-                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
-                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
+    _add_forward(p)
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
@@ -369,9 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="NPE model folder (default: models/default, shipped in the package as sedppl/pretrained/default)")
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the NPE's training prior)")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
-    p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
-                   help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
-                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
+    _add_forward(p)
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="NUTS draws per chain; NPE and NPE-IS draws per star")

@@ -68,19 +68,23 @@ def prior_predictive(key: jax.Array, model: SEDModel, mag_err: jax.Array, mask: 
 def survey_predictive(key: jax.Array, model: SEDModel, noise: SurveyNoise, n: int) -> dict[str, np.ndarray]:
     """n prior-predictive stars under the survey noise model: inside the grid, and each with at least
     ``noise.min_bands`` bands in the catalogue. Adds each star's ``err`` and ``mask``."""
+    return _first_valid(jax.jit(jax.vmap(lambda k: survey_star(k, model, noise))), key, n)
+
+
+def survey_star(key: jax.Array, model: SEDModel, noise: SurveyNoise) -> dict[str, jax.Array]:
+    """One prior-predictive star under the survey noise model: its latent values, errors and presence from
+    its true magnitudes, observed magnitudes (every band), and ``ok``: inside the grid with enough bands."""
     if model.marginalize_scale:
         raise ValueError("simulations need the model with the scale sampled (marginalize_scale=False)")
-
-    def one(key):
-        k_prior, k_noise, k_mag = jax.random.split(key, 3)
-        latent = {k: v[0] for k, v in Predictive(model.sample_prior, num_samples=1)(k_prior).items() if k != "in_grid"}
-        params = stack_params(latent)
-        err, mask = noise.draw(k_noise, model.bands, model.forward.magnitudes(params, latent[SCALE]))
-        mag = observed_magnitudes(k_mag, model, {k: latent[k] for k in PARAMS + (SCALE,)}, err, mask)
-        ok = model.forward.in_grid(params) & (jnp.sum(mask) >= noise.min_bands)
-        return latent | {"mag": mag, "err": err, "mask": mask, "ok": ok}
-
-    return _until_valid(jax.jit(jax.vmap(one)), key, n)
+    if noise.min_bands > len(model.bands):
+        raise ValueError(f"min_bands={noise.min_bands} but only {len(model.bands)} bands requested")
+    k_prior, k_noise, k_mag = jax.random.split(key, 3)
+    latent = {k: v[0] for k, v in Predictive(model.sample_prior, num_samples=1)(k_prior).items() if k != "in_grid"}
+    params = stack_params(latent)
+    err, mask = noise.draw(k_noise, model.bands, model.forward.magnitudes(params, latent[SCALE]))
+    mag = observed_magnitudes(k_mag, model, {k: latent[k] for k in PARAMS + (SCALE,)}, err, mask)
+    ok = model.forward.in_grid(params) & (jnp.sum(mask) >= noise.min_bands)
+    return latent | {"mag": mag, "err": err, "mask": mask, "ok": ok}
 
 
 def observed_magnitudes(key: jax.Array, model: SEDModel, latent: dict, err, mask) -> jax.Array:
@@ -108,8 +112,24 @@ def _until_valid(draw, key: jax.Array, n: int, *per_star) -> dict[str, np.ndarra
         todo = todo[~ok]
         if len(todo) == 0:
             return out
-    raise RuntimeError("prior draws keep falling outside the grid (or below the bands a catalogue needs); "
-                       "is the prior disjoint from the library?")
+    raise RuntimeError("prior draws keep falling outside the grid; is the prior disjoint from the library?")
+
+
+def _first_valid(draw, key: jax.Array, n: int, batch: int = 1024, rounds: int = 200) -> dict[str, np.ndarray]:
+    """n ok rows of ``draw(keys)`` (exchangeable candidates: no per-star inputs), taken in draw order from
+    batches of fixed size; a ValueError when fewer pass than ``rounds`` batches can supply."""
+    batch = max(batch, n)
+    parts, found = [], 0
+    for _ in range(rounds):
+        key, sub = jax.random.split(key)
+        sample = {k: np.asarray(v) for k, v in draw(jax.random.split(sub, batch)).items()}
+        ok = sample.pop("ok")
+        parts.append({k: v[ok] for k, v in sample.items()})
+        found += int(ok.sum())
+        if found >= n:
+            return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+    raise ValueError(f"only {found} of {rounds * batch} prior draws fall inside the grid with enough bands in "
+                     f"the catalogue ({n} needed): choose bands that more stars are detected in, or a lower min_bands")
 
 
 def _compiled_draw(model: SEDModel):

@@ -43,6 +43,7 @@ def survey_table() -> dict:
 
 
 def survey_of(band: str) -> str:
+    """A band's survey: its name before the first underscore ("2mass_ks" -> "2mass")."""
     return band.split("_")[0]
 
 
@@ -124,10 +125,10 @@ class SurveyNoise:
     kind = "survey"
 
     def __post_init__(self):
-        if self.min_bands < 1:
-            raise ValueError(f"min_bands must be at least 1, got {self.min_bands}")
-        if not self.edge_mag > 0:
-            raise ValueError(f"edge_mag must be positive, got {self.edge_mag}")
+        if isinstance(self.min_bands, bool) or not isinstance(self.min_bands, int) or self.min_bands < 1:
+            raise ValueError(f"min_bands must be a whole number >= 1, got {self.min_bands!r}")
+        if isinstance(self.edge_mag, bool) or not isinstance(self.edge_mag, (int, float)) or not self.edge_mag > 0:
+            raise ValueError(f"edge_mag must be a positive number of magnitudes, got {self.edge_mag!r}")
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "min_bands": self.min_bands, "edge_mag": self.edge_mag}

@@ -83,6 +83,11 @@ def test_only_unreliable_stars_are_rescued(pretrained, reference_star):
     assert not np.array_equal(rescued.x[weak], first.x[weak])
     with pytest.raises(ValueError, match="rescue_rounds"):
         ISConfig(adapt_rounds=3, rescue_rounds=2)
+    # no adaptation at all: the flow's own draws, the same as the first round of the runs above
+    plain = ImportanceSampler(posterior, model, model, ISConfig(**small | {"adapt_rounds": 0}, rescue_rounds=0)).sample(
+        jax.random.key(0), err, mask, mag, progress=False)
+    np.testing.assert_array_equal(plain.khat, first.khat_npe)
+    assert list(plain.rounds) == [0, 0]
 
 
 def test_a_prior_wider_than_the_training_box_is_refused(pretrained):

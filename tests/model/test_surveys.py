@@ -45,7 +45,18 @@ DEPTHS = {
     "sdss_u": (22.0, 0.02), "sdss_z": (20.5, 0.01),  # Abazajian et al. 2009
     "galex_fuv": (19.9, 0.05), "galex_nuv": (20.8, 0.027),  # Bianchi et al. 2011; Morrissey et al. 2007
     "skymapper_u": (20.5, 0.03), "skymapper_g": (21.7, 0.01),
+    "2mass_h": (15.1 + 0.75, 0.02), "sdss_g": (22.2, 0.01), "sdss_r": (22.2, 0.01), "sdss_i": (21.3, 0.01),
+    "ps1_r": (23.2, 0.01), "ps1_i": (23.1, 0.01), "ps1_z": (22.3, 0.01), "skymapper_v": (20.5, 0.03),
+    "skymapper_r": (21.7, 0.01), "skymapper_i": (20.7, 0.01), "skymapper_z": (19.7, 0.01),  # floors: ours
 }
+
+
+def test_galex_saturates_where_its_count_rate_turns_non_linear():
+    """10% non-linearity at 34 (FUV) and 109 (NUV) counts/s (Morrissey et al. 2007), zero points 18.82 / 20.08."""
+    t = band_performance(("galex_fuv", "galex_nuv"))
+    expected = [18.82 - 2.5 * np.log10(34.0), 20.08 - 2.5 * np.log10(109.0)]
+    np.testing.assert_allclose(t["bright"], expected, atol=0.02)
+    np.testing.assert_allclose(band_performance(("2mass_j", "wise_w1"))["faint"], [15.8 + 0.75, 16.5])
 
 
 @pytest.mark.parametrize("band", DEPTHS)
@@ -117,3 +128,16 @@ def test_survey_catalogue_errors_presence_and_noise_follow_the_true_magnitudes(s
     fuv = model.bands.index("galex_fuv")
     assert np.all(mag[present[:, fuv], fuv] < 20.5)
     assert table.meta["sedppl_noise_kind"] == "survey"
+
+
+def test_too_rare_a_selection_is_refused_by_name_and_a_rare_one_is_found():
+    from sedppl.model.simulate import _first_valid
+
+    never = lambda keys: {"x": jnp.zeros(len(keys)), "ok": jnp.zeros(len(keys), bool)}  # noqa: E731
+    with pytest.raises(ValueError, match="only 0 of 16 prior draws"):
+        _first_valid(never, jax.random.key(0), 3, batch=8, rounds=2)
+    with pytest.raises(ValueError, match="min_bands=3 but only 2 bands"):
+        simulate_catalog(jax.random.key(0), 2, sed_model(bands=("gaia_g", "gaia_bp")), SurveyNoise())
+    # GALEX and SDSS u only: few stars are detected in all three, yet a small catalogue is still drawn
+    table = simulate_catalog(jax.random.key(1), 3, sed_model(bands=("galex_fuv", "galex_nuv", "sdss_u")), SurveyNoise())
+    assert np.all(np.isfinite(np.asarray(table["galex_fuv"], float)))

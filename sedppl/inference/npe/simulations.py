@@ -24,8 +24,8 @@ from ...model.forward import PARAMS
 from ...model.generative import SEDModel, stack_params
 from ...model.likelihood import total_sigma
 from ...model.priors import SCALE
-from ...model.simulate import observed_magnitudes
-from ...model.surveys import SurveyNoise
+from ...model.simulate import observed_magnitudes, survey_star
+from ...model.surveys import SurveyNoise, survey_of
 
 SURVEY_OVERDRAW = 4  # candidates per training star under the survey noise model
 
@@ -80,7 +80,7 @@ class TrainingNoise:
 
 def survey_index(bands: tuple[str, ...]) -> np.ndarray:
     """Survey of each band (the name before the first underscore), as small integers."""
-    names = [b.split("_")[0] for b in bands]
+    names = [survey_of(b) for b in bands]
     order = list(dict.fromkeys(names))
     return np.asarray([order.index(n) for n in names])
 
@@ -96,7 +96,7 @@ def centre(mag_err: Array, mask: Array, mag: Array, sys_floor: float) -> tuple[A
     return jnp.where(mask, mag - reference, 0.0), jnp.where(mask, jnp.log10(jnp.where(mask, mag_err, 1.0)), 0.0)
 
 
-def simulate_batch(key: jax.Array, model: SEDModel, noise: TrainingNoise, size: int) -> dict[str, Array]:
+def simulate_batch(key: jax.Array, model: SEDModel, noise: TrainingNoise | SurveyNoise, size: int) -> dict[str, Array]:
     """``size`` training stars: params (size, 5), log10_theta (size,), err, mask, mag (size, nb), all valid.
 
     Parameters are drawn twice over (``SURVEY_OVERDRAW`` times under ``SurveyNoise``, which also
@@ -106,23 +106,19 @@ def simulate_batch(key: jax.Array, model: SEDModel, noise: TrainingNoise, size: 
     """
     if model.marginalize_scale:
         raise ValueError("training simulations need the model with the scale sampled (marginalize_scale=False)")
+    if isinstance(noise, SurveyNoise):  # a catalogue holds only the stars it detected: draw candidates, keep those
+        star = jax.vmap(lambda k: survey_star(k, model, noise))(jax.random.split(key, SURVEY_OVERDRAW * size))
+        keep = jnp.nonzero(star["ok"], size=size, fill_value=jnp.argmax(star["ok"]))[0]
+        return {"params": stack_params(star)[keep], "log10_theta": star[SCALE][keep], "err": star["err"][keep],
+                "mask": star["mask"][keep], "mag": star["mag"][keep]}
     k_prior, k_noise, k_mag = jax.random.split(key, 3)
-    survey = isinstance(noise, SurveyNoise)
-    candidates = (SURVEY_OVERDRAW if survey else 2) * size
-    prior = Predictive(model.sample_prior, num_samples=candidates)(k_prior)
+    prior = Predictive(model.sample_prior, num_samples=2 * size)(k_prior)
     params = stack_params(prior)
     ok = jax.vmap(model.forward.in_grid)(params)
-    if survey:  # errors and presence from each candidate's own magnitudes; a catalogue holds only detected stars
-        true = jax.vmap(model.forward.magnitudes)(params, prior[SCALE])
-        err, mask = jax.vmap(lambda k, m: noise.draw(k, model.bands, m))(jax.random.split(k_noise, candidates), true)
-        ok &= jnp.sum(mask, axis=1) >= noise.min_bands
     keep = jnp.nonzero(ok, size=size, fill_value=jnp.argmax(ok))[0]
     latent = {k: prior[k][keep] for k in PARAMS + (SCALE,)}
-    if survey:
-        err, mask = err[keep], mask[keep]
-    else:
-        surveys = survey_index(model.bands)
-        err, mask = jax.vmap(lambda k: noise.draw(k, surveys))(jax.random.split(k_noise, size))
+    surveys = survey_index(model.bands)
+    err, mask = jax.vmap(lambda k: noise.draw(k, surveys))(jax.random.split(k_noise, size))
     mag = jax.vmap(lambda k, v, e, m: observed_magnitudes(k, model, v, e, m))(
         jax.random.split(k_mag, size), latent, err, mask)
     return {"params": params[keep], "log10_theta": latent[SCALE], "err": err, "mask": mask, "mag": mag}
