@@ -1,6 +1,7 @@
 """Real stars: CARMENES M dwarfs fitted by npe, npe-is and nuts, against spectroscopic labels.
 
     python validation/mdwarfs.py [--data ../shared/data/mdwarfs] [--nuts-n 40] [--chains 4 --draws 500 --warmup 500]
+                                 [--no-parallax] [--dust-map SFD|Planck13|none]
 
 The photometry (Cifuentes et al., CARMENES input catalogue IX: Gaia DR3,
 2MASS, AllWISE) is joined to the labels of Mas-Buitrago et al. (2024) and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import zlib
 from datetime import date
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from sedppl.io.survey import SurveyMapping, join_tables, read_survey_table, surv
 
 HERE = Path(__file__).parent
 LABELLED = ("teff", "logg", "mh")
+SIZE_LABELS = ("radius_rsun",)  # compared where a fit reports it (the catalogue's parallaxes were used)
 OUTLIER_SIGMA = 3.0
 IRISML_TEFF_RMSE = 314  # K, Kapusta (2025) on real APOGEE stars: another sample, quoted for scale only
 
@@ -55,21 +58,23 @@ def label_stats(summary: Table, catalog: Table, p: str) -> dict:
     ok = np.isfinite(diff)
     diff, sigma = diff[ok], np.hypot(label_sd[ok], post_sd[ok])
     outliers = np.abs(diff) > OUTLIER_SIGMA * sigma
-    return {"n": int(ok.sum()), "bias": float(np.median(diff)), "rmse": float(np.sqrt(np.mean(diff**2))),
+    return {"n": int(ok.sum()), "cover68": float(np.mean(np.abs(diff) <= sigma)), "bias": float(np.median(diff)), "rmse": float(np.sqrt(np.mean(diff**2))),
             "scatter": float(1.4826 * np.median(np.abs(diff - np.median(diff)))),
             "outliers": int(outliers.sum()), "median_sd": float(np.median(post_sd[ok])),
             "label": label[ok], "median": median[ok], "post_sd": post_sd[ok]}
 
 
-def plot(stats: dict, path: Path) -> None:
+def plot(stats: dict, path: Path, labelled=LABELLED) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(LABELLED), figsize=(4.2 * len(LABELLED), 4))
-    for ax, p in zip(axes, LABELLED):
+    fig, axes = plt.subplots(1, len(labelled), figsize=(4.2 * len(labelled), 4))
+    for ax, p in zip(axes, labelled):
         for method, by_param in stats.items():
+            if p not in by_param:
+                continue
             s = by_param[p]
             ax.errorbar(s["label"], s["median"], yerr=s["post_sd"], fmt="o", ms=3, lw=0.6, alpha=0.6,
                         label=f"{method} (RMSE {s['rmse']:.3g})")
@@ -86,20 +91,35 @@ def plot(stats: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "mdwarfs")
-    parser.add_argument("--methods", nargs="+", default=["npe", "npe-is", "nuts"])
+    parser.add_argument("--methods", nargs="*", default=["npe", "npe-is", "nuts"],
+                        help="none: only write the catalog (e.g. a half for sedppl calibrate-offsets)")
+    parser.add_argument("--stars", default="all", choices=("all", "half0", "half1"),
+                        help="all stars, or one half of a fixed split by id (CRC-32 parity): learn offsets on one "
+                        "half, judge them on the other")
+    parser.add_argument("--offsets", type=Path, help="band offsets (sedppl calibrate-offsets) applied before fitting")
     parser.add_argument("--prior", type=Path, default=HERE / "mdwarfs" / "nearby_prior.toml")
     parser.add_argument("--nuts-n", type=int, default=40, help="NUTS fits the first N stars (slow on a CPU)")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "mdwarfs")
+    parser.add_argument("--no-parallax", action="store_true", help="fit without the parallax and position columns")
+    parser.add_argument("--dust-map", default="SFD", help="SFD, Planck13 or none")
     args = parser.parse_args()
     if not args.data.exists():
         parser.error(f"no data folder {args.data}: pass --data (the shared M-dwarf tables)")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     table = mdwarf_catalog(args.data)
+    if args.no_parallax:
+        table.remove_columns([c for c in ("parallax", "parallax_error", "ra", "dec") if c in table.colnames])
+    if args.stars != "all":
+        parity = np.array([zlib.crc32(str(i).encode()) % 2 for i in table["id"]])
+        table = table[parity == int(args.stars[-1])]
     write_table(table, args.out / "catalog.parquet")
+    if not args.methods:
+        print(f"wrote {len(table)} stars to {args.out / 'catalog.parquet'}")
+        return
     catalog = read_catalog(table)
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup)
 
@@ -108,36 +128,48 @@ def main() -> None:
         stars = catalog if method != "nuts" else read_catalog(table[: args.nuts_n])
         t = time.time()
         fits[method] = fit_catalog(stars, method, out=args.out / method, prior=None if method == "npe" else args.prior,
-                                   config=config, importance=ISConfig(), fallback=False, seed=1, overwrite=True)
+                                   config=config, importance=ISConfig(), fallback=False, seed=1, overwrite=True,
+                                   dust_map=args.dust_map, offsets=args.offsets)
         minutes[method] = (time.time() - t) / 60
-    stats = {m: {p: label_stats(f.summary, table, p) for p in LABELLED} for m, f in fits.items()}
+    labelled = lambda f: LABELLED + tuple(p for p in SIZE_LABELS if f"{p}_median" in f.summary.colnames)  # noqa: E731
+    stats = {m: {p: label_stats(f.summary, table, p) for p in labelled(f)} for m, f in fits.items()}
     nuts_ids = set(fits["nuts"].summary["id"]) if "nuts" in fits else set()
-    same = {m: {p: label_stats(f.summary[np.isin(f.summary["id"], list(nuts_ids))], table, p) for p in LABELLED}
+    same = {m: {p: label_stats(f.summary[np.isin(f.summary["id"], list(nuts_ids))], table, p) for p in labelled(f)}
             for m, f in fits.items() if nuts_ids and m != "nuts"}
-    plot(stats, args.out / "mdwarfs.png")
+    plot(stats, args.out / "mdwarfs.png", LABELLED + SIZE_LABELS if any("radius_rsun" in s for s in stats.values())
+         else LABELLED)
 
     def rows(by_method, label):
         out = []
         for m, by_param in by_method.items():
             cells = [f"{s['bias']:+.3g} / {s['rmse']:.3g} / {s['scatter']:.3g} / {s['outliers']} "
-                     f"(σ {s['median_sd']:.2g})" for s in by_param.values()]
+                     f"(σ {s['median_sd']:.2g}; 68%: {s['cover68']:.2f})" for s in by_param.values()]
             out.append(f"| {m} | {label} | {by_param['teff']['n']} | " + " | ".join(cells) + " |")
         return out
 
     flags = {m: int(np.sum(f.summary["flag"] != "")) for m, f in fits.items()}
+    columns = max((tuple(by_param) for by_param in stats.values()), key=len)
+    used = {m: int(np.sum(f.summary["parallax_used"])) if "parallax_used" in f.summary.colnames else 0
+            for m, f in fits.items()}
     report = [
         f"# Real M dwarfs against spectroscopic labels ({date.today().isoformat()})", "",
         f"`python validation/mdwarfs.py --nuts-n {args.nuts_n} --chains {args.chains} --draws {args.draws} "
-        f"--warmup {args.warmup}` on {jax.default_backend()}; {(time.time() - t0) / 60:.1f} min in all "
+        f"--warmup {args.warmup} --dust-map {args.dust_map}{' --no-parallax' if args.no_parallax else ''}"
+        f" --methods {' '.join(args.methods)} --stars {args.stars}"
+        f"{f' --offsets {args.offsets}' if args.offsets else ''}` on {jax.default_backend()}; {(time.time() - t0) / 60:.1f} min in all "
         f"({', '.join(f'{m} {v:.1f}' for m, v in minutes.items())} min).", "",
-        f"{len(table)} single M dwarfs (Cifuentes et al. photometry, Mas-Buitrago et al. 2024 labels), "
+        f"{len(table)} single M dwarfs ({args.stars}; Cifuentes et al. photometry, Mas-Buitrago et al. 2024 labels), "
         f"{int(np.sum(table['dropped'] != ''))} with bands dropped by their quality flags. "
         f"Priors: npe its training prior; npe-is and nuts `{args.prior.name}`. NPE-IS without NUTS fallback; "
-        f"NUTS on the first {args.nuts_n} stars, {args.chains} × ({args.warmup} + {args.draws}).", "",
+        f"NUTS on the first {args.nuts_n} stars, {args.chains} × ({args.warmup} + {args.draws}). "
+        f"Parallaxes used: " + ", ".join(f"{m} {v}/{len(f.summary)}" for (m, v), f in zip(used.items(), fits.values()))
+        + f" (dust map: {args.dust_map}; plain npe cannot use them).", "",
         "Each cell: median bias / RMSE / robust scatter (1.4826 MAD) / outliers "
         f"(|Δ| > {OUTLIER_SIGMA:g}σ, label and posterior σ in quadrature), and the median posterior σ. "
-        "Teff in K, logg and [M/H] in dex.", "",
-        "| method | stars | n | teff | logg | mh |", "|---|---|---|---|---|---|",
+        "Teff in K, logg and [M/H] in dex, radius in R☉ (label: Cifuentes et al.'s, from their L and Teff). "
+        "68%: share of stars whose label lies within the posterior's 68% half-width and the label's error in "
+        "quadrature.", "",
+        "| method | stars | n | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns),
         *rows(stats, "all fitted"), *rows(same, "NUTS's stars"), "",
         "Stars flagged (any reason, kept in the statistics): "
         + ", ".join(f"{m} {v}/{len(f.summary)}" for (m, v), f in zip(flags.items(), fits.values())) + ".", "",

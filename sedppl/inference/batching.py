@@ -3,6 +3,8 @@ split over devices, and the angular diameter drawn exactly afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,10 +25,10 @@ def scale_marginal_potential(model: SEDModel, av_map: str = "logit"):
     from numpyro.infer.util import initialize_model
 
     if not model.marginalize_scale:
-        model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+        model = dataclasses.replace(model, marginalize_scale=True)
     sampled = sampler_coordinates(model, av_map)
     nb = len(model.bands)
-    template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
+    template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb), None)
     info = initialize_model(jax.random.key(0), sampled, model_args=template, dynamic_args=True)
     return model, sampled, info.potential_fn, info.postprocess_fn
 
@@ -117,7 +119,8 @@ def compile_over_stars(run_one, batch: str = "auto"):
         size = n // len(on)
 
         def part(i):  # one thread per device: a compiled call releases the GIL while it runs
-            return jax.block_until_ready(run(*jax.device_put([a[i * size:(i + 1) * size] for a in args], on[i])))
+            block = jax.tree.map(lambda a: a[i * size:(i + 1) * size], list(args))
+            return jax.block_until_ready(run(*jax.device_put(block, on[i])))
 
         with ThreadPoolExecutor(len(on)) as pool:
             parts = list(pool.map(part, range(len(on))))
@@ -134,7 +137,7 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
     of the wall time. A star's numbers do not depend on which stars or devices share its call.
     """
     err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
-    per_star = [np.asarray(a) for a in per_star]
+    per_star = [None if a is None else np.asarray(a) for a in per_star]
     mask = mask.astype(bool)
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
     n = len(mag)
@@ -145,17 +148,21 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
         for rows, slots, valid, positions in chunks(n, stars_per_call * devices, devices):
             t0 = time.perf_counter()
             out = jax.block_until_ready(compiled(valid, keys[slots], err[slots], mask[slots], mag[slots],
-                                                 *(a[slots] for a in per_star)))
+                                                 *(None if a is None else a[slots] for a in per_star)))
             seconds[rows] = (time.perf_counter() - t0) / len(rows)
             outputs.append(jax.tree.map(lambda a: np.asarray(a)[positions], out))
             bar.update(len(rows))
     return jax.tree.map(lambda *a: np.concatenate(a), *outputs), seconds
 
 
-def exact_theta(key, model: SEDModel, params: dict, err, mask, mag):
-    """theta_mas for every draw of the five parameters (any shape), from its exact conditional."""
+def exact_theta(key, model: SEDModel, params: dict, err, mask, mag, astrometry=None) -> dict:
+    """{"theta_mas": ...} for every draw of the five parameters (any shape), from its exact conditional;
+    with ``astrometry``, radius_rsun, distance_pc and mass_msun too (NaN for a star without a parallax)."""
     shape = params[PARAMS[0]].shape
     flat = jnp.stack([params[n].reshape(-1) for n in PARAMS], axis=-1)
     keys = jax.random.split(key, flat.shape[0])
-    draw = lambda k, p: sample_log10_theta(k, model, p, err, mask, mag)  # noqa: E731
-    return 10.0 ** jax.vmap(draw)(keys, flat).reshape(shape)
+    if astrometry is None:
+        draw = lambda k, p: {"theta_mas": 10.0 ** sample_log10_theta(k, model, p, err, mask, mag)}  # noqa: E731
+    else:
+        draw = lambda k, p: model.sample_size_and_distance(k, p, err, mask, mag, astrometry)  # noqa: E731
+    return {name: v.reshape(shape) for name, v in jax.vmap(draw)(keys, flat).items()}

@@ -17,6 +17,8 @@ drawn from its exact conditional under the target.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, field
 
@@ -30,9 +32,9 @@ from jaxtyping import Array, Float, Int
 from tqdm.auto import tqdm
 
 from ..model.forward import PARAMS
-from ..model.generative import SEDModel, log_joint, sample_log10_theta
+from ..model.generative import SEDModel, log_joint
 from .npe.card import ModelMismatchError
-from .batching import chunks, fold_rows, over_stars, resolve_batch, row_keys
+from .batching import chunks, exact_theta, fold_rows, over_stars, resolve_batch, row_keys
 from .npe.estimator import fill_absent
 from .npe.posterior import NPEPosterior
 
@@ -106,10 +108,12 @@ def smoothed_weights(log_ratios: Float[Array, " n"]) -> tuple[Array, Array, Arra
     return log_w, khat, jnp.where(any_finite, ess, 0.0)
 
 
-def log_ratios(target: SEDModel, x: Float[Array, "n 5"], log_q: Float[Array, " n"], mag_err, mask, mag) -> Array:
+def log_ratios(target: SEDModel, x: Float[Array, "n 5"], log_q: Float[Array, " n"], mag_err, mask, mag,
+               astrometry=None) -> Array:
     """log p(x, mag) - log q(x) of one star's proposals under the target's scale-marginalised log-joint
-    (-inf in holes of the validity region and outside the target prior's support)."""
-    joint = jax.vmap(lambda v: log_joint(target, dict(zip(PARAMS, v)), mag_err, mask, mag))(x)
+    (-inf in holes of the validity region and outside the target prior's support). With ``astrometry``
+    the target is the model with the star's parallax: a change of target the NPE was not trained on."""
+    joint = jax.vmap(lambda v: log_joint(target, dict(zip(PARAMS, v)), mag_err, mask, mag, astrometry))(x)
     return joint - log_q
 
 
@@ -206,7 +210,7 @@ class ImportanceSampler:
 
     def __init__(self, posterior: NPEPosterior, proposal: SEDModel, target: SEDModel, config: ISConfig = ISConfig()):
         if not target.marginalize_scale:
-            target = SEDModel(target.forward, target.prior, marginalize_scale=True)
+            target = dataclasses.replace(target, marginalize_scale=True)
         check_coverage(proposal, target)
         if target.bands != proposal.bands:
             raise ModelMismatchError(f"target bands {target.bands} differ from the NPE's {proposal.bands}")
@@ -216,76 +220,81 @@ class ImportanceSampler:
         self.capacity = max(config.adapt_rounds, config.rescue_rounds)
         self._run = eqx.filter_jit(over_stars(self._star, self.batch))
 
-    def _round(self, key, mixture: _BaseMixture, condition, err, mask, mag):
+    def _round(self, key, mixture: _BaseMixture, condition, err, mask, mag, astrometry):
         z = mixture.sample(key, self.config.proposals)
         x, log_det = self.posterior.push(z, condition)
         log_q = mixture.log_prob(z) - log_det
-        log_w, khat, ess = smoothed_weights(log_ratios(self.target, x, log_q, err, mask, mag))
+        log_w, khat, ess = smoothed_weights(log_ratios(self.target, x, log_q, err, mask, mag, astrometry))
         return z, x, log_q, log_w, khat, ess
 
-    def _star(self, key, err, mask, mag, rounds):
+    def _star(self, key, err, mask, mag, astrometry, rounds):
         """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds; resampled draws."""
         cfg, (loc, scale) = self.config, self.posterior.base_loc_scale()
         condition = self.posterior.summary(err, mask, mag)
         mixture = _BaseMixture.flow_only(loc, scale, self.capacity, cfg.df, cfg.defensive)
         k_rounds, k_pick, k_theta = jax.random.split(key, 3)
-        first = self._round(jax.random.fold_in(k_rounds, 0), mixture, condition, err, mask, mag)
+        first = self._round(jax.random.fold_in(k_rounds, 0), mixture, condition, err, mask, mag, astrometry)
 
         def adapt(r, carry):
             mixture, (z, _, _, log_w, _, ess) = carry
             mixture = mixture.adapted(z, log_w, ess)
-            return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, condition, err, mask, mag)
+            return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, condition, err, mask, mag,
+                                        astrometry)
 
         khat_npe, ess_npe = first[4:6]  # the flow's own draws: how good the NPE is alone
         last = jax.lax.fori_loop(0, rounds, adapt, (mixture, first))[1] if self.capacity else first
         z, x, log_q, log_w, khat, ess = last
         picks = jax.random.categorical(k_pick, log_w, shape=(cfg.draws,))
         kept = x[picks]
-        thetas = jax.vmap(lambda k, p: sample_log10_theta(k, self.target, p, err, mask, mag))(
-            jax.random.split(k_theta, cfg.draws), kept)
+        sizes = exact_theta(k_theta, self.target, dict(zip(PARAMS, kept.T)), err, mask, mag, astrometry)
         n_rejected = jnp.sum(~jax.vmap(self.target.forward.in_grid)(x))
-        return kept, thetas, x, log_q, log_w, khat, ess, khat_npe, ess_npe, n_rejected
+        return kept, sizes, x, log_q, log_w, khat, ess, khat_npe, ess_npe, n_rejected
 
-    def sample(self, key, err, mask, mag, progress: bool = True) -> ISDraws:
+    def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> ISDraws:
         """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.
 
         Stars whose weights are unreliable after ``adapt_rounds`` are sampled again, with fresh keys,
         with ``rescue_rounds``: only they pay for the longer adaptation, and the longer run replaces
-        theirs whatever its outcome (no choosing between runs by their diagnostics).
+        theirs whatever its outcome (no choosing between runs by their diagnostics). ``astrometry``
+        (star, 4): parallaxes and dust-map values (``model.astrometry``) that change the target, or None.
         """
         err, mask, mag = fill_absent(err, mask, mag)
         cfg = self.config
         keys = row_keys(key, len(mag))
-        out, seconds = self._sample_rows(keys, err, mask, mag, np.arange(len(mag)), cfg.adapt_rounds, progress,
-                                         "npe-is")
+        out, seconds = self._sample_rows(keys, err, mask, mag, astrometry, np.arange(len(mag)), cfg.adapt_rounds,
+                                         progress, "npe-is")
         unreliable = np.flatnonzero((out["khat"] > cfg.khat_max) | (out["ess"] < cfg.min_ess))
         rounds = np.full(len(mag), cfg.adapt_rounds)
         if cfg.rescue_rounds and unreliable.size:
-            again, more = self._sample_rows(fold_rows(keys[unreliable], 1), err, mask, mag, unreliable,
+            again, more = self._sample_rows(fold_rows(keys[unreliable], 1), err, mask, mag, astrometry, unreliable,
                                             cfg.rescue_rounds, progress, f"npe-is, {cfg.rescue_rounds} rounds")
             for name in out:
-                out[name][unreliable] = again[name]
+                for a, b in zip(jax.tree.leaves(out[name]), jax.tree.leaves(again[name])):
+                    a[unreliable] = b
             seconds[unreliable] += more
             rounds[unreliable] = cfg.rescue_rounds
         params = {p: out["kept"][:, None, :, i] for i, p in enumerate(PARAMS)}
-        params["theta_mas"] = (10.0 ** out["thetas"])[:, None, :]
+        params.update({name: v[:, None, :] for name, v in out["sizes"].items()})
         return ISDraws(params, out["x"], out["log_q"], out["log_w"], out["khat"].astype(float),
                        out["ess"].astype(float), out["khat_npe"].astype(float), out["ess_npe"].astype(float),
                        out["n_rejected"].astype(int), seconds, rounds, cfg)
 
-    def _sample_rows(self, keys, err, mask, mag, rows, rounds: int, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
+    def _sample_rows(self, keys, err, mask, mag, astrometry, rows, rounds: int, progress: bool,
+                     desc: str) -> tuple[dict, np.ndarray]:
         """The given rows (``keys``: one per row) with ``rounds`` adapted rounds each, in padded chunks: each
         output stacked over those rows, and seconds per row (``batching.chunks``: one shape, compiled once)."""
-        names = ("kept", "thetas", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
+        names = ("kept", "sizes", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
         out = {name: [] for name in names}
         seconds = np.zeros(len(rows))
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
             for chunk, slots, valid, positions in chunks(len(rows), self.config.stars_per_call):
                 t0 = time.perf_counter()
                 at = rows[slots]
-                values = self._run(valid, keys[slots], err[at], mask[at], mag[at], np.full(len(at), rounds, np.int32))
+                values = self._run(valid, keys[slots], err[at], mask[at], mag[at],
+                                   None if astrometry is None else np.asarray(astrometry)[at],
+                                   np.full(len(at), rounds, np.int32))
                 for name, value in zip(names, values):
-                    out[name].append(np.asarray(value)[positions])
+                    out[name].append(jax.tree.map(lambda a: np.asarray(a)[positions], value))
                 seconds[chunk] = (time.perf_counter() - t0) / len(chunk)
                 bar.update(len(chunk))
-        return {name: np.concatenate(v) for name, v in out.items()}, seconds
+        return {name: jax.tree.map(lambda *a: np.concatenate(a), *v) for name, v in out.items()}, seconds

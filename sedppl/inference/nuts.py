@@ -37,6 +37,8 @@ busy but gains nothing from the second; two CPU devices doubled the throughput
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, replace
 
 import blackjax
@@ -110,10 +112,10 @@ class NUTSSampler:
         self._compiled = compile_over_stars(self._run_one, config.batch)
 
     # -- one star ---------------------------------------------------------------
-    def logdensity(self, z: dict, err, mask, mag):
-        return -self._potential(err, mask, mag)(z)
+    def logdensity(self, z: dict, err, mask, mag, astrometry=None):
+        return -self._potential(err, mask, mag, astrometry)(z)
 
-    def _initial_positions(self, key, err, mask, mag):
+    def _initial_positions(self, key, err, mask, mag, astrometry):
         """Each chain starts at the most probable of its own ``init_candidates`` prior draws (unconstrained).
 
         Independent candidate sets keep the starts dispersed, so that chains
@@ -126,31 +128,31 @@ class NUTSSampler:
         cfg = self.config
         draws = Predictive(self.model.sample_prior, num_samples=cfg.chains * cfg.init_candidates)(key)
         values = {p: draws[p].reshape(cfg.chains, cfg.init_candidates) for p in PARAMS}
-        logp = jax.vmap(jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag)))(values)
+        logp = jax.vmap(jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag, astrometry)))(values)
         best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf), axis=1)
         chosen = {p: v[jnp.arange(cfg.chains), best] for p, v in values.items()}
-        return jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag), {}, v))(chosen)
+        return jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(chosen)
 
-    def _starting_points(self, key, err, mask, mag, init):
+    def _starting_points(self, key, err, mask, mag, astrometry, init):
         """Per chain: ``init`` (constrained, (chain, 5)) where it is finite and has a finite log-density,
         else the prior candidates' start."""
-        z_prior = self._initial_positions(key, err, mask, mag)
+        z_prior = self._initial_positions(key, err, mask, mag, astrometry)
         values = {p: jnp.nan_to_num(init[:, i], nan=self.support_mid[p]) for i, p in enumerate(PARAMS)}
-        z_init = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag), {}, v))(values)
-        logp = jax.vmap(lambda z: self.logdensity(z, err, mask, mag))(z_init)
+        z_init = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(values)
+        logp = jax.vmap(lambda z: self.logdensity(z, err, mask, mag, astrometry))(z_init)
         use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp)
         return jax.tree.map(lambda a, b: jnp.where(use.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), z_init, z_prior)
 
-    def _run_star(self, key, err, mask, mag, init):
+    def _run_star(self, key, err, mask, mag, astrometry, init):
         cfg = self.config
-        logdensity = lambda z: self.logdensity(z, err, mask, mag)  # noqa: E731
+        logdensity = lambda z: self.logdensity(z, err, mask, mag, astrometry)  # noqa: E731
         k_init, k_warm, k_draw, k_modes = jax.random.split(key, 4)
         warmup = blackjax.window_adaptation(
             blackjax.nuts, logdensity, is_mass_matrix_diagonal=not cfg.dense_mass,
             target_acceptance_rate=cfg.target_accept,
             adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=cfg.max_tree_depth,
         )
-        z0 = self._starting_points(k_init, err, mask, mag, init)
+        z0 = self._starting_points(k_init, err, mask, mag, astrometry, init)
         (state, params), _ = jax.vmap(lambda k, z: warmup.run(k, z, num_steps=cfg.warmup))(
             jax.random.split(k_warm, cfg.chains), z0)
         tuned = {k: params[k] for k in ("step_size", "inverse_mass_matrix")}
@@ -168,22 +170,24 @@ class NUTSSampler:
             return *out, tuned["step_size"]
 
         z, div, depth, acc, logp, step_size = jax.vmap(draws)(jax.random.split(k_draw, cfg.chains), state, tuned)
-        params = jax.vmap(jax.vmap(self._constrain(err, mask, mag)))(z)
+        params = jax.vmap(jax.vmap(self._constrain(err, mask, mag, astrometry)))(z)
         flat = jax.vmap(jax.vmap(lambda v: ravel_pytree(v)[0]))(z)  # (chain, draw, 5)
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0, 0], z))[1]
         modes = mode_weights(k_modes, lambda y: logdensity(unravel(y)), flat, cfg.mode_draws)
         return params, div, depth, acc, logp, step_size, restarted, *modes[:5]
 
-    def _run_one(self, key, err, mask, mag, init):
+    def _run_one(self, key, err, mask, mag, astrometry, init):
         k_nuts, k_theta = jax.random.split(key)
-        params, *stats = self._run_star(k_nuts, err, mask, mag, init)
+        params, *stats = self._run_star(k_nuts, err, mask, mag, astrometry, init)
         params = {n: params[n] for n in PARAMS}
-        params["theta_mas"] = exact_theta(k_theta, self.model, params, err, mask, mag)
+        params.update(exact_theta(k_theta, self.model, params, err, mask, mag, astrometry))
         return params, *stats
 
     # -- many stars ---------------------------------------------------------------
-    def sample(self, key, err, mask, mag, progress: bool = True, init=None) -> StarDraws:
+    def sample(self, key, err, mask, mag, progress: bool = True, init=None, astrometry=None) -> StarDraws:
         """Sample every star (rows of err/mask/mag; absent bands may hold NaN).
+
+        ``astrometry`` (star, 4): each star's parallax and dust-map values (``model.astrometry``), or None.
 
         ``init`` (star, chain, 5), constrained in PARAMS order, starts chains there (e.g. NPE draws,
         which come from where the posterior's mass is); NaN rows, and points of zero density,
@@ -194,7 +198,7 @@ class NUTSSampler:
         if init.shape != (n, chains, len(PARAMS)):
             raise ValueError(f"init must have shape (stars, chains, 5) = {(n, chains, len(PARAMS))}, got {init.shape}")
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "NUTS",
-                                        progress, init, batch=self.config.batch)
+                                        progress, astrometry, init, batch=self.config.batch)
         params, div, depth, acc, logp, step_size, restarted, *modes = out
         return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted, *modes)
 
@@ -223,7 +227,7 @@ def numpyro_reference(key, model: SEDModel, err, mask, mag, chains=4, draws=1000
     from numpyro.infer import MCMC, NUTS
 
     if model.marginalize_scale:
-        model = SEDModel(model.forward, model.prior, marginalize_scale=False)
+        model = dataclasses.replace(model, marginalize_scale=False)
     mask = np.asarray(mask, bool)
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
     mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=draws, num_chains=chains,

@@ -135,8 +135,8 @@ class SMCSampler:
         self._compiled = compile_over_stars(self._run_one, config.batch)
 
     # -- one star ---------------------------------------------------------------
-    def _densities(self, err, mask, mag, unravel):
-        potential = self._potential(err, mask, mag)
+    def _densities(self, err, mask, mag, astrometry, unravel):
+        potential = self._potential(err, mask, mag, astrometry)
 
         def log_prior(x):
             return -self._prior_potential(unravel(x))
@@ -148,23 +148,23 @@ class SMCSampler:
 
         return log_prior, log_likelihood
 
-    def _initial_particles(self, key, err, mask, mag):
+    def _initial_particles(self, key, err, mask, mag, astrometry):
         """``particles`` prior draws inside the validity region (rejection: the first valid of twice as many)."""
         n = self.config.particles
         draws = Predictive(self.model.sample_prior, num_samples=2 * n)(key)
         values = {p: draws[p] for p in PARAMS}
-        z = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag), {}, v))(values)
+        z = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(values)
         flat = jax.vmap(lambda v: ravel_pytree(v)[0])(z)
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0], z))[1]
         valid = jnp.isfinite(jax.vmap(lambda x: -self._prior_potential(unravel(x)))(flat))
         order = jnp.argsort(~valid, stable=True)  # valid draws first, in draw order
         return flat[order[:n]], unravel
 
-    def _run_star(self, key, err, mask, mag):
+    def _run_star(self, key, err, mask, mag, astrometry):
         cfg = self.config
         k_init, k_loop = jax.random.split(key)
-        x0, unravel = self._initial_particles(k_init, err, mask, mag)
-        log_prior, log_likelihood = self._densities(err, mask, mag, unravel)
+        x0, unravel = self._initial_particles(k_init, err, mask, mag, astrometry)
+        log_prior, log_likelihood = self._densities(err, mask, mag, astrometry, unravel)
 
         def body(carry: _Carry) -> _Carry:
             """Reweight to the next λ (chosen on these particles so that their ESS is ``target_ess``), then
@@ -210,22 +210,23 @@ class SMCSampler:
         # a star that ran out of steps keeps its last (tempered) particles, flagged by its final λ
         kept = jnp.where(end.n_final > 0, end.kept, jnp.broadcast_to(end.state.particles, end.kept.shape))
         z = jax.vmap(unravel)(jnp.swapaxes(kept, 0, 1).reshape(-1, x0.shape[1]))  # particle-major
-        params = jax.vmap(self._constrain(err, mask, mag))(z)
+        params = jax.vmap(self._constrain(err, mask, mag, astrometry))(z)
         return ({p: params[p] for p in PARAMS}, end.log_evidence, end.n_steps, end.state.tempering_param, end.ess,
                 end.diversity, end.acceptance)
 
-    def _run_one(self, key, err, mask, mag):
+    def _run_one(self, key, err, mask, mag, astrometry):
         k_smc, k_theta = jax.random.split(key)
         runs = jax.random.split(k_smc, self.config.runs)
-        params, *stats = jax.vmap(lambda k: self._run_star(k, err, mask, mag))(runs)
-        params["theta_mas"] = exact_theta(k_theta, self.model, params, err, mask, mag)
+        params, *stats = jax.vmap(lambda k: self._run_star(k, err, mask, mag, astrometry))(runs)
+        params.update(exact_theta(k_theta, self.model, params, err, mask, mag, astrometry))
         return params, *stats
 
     # -- many stars ---------------------------------------------------------------
-    def sample(self, key, err, mask, mag, progress: bool = True) -> SMCDraws:
-        """Sample every star (rows of err/mask/mag; absent bands may hold NaN)."""
+    def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> SMCDraws:
+        """Sample every star (rows of err/mask/mag; absent bands may hold NaN); ``astrometry`` (star, 4):
+        parallaxes and dust-map values (``model.astrometry``), or None."""
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "SMC",
-                                        progress, batch=self.config.batch)
+                                        progress, astrometry, batch=self.config.batch)
         params, log_z, n_steps, tempering, ess, diversity, acc = out
         return SMCDraws(params, log_z.astype(float), n_steps.astype(int), tempering.astype(float), ess.astype(float),
                         diversity.astype(float), acc.astype(float), seconds, self.config)

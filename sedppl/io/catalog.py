@@ -40,6 +40,7 @@ class Catalog:
     mask: np.ndarray  # (n, nb) bool, True where the band is present and usable
     flags: np.ndarray  # (n,) str, "" for a usable star
     extra: Table  # the other columns, row-aligned
+    astrometry: np.ndarray | None = None  # (n, 4) for a fit: ``catalog_astrometry``'s vectors, or None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,13 +67,13 @@ class Catalog:
             if b in self.bands:
                 k = self.bands.index(b)
                 mag[:, j], err[:, j], mask[:, j] = self.mag[:, k], self.err[:, k], self.mask[:, k]
-        return Catalog(self.ids, bands, mag, err, mask, self.flags, self.extra)
+        return Catalog(self.ids, bands, mag, err, mask, self.flags, self.extra, self.astrometry)
 
     def take(self, rows) -> Catalog:
         """The stars at ``rows`` (positions), in that order: one chunk of a streamed fit."""
         rows = np.asarray(rows, int)
         return Catalog(self.ids[rows], self.bands, self.mag[rows], self.err[rows], self.mask[rows], self.flags[rows],
-                       self.extra[rows])
+                       self.extra[rows], None if self.astrometry is None else self.astrometry[rows])
 
     def flag_report(self) -> list[str]:
         return [f"star {str(i)!r}: {f}" for i, f in zip(self.ids, self.flags) if f]
@@ -224,3 +225,41 @@ def read_catalog(source, bands=None, min_bands: int = MIN_BANDS) -> Catalog:
     used = {"id"} | {c for b in present_bands for c in (b, f"{b}_err")}
     extra = table[[c for c in table.colnames if c not in used]] if len(table.colnames) > len(used) else Table()
     return Catalog(ids, bands, mag, err, mask, flags, extra)
+
+
+ASTROMETRIC_COLUMNS = ("parallax", "parallax_error", "ra", "dec")
+
+
+def catalog_astrometry(catalog: Catalog, zero_point: float, dust_map: str | None) -> np.ndarray | None:
+    """(n, 4) astrometric vectors (``model.astrometry.COLUMNS``) from the catalogue's ``parallax``,
+    ``parallax_error`` [mas], ``ra`` and ``dec`` [deg] columns, or None if it has no parallax column.
+
+    A star whose parallax or error is missing, or whose error is not positive, is fitted without one
+    (NaN); a column that is not numeric is an error naming it. A ``parallax`` column without
+    ``parallax_error`` is not used (with a warning).
+    """
+    import warnings
+
+    from ..model.astrometry import catalogue_astrometry
+
+    names = catalog.extra.colnames
+    if "parallax" not in names:
+        return None
+    if "parallax_error" not in names:
+        warnings.warn("catalog has a 'parallax' column but no 'parallax_error' (mas): parallaxes not used",
+                      stacklevel=2)
+        return None
+    values = {}
+    for name in ASTROMETRIC_COLUMNS:
+        if name in names:
+            values[name], bad = _float_column(catalog.extra, name)
+            if bad:
+                i, message = next(iter(bad.items()))
+                raise CatalogError(f"star {str(catalog.ids[i])!r}: {message}")
+    if ("ra" in values) != ("dec" in values):
+        raise CatalogError("catalog has one of 'ra' and 'dec' but not the other")
+    err = values["parallax_error"]
+    usable = np.isfinite(values["parallax"]) & np.isfinite(err) & (err > 0)
+    parallax = np.where(usable, values["parallax"], np.nan)
+    return catalogue_astrometry(parallax, np.where(usable, err, np.nan), values.get("ra"), values.get("dec"),
+                                zero_point=zero_point, dust_map=dust_map)

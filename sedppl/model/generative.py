@@ -13,10 +13,14 @@ forward model or the likelihood.
 
 With ``marginalize_scale=True`` the scale is integrated out analytically
 (see ``likelihood.scale_marginal_log_likelihood``); the five-parameter
-posterior is the same.
+posterior is the same. A star with a parallax (``astrometry``, see
+``model.astrometry``) has theta = 2R/d instead of a free scale: mass and
+distance are integrated out and the A_V prior may come from a dust map.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -28,6 +32,7 @@ from numpyro.distributions import constraints
 from jaxtyping import Array, ArrayLike
 from numpyro.infer.util import log_density
 
+from . import astrometry as astro
 from .forward import MAS_IN_RAD, PARAMS, ForwardModel, dilution_mag, forward_model, log10_theta_from_dilution
 from .likelihood import masked_normal, sanitize, scale_conditional, scale_marginal_log_likelihood, total_sigma
 from .passbands import SURVEY_BANDS
@@ -71,6 +76,7 @@ class SEDModel(eqx.Module):
     forward: ForwardModel
     prior: Prior = eqx.field(static=True)
     marginalize_scale: bool = eqx.field(static=True, default=False)
+    astrometric: astro.AstrometricPrior = eqx.field(static=True, default=astro.AstrometricPrior())
 
     def __check_init__(self):
         support, domain = self.support(), self.forward.extinction_domain()
@@ -120,7 +126,10 @@ class SEDModel(eqx.Module):
         numpyro.deterministic("theta_mas", 10.0**log10_theta)
         return params, log10_theta
 
-    def __call__(self, mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike | None = None) -> None:
+    def __call__(self, mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike | None = None,
+                 astrometry: ArrayLike | None = None) -> None:
+        """``astrometry``: the star's (parallax, parallax_error, av_map, sin_b) (``astrometry.COLUMNS``),
+        NaN where unknown, or None; only the scale-marginalised model uses it."""
         params, log10_theta = self.sample_prior()
         surface = self.forward.surface_magnitudes(params)
         sigma = self.sigma(mag_err, params)
@@ -128,32 +137,81 @@ class SEDModel(eqx.Module):
         if self.marginalize_scale:
             if mag is None:
                 raise ValueError("marginalize_scale=True needs observed magnitudes")
-            numpyro.factor(
-                "mag_marginal", scale_marginal_log_likelihood(surface, mag, sigma, mask, self.dilution_bounds())
-            )
+            bounds = self.dilution_bounds()
+            if astrometry is None:
+                log_lik = scale_marginal_log_likelihood(surface, mag, sigma, mask, bounds)
+            else:
+                astrometry = jnp.asarray(astrometry)
+                has = astro.has_parallax(astrometry)
+
+                def free_scale():  # as without astrometry; under a batched select, no gradient for parallax stars
+                    hold = lambda a: jnp.where(has, jax.lax.stop_gradient(a), a)  # noqa: E731
+                    return scale_marginal_log_likelihood(hold(surface), mag, hold(sigma), mask, bounds)
+
+                log_lik = jax.lax.cond(has, lambda: self._astrometric_log_likelihood(
+                    params, surface, mag, sigma, mask, astrometry), free_scale)
+            numpyro.factor("mag_marginal", log_lik)
             return
+        if astrometry is not None:
+            raise NotImplementedError("a parallax needs the scale-marginalised model (marginalize_scale=True)")
         mu = surface + dilution_mag(log10_theta)
         obs = None if mag is None else sanitize(mag, mask, mu)
         numpyro.sample("mag", masked_normal(mu, sigma, mask), obs=obs)
 
+    def _astrometric_log_likelihood(self, params, surface, mag, sigma, mask, astrometry) -> Array:
+        """log p(mag, parallax | params) with mass and distance integrated out; where the dust map
+        applies, its p(A_V | d) replaces the prior's own A_V density (divided out here)."""
+        astrometry = jnp.asarray(astrometry)
+        flat = scale_marginal_log_likelihood(surface, mag, sigma, mask)
+        d_hat, d_sd = scale_conditional(surface, mag, sigma, mask)
+        support = self.support()["av"]
+        log_mass_distance = astro.log_marginal(params, d_hat, d_sd, astrometry, support, self.astrometric)
+        own_av = self.distributions()["av"].log_prob(params[3])
+        use_map = jnp.isfinite(astrometry[2]) & jnp.isfinite(astrometry[3]) & jnp.isfinite(own_av)
+        return flat + log_mass_distance - jnp.where(use_map, own_av, 0.0)
+
+    def sample_size_and_distance(self, key: Array, params: Array, mag_err, mask, mag, astrometry) -> dict[str, Array]:
+        """One draw of theta_mas, and for a star with a parallax of radius_rsun, distance_pc and mass_msun
+        (NaN without one), from their exact conditional given the five parameters. A star without a
+        parallax gets the same theta draw as ``sample_log10_theta`` with ``key``."""
+        astrometry = jnp.asarray(astrometry)
+        theta_free = 10.0 ** sample_log10_theta(key, self, params, mag_err, mask, mag)
+
+        def astrometric():
+            sigma = self.sigma(mag_err, params)
+            surface = self.forward.surface_magnitudes(params)
+            d_hat, d_sd = scale_conditional(surface, mag, sigma, jnp.asarray(mask, bool))
+            log10_mass, u = astro.sample_mass_and_distance(jax.random.fold_in(key, 1), params, d_hat, d_sd, astrometry,
+                                                           self.support()["av"], self.astrometric)
+            sizes = astro.size_and_distance(log10_mass, u, params[1])
+            theta = 10.0 ** sizes.pop("log10_theta")
+            return {"theta_mas": theta.astype(theta_free.dtype)} | {k: v.astype(theta_free.dtype) for k, v in sizes.items()}
+
+        def free():
+            missing = jnp.full((), jnp.nan, theta_free.dtype)
+            return {"theta_mas": theta_free, "radius_rsun": missing, "distance_pc": missing, "mass_msun": missing}
+
+        return jax.lax.cond(astro.has_parallax(astrometry), astrometric, free)
+
 
 def sed_model(
     library: str = "phoenix", bands=SURVEY_BANDS, prior: Prior | None = None, marginalize_scale: bool = False,
-    path: str = "fast",
+    path: str = "fast", astrometric: astro.AstrometricPrior = astro.AstrometricPrior(),
 ) -> SEDModel:
     """Build the generative model for a library, a band list and a prior (default prior if None), with the
     forward model's ``path`` (``forward.forward_model``: "fast", "spectral" or "multilinear")."""
-    return SEDModel(forward_model(library, bands, path), prior or Prior.default(), marginalize_scale)
+    return SEDModel(forward_model(library, bands, path), prior or Prior.default(), marginalize_scale, astrometric)
 
 
-def log_joint(model: SEDModel, values: dict[str, Array], mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike) -> Array:
-    """log p(values, mag) of one star under ``model`` (constrained-space values; -inf off the grid).
+def log_joint(model: SEDModel, values: dict[str, Array], mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike,
+              astrometry: ArrayLike | None = None) -> Array:
+    """log p(values, mag[, parallax]) of one star under ``model`` (constrained-space values; -inf off the grid).
 
     ``values`` holds the five parameters and, unless the model marginalises
     the scale, ``log10_theta``. This is the log-joint every method imports.
     """
     values = {k: jnp.asarray(v) for k, v in values.items()}
-    return log_density(model, (mag_err, mask, mag), {}, values)[0]
+    return log_density(model, (mag_err, mask, mag, astrometry), {}, values)[0]
 
 
 def log_prior(model: SEDModel, values: dict[str, Array]) -> Array:
@@ -164,7 +222,7 @@ def log_prior(model: SEDModel, values: dict[str, Array]) -> Array:
     """
     values = {k: jnp.asarray(v) for k, v in values.items()}
     if SCALE not in values and not model.marginalize_scale:
-        model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+        model = dataclasses.replace(model, marginalize_scale=True)
     return log_density(model.sample_prior, (), {}, values)[0]
 
 

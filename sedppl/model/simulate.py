@@ -27,7 +27,8 @@ from astropy.table import Table
 from numpyro import handlers
 from numpyro.infer import Predictive
 
-from .forward import PARAMS
+from .astrometry import GAIA_DR3_PARALLAX_ZERO_POINT, AstrometricPrior, median_mass, size_and_distance
+from .forward import PARAMS, dilution_mag
 from .generative import SEDModel, stack_params
 from .priors import SCALE
 from .surveys import SurveyNoise
@@ -181,3 +182,37 @@ def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel 
         }
     )
     return table
+
+
+def with_parallaxes(key: jax.Array, table: Table, parallax_error, config: AstrometricPrior = AstrometricPrior(),
+                    zero_point: float = GAIA_DR3_PARALLAX_ZERO_POINT) -> Table:
+    """The simulated catalogue ``table`` (idealised noise) as seen with parallaxes: each star's mass and
+    distance drawn from the astrometric priors (``model.astrometry``), its magnitudes moved to the
+    angular diameter they imply (the same noise draw), and ``parallax``, ``parallax_error`` [mas] and
+    ``true_radius_rsun``, ``true_distance_pc``, ``true_mass_msun`` added; the parallax carries
+    ``zero_point`` (a fit's default removes Gaia DR3's). No dust map: fit it with ``dust_map=None``.
+    ``parallax_error``: one number or one per star."""
+    if table.meta.get("sedppl_noise_kind", "ideal") != "ideal":
+        raise ValueError("with_parallaxes moves magnitudes, so it needs errors blind to the magnitude (ideal noise)")
+    n = len(table)
+    k_mass, k_dist, k_plx = jax.random.split(key, 3)
+    teff, logg = np.asarray(table["true_teff"], float), np.asarray(table["true_logg"], float)
+    log10_mass = np.asarray(median_mass(teff, logg, config)) + config.mass_sigma_dex * np.asarray(
+        jax.random.normal(k_mass, (n,)))
+    distance = config.distance_scale_pc * np.asarray(jax.random.gamma(k_dist, 3.0, (n,)))  # d^2 exp(-d/L)
+    u = np.log10(1000.0 / distance)
+    sizes = {k: np.asarray(v, float) for k, v in size_and_distance(log10_mass, u, logg).items()}
+    shift = np.asarray(dilution_mag(sizes["log10_theta"])) - np.asarray(dilution_mag(np.asarray(table[f"true_{SCALE}"])))
+    out = table.copy()
+    for name in out.colnames:
+        if f"{name}_err" in out.colnames:
+            out[name] = (np.asarray(out[name], float) + shift).round(5)
+    error = np.broadcast_to(np.asarray(parallax_error, float), (n,))
+    out["parallax"] = 1000.0 / distance + zero_point + error * np.asarray(jax.random.normal(k_plx, (n,)))
+    out["parallax_error"] = error
+    out[f"true_{SCALE}"] = sizes["log10_theta"]
+    out["true_theta_mas"] = 10.0 ** sizes["log10_theta"]
+    for name in ("radius_rsun", "distance_pc", "mass_msun"):
+        out[f"true_{name}"] = sizes[name]
+    out.meta["sedppl_astrometry"] = repr(config)
+    return out

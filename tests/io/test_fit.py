@@ -71,7 +71,7 @@ def test_flagged_smc_stars_are_refitted_with_twice_the_particles(monkeypatch):
 
     calls = []
 
-    def stand_in(self, key, err, mask, mag, progress=True):
+    def stand_in(self, key, err, mask, mag, progress=True, astrometry=None):
         cfg, n = self.config, len(mag)
         calls.append((cfg.particles, n))
         rng = np.random.default_rng(len(calls))

@@ -115,3 +115,20 @@ def test_columns_that_are_not_photometry_are_refused_by_name(photometry, mapping
     swapped["eK"] = swapped["K"]  # the error column holds magnitudes
     with pytest.raises(MappingError, match=r"band 2mass_ks: the errors in column 'eK' have a median of 8.3 mag"):
         survey_catalog(swapped, mapping)
+
+
+def test_astrometry_columns_are_mapped(photometry, tmp_path):
+    photometry["plx"], photometry["e_plx"] = [10.0, 5.0, 2.0, np.nan], [0.1, 0.1, 0.1, 0.1]
+    photometry["RA"], photometry["DE"] = [10.0, 20.0, 30.0, 40.0], [-5.0, 0.0, 5.0, 10.0]
+    photometry["T"], photometry["eT"], photometry["ET"] = [3300.0] * 4, [20.0] * 4, [20.0] * 4
+    path = tmp_path / "m.toml"
+    path.write_text(MAPPING + '[astrometry]\nparallax = "plx"\nparallax_error = "e_plx"\nra = "RA"\ndec = "DE"\n')
+    out = survey_catalog(photometry, SurveyMapping.load(path))
+    np.testing.assert_array_equal(out["parallax"], [10.0, 5.0, np.nan])  # the binary is not selected
+    np.testing.assert_array_equal(out["dec"], [-5.0, 0.0, 10.0])
+    path.write_text(MAPPING + '[astrometry]\nparallax = "plx"\n')
+    with pytest.raises(MappingError, match="parallax with parallax_error"):
+        SurveyMapping.load(path)
+    path.write_text(MAPPING + '[astrometry]\ndistance = "d"\n')
+    with pytest.raises(MappingError, match=r"\[astrometry\] maps"):
+        SurveyMapping.load(path)

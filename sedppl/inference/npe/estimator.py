@@ -8,6 +8,8 @@ draw comes from its exact conditional (``generative.sample_log10_theta``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass
 
@@ -50,7 +52,7 @@ class NPEEstimator:
     def __init__(self, posterior: NPEPosterior, model: SEDModel, draws: int = 1000, stars_per_call: int = 64,
                  batch: str = "auto"):
         if not model.marginalize_scale:
-            model = SEDModel(model.forward, model.prior, marginalize_scale=True)
+            model = dataclasses.replace(model, marginalize_scale=True)
         self.posterior, self.model = posterior, model
         self.draws, self.stars_per_call = draws, stars_per_call
         self.batch = resolve_batch(batch)  # stars one after another (CPU) or side by side (GPU)
