@@ -69,7 +69,7 @@ def _cmd_calibrate_offsets(args) -> int:
     from ..model.generative import sed_model
     from ..model.offsets import calibrate
     from ..model.priors import Prior
-    from .catalog import read_catalog
+    from .catalog import CatalogError, _float_column, read_catalog
 
     columns = {}
     for item in args.labels:
@@ -85,8 +85,13 @@ def _cmd_calibrate_offsets(args) -> int:
     if absent:
         raise ValueError(f"--labels: the catalog has no column(s) {absent}")
     defaults = {"av": args.av, "rv": args.rv}
-    params = np.stack([np.asarray(catalog.extra[columns[p]], float) if p in columns else np.full(len(catalog), defaults[p])
-                       for p in PARAMS], axis=-1)
+    labels = {}
+    for p, column in columns.items():
+        labels[p], unreadable = _float_column(catalog.extra, column)
+        if unreadable:
+            i, message = next(iter(unreadable.items()))
+            raise CatalogError(f"star {str(catalog.ids[i])!r}: {message}")
+    params = np.stack([labels[p] if p in labels else np.full(len(catalog), defaults[p]) for p in PARAMS], axis=-1)
     model = sed_model(args.library, catalog.bands, Prior.load(args.prior) if args.prior else Prior.default(),
                       path=args.forward)
     inside = catalog.usable & np.all(np.isfinite(params), axis=1) & np.asarray(

@@ -251,6 +251,8 @@ class Fitter:
                                                                prior if method == "npe" else None)
                 self.model = sed_model(self.card.library, self.card.bands, prior or self.card.prior(),
                                        marginalize_scale=True, path=forward)
+        if self.use_parallax:
+            catalog_astrometry(catalog, self.parallax_zero_point, None)  # unreadable columns: an error before any work
         self.catalog = catalog
         self.keys = star_keys(seed, catalog.ids)
 
