@@ -45,7 +45,6 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import Predictive
 from numpyro.infer.util import unconstrain_fn
@@ -54,6 +53,7 @@ from ..model.forward import PARAMS
 from ..model.generative import SEDModel, log_joint
 from .batching import compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
 from .modes import mode_weights, resample_chains
+from .warmup import schedule, window_adaptation
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,9 @@ class NUTSSampler:
     def logdensity(self, z: dict, err, mask, mag, astrometry=None):
         return -self._potential(err, mask, mag, astrometry)(z)
 
-    def _initial_positions(self, key, err, mask, mag, astrometry):
-        """Each chain starts at the most probable of its own ``init_candidates`` prior draws (unconstrained).
+    def _starting_points(self, key, err, mask, mag, astrometry, init):
+        """Per chain, unconstrained: ``init`` (constrained, (chain, 5)) where it is finite and has a finite
+        density, else the most probable of the chain's own ``init_candidates`` prior draws.
 
         Independent candidate sets keep the starts dispersed, so that chains
         which settle in different modes show up as modes (``modes``). (Resampling one
@@ -124,57 +125,74 @@ class NUTSSampler:
         mode, and the SBC then found truths outside all draws of unflagged stars.
         Climbing each start with Adam was tried too: it sent chains to the highest
         peak, not the most mass; validation/README.md, the seed-5 star.)
+        Candidates and given points are scored in one batch: one copy of the model in the program.
         """
         cfg = self.config
         draws = Predictive(self.model.sample_prior, num_samples=cfg.chains * cfg.init_candidates)(key)
-        values = {p: draws[p].reshape(cfg.chains, cfg.init_candidates) for p in PARAMS}
-        logp = jax.vmap(jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag, astrometry)))(values)
-        best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf), axis=1)
-        chosen = {p: v[jnp.arange(cfg.chains), best] for p, v in values.items()}
+        given = {p: jnp.nan_to_num(init[:, i], nan=self.support_mid[p]) for i, p in enumerate(PARAMS)}
+        values = {p: jnp.concatenate([draws[p], given[p]]) for p in PARAMS}
+        logp = jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag, astrometry))(values)
+        candidates = logp[:-cfg.chains].reshape(cfg.chains, cfg.init_candidates)
+        best = jnp.argmax(jnp.where(jnp.isfinite(candidates), candidates, -jnp.inf), axis=1)
+        use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp[-cfg.chains:])
+        chosen = {p: jnp.where(use, given[p], draws[p].reshape(cfg.chains, cfg.init_candidates)[jnp.arange(cfg.chains), best])
+                  for p in PARAMS}
         return jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(chosen)
 
-    def _starting_points(self, key, err, mask, mag, astrometry, init):
-        """Per chain: ``init`` (constrained, (chain, 5)) where it is finite and has a finite log-density,
-        else the prior candidates' start."""
-        z_prior = self._initial_positions(key, err, mask, mag, astrometry)
-        values = {p: jnp.nan_to_num(init[:, i], nan=self.support_mid[p]) for i, p in enumerate(PARAMS)}
-        z_init = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(values)
-        logp = jax.vmap(lambda z: self.logdensity(z, err, mask, mag, astrometry))(z_init)
-        use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp)
-        return jax.tree.map(lambda a, b: jnp.where(use.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), z_init, z_prior)
-
     def _run_star(self, key, err, mask, mag, astrometry, init):
+        """Warm-up and draws as one scan over steps, the chains side by side: the program holds one
+        NUTS kernel (``warmup``). At the last warm-up step the tuning is fixed and stuck chains restart."""
         cfg = self.config
         logdensity = lambda z: self.logdensity(z, err, mask, mag, astrometry)  # noqa: E731
+        kernel = blackjax.nuts.build_kernel()
+        adaptation = window_adaptation(cfg.target_accept, cfg.dense_mass)
         k_init, k_warm, k_draw, k_modes = jax.random.split(key, 4)
-        warmup = blackjax.window_adaptation(
-            blackjax.nuts, logdensity, is_mass_matrix_diagonal=not cfg.dense_mass,
-            target_acceptance_rate=cfg.target_accept,
-            adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=cfg.max_tree_depth,
-        )
+        # per chain, its warm-up keys then its draw keys: (step, chain)
+        chain_keys = lambda k, n: jax.vmap(lambda c: jax.random.split(c, n))(jax.random.split(k, cfg.chains))  # noqa: E731
+        keys = jnp.concatenate([chain_keys(k_warm, cfg.warmup), chain_keys(k_draw, cfg.draws)], axis=1).swapaxes(0, 1)
+        stages = schedule(cfg.warmup, cfg.warmup + cfg.draws)
+
         z0 = self._starting_points(k_init, err, mask, mag, astrometry, init)
-        (state, params), _ = jax.vmap(lambda k, z: warmup.run(k, z, num_steps=cfg.warmup))(
-            jax.random.split(k_warm, cfg.chains), z0)
-        tuned = {k: params[k] for k in ("step_size", "inverse_mass_matrix")}
-        state, tuned, restarted = _restart_stuck_chains(state, tuned, cfg.restart_gap)
+        state = jax.vmap(lambda z: blackjax.nuts.init(z, logdensity))(z0)
+        adapt = jax.vmap(adaptation.init)(z0)
+        tuned = {"step_size": adapt.step_size, "inverse_mass_matrix": adapt.inverse_mass_matrix}
 
-        def draws(key, state, tuned):
-            step = blackjax.nuts(logdensity, **tuned, max_num_doublings=cfg.max_tree_depth).step
+        def adapt_step(i, stage, window_end, state, adapt, acceptance):
+            adapt = jax.vmap(adaptation.update, (0, None, None, 0, 0))(adapt, stage, window_end, state.position,
+                                                                        acceptance)
+            tuned = {"step_size": adapt.step_size, "inverse_mass_matrix": adapt.inverse_mass_matrix}
 
-            def body(state, k):
-                state, info = step(k, state)
-                return state, (state.position, info.is_divergent, info.num_trajectory_expansions,
-                               info.acceptance_rate, state.logdensity)
+            def end_of_warmup(state, tuned):
+                step_size, imm = jax.vmap(adaptation.final)(adapt)
+                return _restart_stuck_chains(state, {"step_size": step_size, "inverse_mass_matrix": imm},
+                                             cfg.restart_gap)
 
-            _, out = jax.lax.scan(body, state, jax.random.split(key, cfg.draws))
-            return *out, tuned["step_size"]
+            return *jax.lax.cond(i == cfg.warmup - 1, end_of_warmup, lambda s, t: (s, t, jnp.int32(0)),
+                                 state, tuned), adapt
 
-        z, div, depth, acc, logp, step_size = jax.vmap(draws)(jax.random.split(k_draw, cfg.chains), state, tuned)
+        def step(carry, x):
+            state, adapt, tuned, restarted = carry
+            i, key, stage, window_end = x
+            state, info = jax.vmap(lambda k, s, e, m: kernel(k, s, logdensity, e, m,
+                                                             max_num_doublings=cfg.max_tree_depth))(
+                key, state, tuned["step_size"], tuned["inverse_mass_matrix"])
+            state, tuned, moved, adapt = jax.lax.cond(
+                i < cfg.warmup, adapt_step, lambda i, st, w, s, a, acc: (s, tuned, jnp.int32(0), a),
+                i, stage, window_end, state, adapt, info.acceptance_rate)
+            return (state, adapt, tuned, restarted + moved), (
+                state.position, info.is_divergent, info.num_trajectory_expansions, info.acceptance_rate,
+                state.logdensity)
+
+        steps = jnp.arange(cfg.warmup + cfg.draws)
+        (_, _, tuned, restarted), out = jax.lax.scan(step, (state, adapt, tuned, jnp.int32(0)),
+                                                     (steps, keys, stages[:, 0], stages[:, 1] == 1))
+        # keep the draws: (chain, draw, ...)
+        z, div, depth, acc, logp = jax.tree.map(lambda a: jnp.swapaxes(a[cfg.warmup:], 0, 1), out)
         params = jax.vmap(jax.vmap(self._constrain(err, mask, mag, astrometry)))(z)
         flat = jax.vmap(jax.vmap(lambda v: ravel_pytree(v)[0]))(z)  # (chain, draw, 5)
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0, 0], z))[1]
         modes = mode_weights(k_modes, lambda y: logdensity(unravel(y)), flat, cfg.mode_draws)
-        return params, div, depth, acc, logp, step_size, restarted, *modes[:5]
+        return params, div, depth, acc, logp, tuned["step_size"], restarted, *modes[:5]
 
     def _run_one(self, key, err, mask, mag, astrometry, init):
         k_nuts, k_theta = jax.random.split(key)

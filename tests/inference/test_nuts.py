@@ -157,7 +157,7 @@ def test_chains_start_at_given_points_where_they_have_density():
     init = np.stack([truth, np.full(5, np.nan), [1e6, 4.5, -0.2, 0.4, 3.1]])
     key = jax.random.key(4)
     z = sampler._starting_points(key, err, mask, mag, None, jnp.asarray(init))
-    prior_start = sampler._initial_positions(key, err, mask, mag, None)
+    prior_start = sampler._starting_points(key, err, mask, mag, None, jnp.full((3, 5), jnp.nan))
     start = jax.vmap(lambda v: constrain_fn(sampler._sampled, (err, mask, mag), {}, v))(z)  # its coordinates
     np.testing.assert_allclose([float(start[p][0]) for p in PARAMS], truth, rtol=1e-4)
     for p in prior_start:
