@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from simulated_fits import METHODS, Study, draws_and_truths, simulated_fits
+from simulated_fits import NOISE, METHODS, Study, draws_and_truths, simulated_fits
 
 from sedppl.diagnostics.accuracy import binned_error_stats, error_stats, typical_error
 from sedppl.diagnostics.comparison import z_scores
@@ -120,7 +120,7 @@ def main() -> None:
         f"# Accuracy of {', '.join(fits)} ({date.today().isoformat()})", "",
         f"`python validation/accuracy.py {study.command()}` on {jax.default_backend()}; "
         f"{(time.time() - t0) / 60:.1f} min (fits reused from the cache count as 0).", "",
-        "RMSE of the posterior mean against the truth (bias in brackets); θ as log10 θ. "
+        f"Noise: {NOISE[study.noise]}. RMSE of the posterior mean against the truth (bias in brackets); θ as log10 θ. "
         f"Units: {', '.join(f'{p} {u}' for p, u in UNITS.items() if u)}.", "",
         "| method | stars | n | " + " | ".join(REPORTED) + " |", "|---|---|---|" + "---|" * len(REPORTED),
         *overall, "",

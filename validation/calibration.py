@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from simulated_fits import METHODS, Study, draws_and_truths, simulated_fits
+from simulated_fits import NOISE, METHODS, Study, draws_and_truths, simulated_fits
 
 from sedppl.diagnostics.coverage import (
     LEVELS, coverage_curve, max_coverage_error, plot_coverage, tarp_coverage, tarp_credibility,
@@ -112,7 +112,7 @@ def main() -> None:
         f"`python validation/calibration.py {study.command()}` on {jax.default_backend()}; "
         f"{seconds / 60:.1f} min in all (fits reused from the cache count as 0).", "",
         f"{study.n} stars simulated from `{Path(study.model).name}`'s model and training prior "
-        f"(simulate's default noise); NUTS fits the first {study.nuts_n} at "
+        f"({NOISE[study.noise]}); NUTS fits the first {study.nuts_n} at "
         f"{study.chains} × ({study.warmup} + {study.draws}) with its retry (flagged stars refitted once with twice "
         f"the warm-up); SMC with its defaults (and retry); NPE-IS uses {study.proposals} "
         "proposals per round and no NUTS fallback. θ is compared as log10.", "",

@@ -23,9 +23,11 @@ from sedppl.inference.nuts import NUTSConfig
 from sedppl.io.catalog import Catalog, read_catalog, write_table
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
 from sedppl.io.run import code_fingerprint
-from sedppl.model.simulate import simulate_catalog
+from sedppl.model.simulate import NoiseModel, simulate_catalog
+from sedppl.model.surveys import SurveyNoise
 
 METHODS = ("npe", "npe-is", "nuts", "smc")
+NOISE = {"ideal": "simulate's default noise", "survey": "the surveys' noise model, `--noise survey`"}
 EXACT = ("nuts", "smc")  # the slow ones on a CPU: they fit the first nuts_n stars
 
 
@@ -39,6 +41,7 @@ class Study:
     warmup: int = 1000
     proposals: int = 1000
     model: str = str(DEFAULT_NPE_MODEL)
+    noise: str = "ideal"  # simulate's idealised noise, or "survey": errors, depths and footprints of the surveys
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -74,7 +77,10 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
     """
     out.mkdir(parents=True, exist_ok=True)
     card = read_card(study.model)
-    table = simulate_catalog(jax.random.key(study.seed), study.n, card.model())
+    if study.noise not in ("ideal", "survey"):
+        raise ValueError(f"noise must be 'ideal' or 'survey', got {study.noise!r}")
+    noise = SurveyNoise() if study.noise == "survey" else NoiseModel()
+    table = simulate_catalog(jax.random.key(study.seed), study.n, card.model(), noise)
     write_table(table, out / "catalog.parquet")
     catalog = read_catalog(table)
     truths = {p: np.asarray(table[f"true_{p}"], float) for p in REPORTED}

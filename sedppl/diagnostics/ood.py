@@ -1,15 +1,18 @@
 """Out-of-distribution checks: stars whose photometry a trained NPE (or the model) should not be trusted on.
 
-Two checks, each a short reason string per star ("" when fine):
+Three checks, each a short reason string per star ("" when fine):
 
 - ``error_range``: a band whose error lies far outside the range the network
   was trained on (it has never seen such a log sigma token);
 - ``misfit``: no posterior draw reproduces the magnitudes within their errors.
   The best chi^2 over the draws (scale at its conditional optimum) is compared
   with chi^2(n_bands - 6): a one-band blunder or an atmosphere library the
-  model does not describe shows up here, with the worst band named.
+  model does not describe shows up here, with the worst band named;
+- ``parallax_tension``: the measured parallax is far from what the photometry
+  predicts (its angular diameter and the mass prior's radius) at the posterior
+  draws: a wrong cross-match, an unresolved binary, a giant fitted as a dwarf.
 
-k̂ and the ESS of importance sampling are the third check; they live with the
+k̂ and the ESS of importance sampling are the fourth check; they live with the
 importance sampler.
 """
 
@@ -23,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.stats import chi2 as chi2_dist
 
+from ..model import astrometry as astro
 from ..model.generative import SEDModel
 from ..model.likelihood import scale_conditional
 
@@ -77,6 +81,40 @@ def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, ma
         reasons.append(f"photometry not fitted by the model: chi2 {chi2[i]:.0f} for {mask[i].sum()} bands "
                        f"(p={p[i]:.1e}), worst {model.bands[worst]} {z[i, worst]:+.0f} sigma")
     return chi2, p, reasons
+
+
+def _parallax_cdf_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag, astrometry) -> tuple[Array, Array]:
+    """Mean over draws of P(measured parallax <= observed) predicted from the photometry; median prediction."""
+    def one(params):
+        sigma = model.sigma(err, params)
+        d_hat, d_sd = scale_conditional(model.forward.surface_magnitudes(params), mag, sigma, mask)
+        return astro.photometric_parallax_cdf(params, d_hat, d_sd, astrometry, model.support()["av"],
+                                              model.astrometric)
+
+    cdf, predicted = jax.vmap(one)(x)
+    return jnp.mean(cdf), jnp.median(predicted)
+
+
+def parallax_tension(model: SEDModel, x, err, mask, mag, astrometry, p_threshold: float = MISFIT_P,
+                     max_draws: int = 200) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per star: the two-sided tail probability of its (zero-point corrected) parallax under the
+    photometry's prediction at (up to ``max_draws`` of) its posterior draws ``x`` (star, draw, 5), the
+    predicted parallax [mas], and a reason when the probability is below ``p_threshold``. NaN and ""
+    for stars without a parallax. The draws of a fit that used the parallax have already moved towards it,
+    so this flags only what the fit could not reconcile."""
+    x = np.asarray(x)
+    x = x[:, np.unique(np.linspace(0, x.shape[1] - 1, max_draws).round().astype(int))]
+    mask, astrometry = np.asarray(mask, bool), np.asarray(astrometry, float)
+    err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
+    has = np.asarray(astro.has_parallax(astrometry.T))
+    cdf, predicted = (np.asarray(a, float) for a in
+                      jax.jit(jax.vmap(lambda *a: _parallax_cdf_star(model, *a)))(x, err, mask, mag, astrometry))
+    p = np.where(has, np.clip(2.0 * np.minimum(cdf, 1.0 - cdf), 0.0, 1.0), np.nan)
+    predicted = np.where(has, predicted, np.nan)
+    reasons = [f"parallax disagrees with the photometry: {astrometry[i, 0]:.3g} +- {astrometry[i, 1]:.2g} mas "
+               f"measured, {predicted[i]:.3g} mas predicted (p={p[i]:.1e})" if has[i] and p[i] < p_threshold else ""
+               for i in range(len(x))]
+    return p, predicted, reasons
 
 
 def join(*reasons: str) -> str:

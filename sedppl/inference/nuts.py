@@ -9,8 +9,10 @@ correlation (theta with Teff) from the sampler's work without changing the
 joint posterior.
 
 Each star has its own chains, initial points (per chain, the best of a few
-prior draws; or given points, such as NPE draws: ``sample(init=...)``), window
-adaptation and set of present bands. A chain that ends warm-up
+prior draws; or given points, such as NPE draws: ``sample(init=...)``), Stan's
+window adaptation and set of present bands. Warm-up and draws are one scan whose
+body calls the NUTS kernel once (``warmup``): the compiled program holds the
+kernel once, not twice (a one-star program lowered and compiled in 51 s instead of 74 s). A chain that ends warm-up
 ``restart_gap`` nats below the star's best chain restarts from that chain's
 state and tuning before drawing (``_restart_stuck_chains``): such chains were
 found stuck in far less probable modes (validation/README.md, SBC run 3). Chains that still
@@ -106,6 +108,9 @@ class NUTSSampler:
     """Batched BlackJAX NUTS for one ``SEDModel`` (must marginalise the scale)."""
 
     def __init__(self, model: SEDModel, config: NUTSConfig = NUTSConfig()):
+        if config.warmup < 1 or config.draws < 1 or config.chains < 1:
+            raise ValueError(f"NUTS needs at least one chain, warm-up step and draw; got chains={config.chains}, "
+                             f"warmup={config.warmup}, draws={config.draws}")
         model, self._sampled, self._potential, self._constrain = scale_marginal_potential(model, config.av_map)
         self.model, self.config = model, config
         self.support_mid = {p: 0.5 * (lo + hi) for p, (lo, hi) in model.support().items()}
@@ -134,10 +139,13 @@ class NUTSSampler:
         logp = jax.vmap(lambda v: log_joint(self.model, v, err, mask, mag, astrometry))(values)
         candidates = logp[:-cfg.chains].reshape(cfg.chains, cfg.init_candidates)
         best = jnp.argmax(jnp.where(jnp.isfinite(candidates), candidates, -jnp.inf), axis=1)
-        use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp[-cfg.chains:])
-        chosen = {p: jnp.where(use, given[p], draws[p].reshape(cfg.chains, cfg.init_candidates)[jnp.arange(cfg.chains), best])
-                  for p in PARAMS}
-        return jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(chosen)
+        candidate = {p: draws[p].reshape(cfg.chains, cfg.init_candidates)[jnp.arange(cfg.chains), best] for p in PARAMS}
+        both = {p: jnp.concatenate([given[p], candidate[p]]) for p in PARAMS}
+        z = jax.vmap(lambda v: unconstrain_fn(self._sampled, (err, mask, mag, astrometry), {}, v))(both)
+        # a given point on the support's edge has a finite density but no unconstrained coordinates
+        finite = jnp.all(jnp.stack([jnp.isfinite(v[:cfg.chains]) for v in jax.tree.leaves(z)]), axis=0)
+        use = jnp.all(jnp.isfinite(init), axis=1) & jnp.isfinite(logp[-cfg.chains:]) & finite
+        return jax.tree.map(lambda v: jnp.where(use, v[:cfg.chains], v[cfg.chains:]), z)
 
     def _run_star(self, key, err, mask, mag, astrometry, init):
         """Warm-up and draws as one scan over steps, the chains side by side: the program holds one
@@ -237,7 +245,7 @@ def _restart_stuck_chains(state, params, gap: float):
     best = jnp.argmax(jnp.where(jnp.isfinite(logp), logp, -jnp.inf))
     stuck = ~(logp > logp[best] - gap)
     move = lambda a: jnp.where(stuck.reshape((-1,) + (1,) * (a.ndim - 1)), a[best], a)  # noqa: E731
-    return jax.tree.map(move, state), jax.tree.map(move, params), jnp.sum(stuck)
+    return jax.tree.map(move, state), jax.tree.map(move, params), jnp.sum(stuck, dtype=jnp.int32)
 
 
 def numpyro_reference(key, model: SEDModel, err, mask, mag, chains=4, draws=1000, warmup=1000) -> dict[str, np.ndarray]:

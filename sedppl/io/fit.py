@@ -319,6 +319,7 @@ class Fitter:
             _flag_errors_outside_training(result, catalog, fitted, self.card)
         _flag_misfit(result, catalog, fitted, self.model)
         if vectors is not None:
+            _flag_parallax_tension(result, catalog, fitted, self.model)
             has = np.asarray(astro.has_parallax(vectors.T))
             result.extra["parallax_used"] = has[fitted] & (self.method != "npe")
         fit = FitResult(_summary(read, fitted, result, self.method, None if vectors is None else has),
@@ -515,6 +516,17 @@ def _flag_misfit(result: _Fitted, catalog, rows, model) -> None:
     x = np.stack([result.params[p].reshape(len(rows), -1) for p in PARAMS], axis=-1)
     chi2, p_value, reasons = ood.misfit(model, x, catalog.err[rows], catalog.mask[rows], catalog.mag[rows])
     result.extra["chi2"], result.extra["chi2_p"] = chi2, p_value
+    for d, reason in zip(result.diags, reasons):
+        d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
+
+
+def _flag_parallax_tension(result: _Fitted, catalog, rows, model) -> None:
+    if len(rows) == 0:
+        return
+    x = np.stack([result.params[p].reshape(len(rows), -1) for p in PARAMS], axis=-1)
+    p_value, predicted, reasons = ood.parallax_tension(model, x, catalog.err[rows], catalog.mask[rows],
+                                                       catalog.mag[rows], catalog.astrometry[rows])
+    result.extra["parallax_p"], result.extra["parallax_photometric"] = p_value, predicted
     for d, reason in zip(result.diags, reasons):
         d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
 

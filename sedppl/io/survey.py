@@ -29,13 +29,13 @@ non-positive error, become absent for that star -- dropped, never fitted::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
+from ..model.files import read_toml
 from ..model.passbands import REGISTRY, SURVEY_BANDS
 
 
@@ -67,7 +67,7 @@ class SurveyMapping:
 
     @classmethod
     def load(cls, path: str | Path) -> SurveyMapping:
-        raw = tomllib.loads(Path(path).read_text())
+        raw = read_toml(path, "survey mapping", MappingError)
         unknown = sorted(set(raw) - {"id", "bands", "labels", "select", "astrometry"})
         if unknown or "id" not in raw or "bands" not in raw:
             raise MappingError(f"{path}: a mapping has 'id', [bands.*], and optional [labels.*], [astrometry] and "

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import log_ndtr
+from jax.scipy.special import log_ndtr, ndtr
 from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
@@ -134,9 +134,11 @@ class _Star:
         self.centre, self.width = (self.offset - 2.5 * self.mu - d_hat) / 5.0, spread / 5.0
 
     def log_f(self, u):
-        out = norm.logpdf(u, self.centre, self.width) - jnp.log(5.0)
-        out = out + log_distance_prior(u, self.config)
-        out = out + norm.logpdf(self.parallax, 10.0**u, self.parallax_error)
+        return self.log_f_before_parallax(u) + norm.logpdf(self.parallax, 10.0**u, self.parallax_error)
+
+    def log_f_before_parallax(self, u):
+        """The integrand without the parallax's likelihood: photometry, mass, distance and dust priors."""
+        out = norm.logpdf(u, self.centre, self.width) - jnp.log(5.0) + log_distance_prior(u, self.config)
         dust = log_av_given_distance(self.av, u, self.av_map, self.sin_b, self.av_support, self.config)
         return out + jnp.where(self.use_map, dust, 0.0)
 
@@ -197,6 +199,25 @@ def sample_mass_and_distance(key, params, d_hat, d_sd, astrometry, av_support, c
     precision = 1.0 / like_sd**2 + 1.0 / star.sigma**2
     mean = (like_mean / like_sd**2 + star.mu / star.sigma**2) / precision
     return mean + jax.random.normal(k_m) / jnp.sqrt(precision), u
+
+
+def photometric_parallax_cdf(params: Float[Array, " 5"], d_hat, d_sd, astrometry: Float[Array, " 4"],
+                             av_support: tuple[float, float], config: AstrometricPrior) -> tuple[Array, Array]:
+    """P(a measured parallax <= the star's) as everything but the parallax predicts it given the five
+    parameters, and the predicted parallax [mas] (10 to its mean log10).
+
+    The prediction is the integrand of ``log_marginal`` without the parallax's likelihood: the photometry's
+    angular diameter (``d_hat``, ``d_sd``), the mass prior's radius, the distance prior and, where used,
+    the dust map's A_V at each distance; a measurement adds N(0, parallax_error). Quadrature over
+    log10 parallax at the photometric estimate, weighted by the priors."""
+    astrometry, use_map = _safe(astrometry)
+    star = _Star(params, d_hat, d_sd, astrometry, av_support, config, use_map)
+    x, w = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+    u = star.centre + star.width * x
+    log_weight = np.log(w) + jax.vmap(star.log_f_before_parallax)(u) - norm.logpdf(u, star.centre, star.width)
+    weight = jax.nn.softmax(log_weight)
+    cdf = jnp.sum(weight * ndtr((star.parallax - 10.0**u) / star.parallax_error))
+    return cdf, 10.0 ** jnp.sum(weight * u)
 
 
 def size_and_distance(log10_mass, u, logg) -> dict[str, Array]:

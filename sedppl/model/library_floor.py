@@ -52,7 +52,9 @@ def shared_nodes(a: str, b: str) -> np.ndarray:
     """(n, 3) (teff, logg, mh) of the grid nodes libraries ``a`` and ``b`` both have."""
     from .atmospheres import load_library, node_table
 
-    key = lambda t: {tuple(np.round(r, 3)) for r in t}  # noqa: E731
+    # node temperatures are whole kelvin in every library, but 10**log_teff in float32 is not (11999.999,
+    # 11500.005): rounded to 1e-3 K, whether two libraries' nodes matched depended on numpy's last bit
+    key = lambda t: {(float(np.round(r[0])), float(np.round(r[1], 2)), float(np.round(r[2], 2))) for r in t}  # noqa: E731
     return np.array(sorted(key(node_table(load_library(a))) & key(node_table(load_library(b)))))
 
 

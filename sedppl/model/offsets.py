@@ -18,13 +18,14 @@ is unchanged, so every method (npe included) uses it. As brutus does for MIST.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .files import read_toml
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,7 @@ class BandOffsets:
 
     @classmethod
     def load(cls, path: str | Path) -> BandOffsets:
-        path = Path(path)
-        try:
-            tables = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"offsets file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"offsets file {path} is not valid TOML: {err}") from None
+        tables = read_toml(path, "offsets file")
         offsets, scatter, stars = {}, {}, {}
         for band, table in tables.items():
             if not isinstance(table, dict) or set(table) - {"offset", "scatter", "stars"} or "offset" not in table:

@@ -50,6 +50,7 @@ from jaxtyping import ArrayLike
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+from .files import read_toml
 from .forward import PARAMS
 
 SCALE = "log10_theta"
@@ -249,14 +250,7 @@ class Prior:
 
     @classmethod
     def load(cls, path: str | Path) -> Prior:
-        path = Path(path)
-        try:
-            tables = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise PriorError(f"prior file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as err:
-            raise PriorError(f"prior file {path} is not valid TOML: {err}") from None
-        return cls.from_dict(tables, source=str(path))
+        return cls.from_dict(read_toml(path, "prior file", PriorError), source=str(path))
 
     @classmethod
     def default(cls) -> Prior:

@@ -77,3 +77,33 @@ def test_reason_counts_groups_flags_by_kind():
              "npe-is: khat 0.93 > 0.7"]
     assert ood.reason_counts(flags) == {"ood: photometry not fitted by the model": 2, "rhat": 2, "ess": 1,
                                         "divergent": 1, "npe-is: khat": 1}
+
+
+def test_parallax_tension_is_uniform_at_the_truth_and_flags_a_doubled_parallax():
+    """At the true parameters the photometry's prediction of the parallax is the model's own, so the tail
+    probabilities of 300 simulated parallaxes are uniform (a prediction without the distance prior, or with
+    the quadrature's Gaussian counted twice, fails it); doubling the parallax (a distance off by 2) is flagged for most stars
+    measured to 10 sigma; stars without a parallax get NaN and no reason."""
+    from scipy.stats import kstest
+
+    from sedppl.io.catalog import catalog_astrometry
+    from sedppl.model.simulate import with_parallaxes
+
+    bands = ("gaia_g", "gaia_bp", "gaia_rp", "2mass_j", "2mass_h", "2mass_ks", "wise_w1", "wise_w2")
+    table = simulate_catalog(jax.random.key(3), 300, sed_model(bands=bands), NoiseModel(0.01, 0.03, p_missing=0.0))
+    table = with_parallaxes(jax.random.key(4), table, 0.005)  # the prediction, not the error, sets the spread
+    catalog, model = read_catalog(table), sed_model(bands=bands, marginalize_scale=True)
+    vectors = catalog_astrometry(catalog, -0.017, None)
+    truth = np.stack([np.asarray(table[f"true_{p}"]) for p in PARAMS], axis=-1)[:, None, :]
+    p, predicted, reasons = ood.parallax_tension(model, truth, catalog.err, catalog.mask, catalog.mag, vectors)
+    assert kstest(p, "uniform").pvalue > 0.01 and 0.02 <= np.mean(p < 0.05) <= 0.09
+    np.testing.assert_allclose(np.median(predicted / (1000.0 / np.asarray(table["true_distance_pc"]))), 1.0, atol=0.05)
+
+    doubled = vectors.copy()
+    doubled[:, 0] *= 2.0
+    doubled[:5, :2] = np.nan
+    p, predicted, reasons = ood.parallax_tension(model, truth, catalog.err, catalog.mask, catalog.mag, doubled)
+    assert np.all(np.isnan(p[:5])) and reasons[:5] == [""] * 5
+    measured = vectors[5:, 0] / vectors[5:, 1] > 10
+    assert np.mean(p[5:][measured] < ood.MISFIT_P) > 0.7
+    assert all("parallax disagrees with the photometry" in r for r, q in zip(reasons, p) if q < ood.MISFIT_P)

@@ -145,19 +145,21 @@ def test_use_cpu_cores_only_before_jax_runs():
 
 
 def test_chains_start_at_given_points_where_they_have_density():
-    """init: a finite point with density starts its chain there; NaN or a point outside the prior falls back
-    to the prior candidates' start (the same one as without init)."""
+    """init: a finite point with density starts its chain there; NaN, a point outside the prior, or one on its
+    edge (finite density, infinite sampler coordinates) falls back to the prior candidates' start (the same one
+    as without init)."""
     from numpyro.infer.util import constrain_fn
 
     model = sed_model(bands=BANDS, marginalize_scale=True)
-    sampler = NUTSSampler(model, NUTSConfig(chains=3))
+    sampler = NUTSSampler(model, NUTSConfig(chains=4))
     truth = np.array([5400.0, 4.5, -0.2, 0.4, 3.1])
     err, mask = np.full(len(BANDS), 0.02), np.ones(len(BANDS), bool)
     mag = np.asarray(model.forward.magnitudes(jnp.asarray(truth), -1.0))
-    init = np.stack([truth, np.full(5, np.nan), [1e6, 4.5, -0.2, 0.4, 3.1]])
+    edge = model.support()["teff"][1]
+    init = np.stack([truth, np.full(5, np.nan), [1e6, 4.5, -0.2, 0.4, 3.1], [edge, 4.5, -0.2, 0.4, 3.1]])
     key = jax.random.key(4)
     z = sampler._starting_points(key, err, mask, mag, None, jnp.asarray(init))
-    prior_start = sampler._starting_points(key, err, mask, mag, None, jnp.full((3, 5), jnp.nan))
+    prior_start = sampler._starting_points(key, err, mask, mag, None, jnp.full((4, 5), jnp.nan))
     start = jax.vmap(lambda v: constrain_fn(sampler._sampled, (err, mask, mag), {}, v))(z)  # its coordinates
     np.testing.assert_allclose([float(start[p][0]) for p in PARAMS], truth, rtol=1e-4)
     for p in prior_start:

@@ -29,6 +29,7 @@ def test_parallaxes_pin_gravity_radius_and_distance(stars):
     without = fit_catalog(stars[[c for c in stars.colnames if not c.startswith("parallax")]], "npe-is",
                           importance=IS, fallback=False, progress=False).summary
     assert np.all(with_parallax["parallax_used"]) and "parallax_used" not in without.colnames
+    assert np.all(with_parallax["parallax_p"] > 1e-3) and "parallax_p" not in without.colnames
     assert all(f"{p}_median" not in without.colnames for p in SIZES)
     width = lambda s, p: np.asarray(s[f"{p}_p84"] - s[f"{p}_p16"])  # noqa: E731
     # photometry alone leaves logg to ~1 dex; the parallax and the mass prior bring it to ~0.3
@@ -43,10 +44,19 @@ def test_parallaxes_pin_gravity_radius_and_distance(stars):
     assert abs(np.mean(plx - (stars["parallax"] + 0.017))) < 0.015  # with its sign: flipped, the mean is -0.034
 
 
-def test_plain_npe_says_it_ignores_the_parallax(stars):
-    s = fit_catalog(stars[:2], "npe", draws=50, progress=False).summary
+def test_plain_npe_says_it_ignores_the_parallax_but_checks_it(stars):
+    """Plain npe does not use the parallax, yet compares it with what the photometry predicts. Photometry
+    alone leaves logg, so the radius and the predicted parallax, to a factor of ~10; a parallax 30 times the
+    true one (a foreground star's, by a wrong cross-match) is flagged, the right one is not."""
+    wrong = stars[[0, 2]].copy()
+    wrong["parallax"][1] = 30.0 * (wrong["parallax"][1] + 0.017)
+    s = fit_catalog(wrong, "npe", draws=50, progress=False).summary
     assert list(s["note"]) == [NPE_IGNORES] * 2 and s.meta["sedppl_note"] == NPE_IGNORES
     assert not np.any(s["parallax_used"]) and all(f"{p}_median" not in s.colnames for p in SIZES)
+    assert s["parallax_p"][0] > 1e-3 and s["parallax_p"][1] < 1e-3
+    assert "parallax disagrees with the photometry" in s["flag"][1] and "parallax" not in s["flag"][0]
+    ratio = s["parallax_photometric"] / (1000.0 / wrong["true_distance_pc"])  # logg is loose without the parallax
+    assert np.all((ratio > 1 / 3) & (ratio < 3)), ratio
 
 
 def _catalog(**columns):

@@ -21,10 +21,12 @@ def libraries_prior() -> Prior:
 
 
 def test_shipped_table_is_what_the_build_gives():
+    """The same node pairs, and floors equal to float32 rounding of the magnitudes: 3e-5 apart between two
+    numpy/XLA versions (2026-12-01); a floor 1% off fails."""
     rebuilt, shipped = build(BANDS), _table()
     columns = [list(shipped["bands"]).index(b) for b in BANDS]
-    np.testing.assert_allclose(rebuilt["floor"], shipped["floor"][:, columns], rtol=1e-5)
     np.testing.assert_array_equal(rebuilt["pairs"], shipped["pairs"])
+    np.testing.assert_allclose(rebuilt["floor"], shipped["floor"][:, columns], rtol=2e-4)
 
 
 def test_residuals_are_the_library_difference_less_the_anchor_mean():

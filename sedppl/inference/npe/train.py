@@ -23,7 +23,6 @@ import json
 import math
 import os
 import time
-import tomllib
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -35,6 +34,7 @@ import optax
 import paramax
 from tqdm.auto import tqdm
 
+from ...model.files import read_toml
 from ...model.generative import sed_model
 from ...model.passbands import SURVEY_BANDS
 from ...model.priors import LIBRARY_FLOOR, Prior
@@ -67,7 +67,7 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
-        tables = tomllib.loads(Path(path).read_text())
+        tables = read_toml(path, "training config")
         unknown = set(tables) - {"model", "noise", "architecture", "train"}
         if unknown:
             raise ValueError(f"training config {path}: unknown table(s) {sorted(unknown)}")
