@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +62,12 @@ def _chi2_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag) -> tuple
     return chi2[best], z[best]
 
 
+@eqx.filter_jit
+def _chi2_stars(model: SEDModel, x, err, mask, mag):
+    """``_chi2_star`` over stars; the model is an argument, so every call on one model reuses one compilation."""
+    return jax.vmap(lambda *a: _chi2_star(model, *a))(x, err, mask, mag)
+
+
 def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, max_draws: int = 200
            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per star: best chi^2 over (up to ``max_draws`` of) its posterior draws ``x`` (star, draw, 5),
@@ -69,7 +76,7 @@ def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, ma
     x = x[:, np.unique(np.linspace(0, x.shape[1] - 1, max_draws).round().astype(int))]  # spread over all chains
     mask = np.asarray(mask, bool)
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
-    chi2, z = (np.asarray(a) for a in jax.jit(jax.vmap(lambda *a: _chi2_star(model, *a)))(x, err, mask, mag))
+    chi2, z = (np.asarray(a) for a in _chi2_stars(model, x, err, mask, mag))
     dof = np.maximum(mask.sum(axis=1) - N_FREE, 1)
     p = chi2_dist.sf(chi2, dof)
     reasons = []
@@ -95,6 +102,11 @@ def _parallax_cdf_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag, 
     return jnp.mean(cdf), jnp.median(predicted)
 
 
+@eqx.filter_jit
+def _parallax_cdf_stars(model: SEDModel, x, err, mask, mag, astrometry):
+    return jax.vmap(lambda *a: _parallax_cdf_star(model, *a))(x, err, mask, mag, astrometry)
+
+
 def parallax_tension(model: SEDModel, x, err, mask, mag, astrometry, p_threshold: float = MISFIT_P,
                      max_draws: int = 200) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per star: the two-sided tail probability of its (zero-point corrected) parallax under the
@@ -108,7 +120,7 @@ def parallax_tension(model: SEDModel, x, err, mask, mag, astrometry, p_threshold
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
     has = np.asarray(astro.has_parallax(astrometry.T))
     cdf, predicted = (np.asarray(a, float) for a in
-                      jax.jit(jax.vmap(lambda *a: _parallax_cdf_star(model, *a)))(x, err, mask, mag, astrometry))
+                      _parallax_cdf_stars(model, x, err, mask, mag, astrometry))
     p = np.where(has, np.clip(2.0 * np.minimum(cdf, 1.0 - cdf), 0.0, 1.0), np.nan)
     predicted = np.where(has, predicted, np.nan)
     reasons = [f"parallax disagrees with the photometry: {astrometry[i, 0]:.3g} +- {astrometry[i, 1]:.2g} mas "

@@ -227,8 +227,9 @@ class ImportanceSampler:
         log_w, khat, ess = smoothed_weights(log_ratios(self.target, x, log_q, err, mask, mag, astrometry))
         return z, x, log_q, log_w, khat, ess
 
-    def _star(self, key, err, mask, mag, astrometry, rounds):
-        """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds; resampled draws."""
+    def _star(self, key, err, mask, mag, astrometry, rounds) -> dict:
+        """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds; resampled draws (``kept``,
+        and ``sizes`` from theta's exact conditional) and the final round as ``ISDraws`` names it."""
         cfg, (loc, scale) = self.config, self.posterior.base_loc_scale()
         condition = self.posterior.summary(err, mask, mag)
         mixture = _BaseMixture.flow_only(loc, scale, self.capacity, cfg.df, cfg.defensive)
@@ -248,7 +249,8 @@ class ImportanceSampler:
         kept = x[picks]
         sizes = exact_theta(k_theta, self.target, dict(zip(PARAMS, kept.T)), err, mask, mag, astrometry)
         n_rejected = jnp.sum(~jax.vmap(self.target.forward.in_grid)(x))
-        return kept, sizes, x, log_q, log_w, khat, ess, khat_npe, ess_npe, n_rejected
+        return {"kept": kept, "sizes": sizes, "x": x, "log_q": log_q, "log_weights": log_w, "khat": khat, "ess": ess,
+                "khat_npe": khat_npe, "ess_npe": ess_npe, "n_rejected": n_rejected}
 
     def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> ISDraws:
         """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.
@@ -268,23 +270,22 @@ class ImportanceSampler:
         if cfg.rescue_rounds and unreliable.size:
             again, more = self._sample_rows(fold_rows(keys[unreliable], 1), err, mask, mag, astrometry, unreliable,
                                             cfg.rescue_rounds, progress, f"npe-is, {cfg.rescue_rounds} rounds")
-            for name in out:
-                for a, b in zip(jax.tree.leaves(out[name]), jax.tree.leaves(again[name])):
-                    a[unreliable] = b
+            for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
+                a[unreliable] = b
             seconds[unreliable] += more
             rounds[unreliable] = cfg.rescue_rounds
-        params = {p: out["kept"][:, None, :, i] for i, p in enumerate(PARAMS)}
-        params.update({name: v[:, None, :] for name, v in out["sizes"].items()})
-        return ISDraws(params, out["x"], out["log_q"], out["log_w"], out["khat"].astype(float),
-                       out["ess"].astype(float), out["khat_npe"].astype(float), out["ess_npe"].astype(float),
-                       out["n_rejected"].astype(int), seconds, rounds, cfg)
+        kept, sizes = out.pop("kept"), out.pop("sizes")
+        params = {p: kept[:, None, :, i] for i, p in enumerate(PARAMS)}
+        params.update({name: v[:, None, :] for name, v in sizes.items()})
+        stats = out | {name: out[name].astype(float) for name in ("khat", "ess", "khat_npe", "ess_npe")}
+        stats["n_rejected"] = out["n_rejected"].astype(int)
+        return ISDraws(params, **stats, seconds=seconds, rounds=rounds, config=cfg)
 
     def _sample_rows(self, keys, err, mask, mag, astrometry, rows, rounds: int, progress: bool,
                      desc: str) -> tuple[dict, np.ndarray]:
         """The given rows (``keys``: one per row) with ``rounds`` adapted rounds each, in padded chunks: each
         output stacked over those rows, and seconds per row (``batching.chunks``: one shape, compiled once)."""
-        names = ("kept", "sizes", "x", "log_q", "log_w", "khat", "ess", "khat_npe", "ess_npe", "n_rejected")
-        out = {name: [] for name in names}
+        out = []
         seconds = np.zeros(len(rows))
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
             for chunk, slots, valid, positions in chunks(len(rows), self.config.stars_per_call):
@@ -293,8 +294,7 @@ class ImportanceSampler:
                 values = self._run(valid, keys[slots], err[at], mask[at], mag[at],
                                    None if astrometry is None else np.asarray(astrometry)[at],
                                    np.full(len(at), rounds, np.int32))
-                for name, value in zip(names, values):
-                    out[name].append(jax.tree.map(lambda a: np.asarray(a)[positions], value))
+                out.append(jax.tree.map(lambda a: np.asarray(a)[positions], values))
                 seconds[chunk] = (time.perf_counter() - t0) / len(chunk)
                 bar.update(len(chunk))
-        return {name: jax.tree.map(lambda *a: np.concatenate(a), *v) for name, v in out.items()}, seconds
+        return jax.tree.map(lambda *a: np.concatenate(a), *out), seconds

@@ -97,6 +97,11 @@ class StarDraws:
     mode_khat: np.ndarray  # (star,) PSIS k̂ behind the chain weights
     mode_ess: np.ndarray  # (star,) ESS of the mass estimate's importance ratios
 
+    def sample_stats(self) -> dict[str, np.ndarray]:
+        """The per-draw sampler statistics under ArviZ's names: name -> (star, chain, draw)."""
+        return {"diverging": self.diverging, "tree_depth": self.tree_depth, "acceptance_rate": self.acceptance,
+                "lp": self.logdensity}
+
     def pooled(self, i: int, n_out: int | None = None) -> dict[str, np.ndarray]:
         """Star ``i``'s draws pooled over chains with their modes' masses: name -> (n_out,) equal weight
         (default: as many as the chains hold)."""
@@ -200,14 +205,17 @@ class NUTSSampler:
         flat = jax.vmap(jax.vmap(lambda v: ravel_pytree(v)[0]))(z)  # (chain, draw, 5)
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0, 0], z))[1]
         modes = mode_weights(k_modes, lambda y: logdensity(unravel(y)), flat, cfg.mode_draws)
-        return params, div, depth, acc, logp, tuned["step_size"], restarted, *modes[:5]
+        return {"params": params, "diverging": div, "tree_depth": depth, "acceptance": acc, "logdensity": logp,
+                "step_size": tuned["step_size"], "restarted": restarted, "chain_weight": modes.chain_weight,
+                "mode": modes.mode, "n_modes": modes.n_modes, "mode_khat": modes.khat, "mode_ess": modes.ess}
 
-    def _run_one(self, key, err, mask, mag, astrometry, init):
+    def _run_one(self, key, err, mask, mag, astrometry, init) -> dict:
+        """One star's ``StarDraws`` fields (all but ``seconds``), theta_mas drawn from its exact conditional."""
         k_nuts, k_theta = jax.random.split(key)
-        params, *stats = self._run_star(k_nuts, err, mask, mag, astrometry, init)
-        params = {n: params[n] for n in PARAMS}
+        out = self._run_star(k_nuts, err, mask, mag, astrometry, init)
+        params = {n: out["params"][n] for n in PARAMS}
         params.update(exact_theta(k_theta, self.model, params, err, mask, mag, astrometry))
-        return params, *stats
+        return out | {"params": params}
 
     # -- many stars ---------------------------------------------------------------
     def sample(self, key, err, mask, mag, progress: bool = True, init=None, astrometry=None) -> StarDraws:
@@ -225,8 +233,7 @@ class NUTSSampler:
             raise ValueError(f"init must have shape (stars, chains, 5) = {(n, chains, len(PARAMS))}, got {init.shape}")
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "NUTS",
                                         progress, astrometry, init, batch=self.config.batch)
-        params, div, depth, acc, logp, step_size, restarted, *modes = out
-        return StarDraws(params, div.astype(bool), depth, acc, logp, step_size, seconds, restarted, *modes)
+        return StarDraws(**out | {"diverging": out["diverging"].astype(bool)}, seconds=seconds)
 
     def with_config(self, **changes) -> NUTSSampler:
         return NUTSSampler(self.model, replace(self.config, **changes))

@@ -211,15 +211,17 @@ class SMCSampler:
         kept = jnp.where(end.n_final > 0, end.kept, jnp.broadcast_to(end.state.particles, end.kept.shape))
         z = jax.vmap(unravel)(jnp.swapaxes(kept, 0, 1).reshape(-1, x0.shape[1]))  # particle-major
         params = jax.vmap(self._constrain(err, mask, mag, astrometry))(z)
-        return ({p: params[p] for p in PARAMS}, end.log_evidence, end.n_steps, end.state.tempering_param, end.ess,
-                end.diversity, end.acceptance)
+        return {"params": {p: params[p] for p in PARAMS}, "log_evidence": end.log_evidence, "n_steps": end.n_steps,
+                "tempering": end.state.tempering_param, "ess": end.ess, "diversity": end.diversity,
+                "acceptance": end.acceptance}
 
-    def _run_one(self, key, err, mask, mag, astrometry):
+    def _run_one(self, key, err, mask, mag, astrometry) -> dict:
+        """One star's ``SMCDraws`` fields (per run; all but ``seconds`` and ``config``), with theta_mas."""
         k_smc, k_theta = jax.random.split(key)
         runs = jax.random.split(k_smc, self.config.runs)
-        params, *stats = jax.vmap(lambda k: self._run_star(k, err, mask, mag, astrometry))(runs)
-        params.update(exact_theta(k_theta, self.model, params, err, mask, mag, astrometry))
-        return params, *stats
+        out = jax.vmap(lambda k: self._run_star(k, err, mask, mag, astrometry))(runs)
+        out["params"].update(exact_theta(k_theta, self.model, out["params"], err, mask, mag, astrometry))
+        return out
 
     # -- many stars ---------------------------------------------------------------
     def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> SMCDraws:
@@ -227,9 +229,9 @@ class SMCSampler:
         parallaxes and dust-map values (``model.astrometry``), or None."""
         out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "SMC",
                                         progress, astrometry, batch=self.config.batch)
-        params, log_z, n_steps, tempering, ess, diversity, acc = out
-        return SMCDraws(params, log_z.astype(float), n_steps.astype(int), tempering.astype(float), ess.astype(float),
-                        diversity.astype(float), acc.astype(float), seconds, self.config)
+        params = out.pop("params")
+        stats = {name: v.astype(int if name == "n_steps" else float) for name, v in out.items()}
+        return SMCDraws(params, **stats, seconds=seconds, config=self.config)
 
     def with_config(self, **changes) -> SMCSampler:
         return SMCSampler(self.model, replace(self.config, **changes))

@@ -37,6 +37,7 @@ from ..model.generative import sed_model
 from ..model.offsets import BandOffsets
 from ..model.priors import Prior
 from .catalog import Catalog, catalog_astrometry, read_catalog
+from .columns import DIAGNOSTICS, Verdict, summary_column, verdict_columns
 
 REPORTED = PARAMS + ("theta_mas",)
 SIZES = ("radius_rsun", "distance_pc", "mass_msun")  # reported where the catalogue has parallaxes
@@ -115,12 +116,12 @@ class _Fitted:
 
     params: dict[str, np.ndarray]
     seconds: np.ndarray
-    diags: list[dict]
+    verdicts: list[Verdict]
     methods: np.ndarray  # (star,) method that produced each star's draws
     stats: dict[str, np.ndarray]  # sample_stats, (star, chain, draw)
-    extra: dict[str, np.ndarray]  # extra summary columns, (star,)
+    extra: dict[str, np.ndarray]  # summary columns declared in ``columns.COLUMNS``, (star,)
     importance: object = None  # importance.ISDraws for npe-is: proposals and weights
-    chains: dict | None = None  # nuts: the chains as sampled (params, stats, chain_weight, mode), (star, chain, ...)
+    chains: StarDraws | None = None  # nuts: the chains as sampled, with their weights and modes
 
 
 def fit_catalog(
@@ -362,8 +363,8 @@ class Fitter:
         config, criteria = self.config, self.criteria
         draws = self.sampler("nuts").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows],
                                             progress, init, astrometry=self._rows_astrometry(catalog, rows))
-        diags = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
-        failed = [i for i, d in enumerate(diags) if d["flag"]]
+        verdicts = [_diagnose(draws, i, config, criteria) for i in range(len(rows))]
+        failed = [i for i, v in enumerate(verdicts) if v.flag]
         if config.retry and failed:
             again_rows = rows[failed]
             again = self.sampler("nuts", warmup=2 * config.warmup).sample(
@@ -372,18 +373,13 @@ class Fitter:
                 astrometry=self._rows_astrometry(catalog, again_rows))
             for j, i in enumerate(failed):
                 _replace_star(draws, i, again, j)
-                diags[i] = _diagnose(draws, i, config, criteria) | {"retried": True}
-                diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
-        for d in diags:
-            d["trusted"] = not d["flag"]
-        stats = {"diverging": draws.diverging, "tree_depth": draws.tree_depth, "acceptance_rate": draws.acceptance,
-                 "lp": draws.logdensity}
+                verdicts[i] = _retried(_diagnose(draws, i, config, criteria))
+        for v in verdicts:
+            v.trusted = not v.flag
         pooled = [draws.pooled(i) for i in range(len(rows))]
         params = {p: np.stack([d[p] for d in pooled])[:, None, :] for p in reported(draws.params)}
-        chains = {"params": {p: draws.params[p] for p in reported(draws.params)}, "stats": stats,
-                  "chain_weight": draws.chain_weight, "mode": draws.mode}
-        return _Fitted(params, draws.seconds, diags, np.full(len(rows), "nuts"), {},
-                       {"chains_restarted": draws.restarted}, chains=chains)
+        return _Fitted(params, draws.seconds, verdicts, np.full(len(rows), "nuts"), {},
+                       {"chains_restarted": draws.restarted}, chains=draws)
 
     def _smc(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
         """Adaptive tempered SMC on ``rows`` of the catalog: ``runs`` independent runs per star, pooled.
@@ -392,8 +388,8 @@ class Fitter:
         config, criteria = self.smc, self.criteria
         res = self.sampler("smc").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
                                          astrometry=self._rows_astrometry(catalog, rows))
-        diags = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
-        failed = [i for i, d in enumerate(diags) if d["flag"]]
+        verdicts = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
+        failed = [i for i, v in enumerate(verdicts) if v.flag]
         if config.retry and failed:
             again_rows = rows[failed]
             again = self.sampler("smc", particles=2 * config.particles).sample(
@@ -401,9 +397,7 @@ class Fitter:
                 catalog.mag[again_rows], progress, astrometry=self._rows_astrometry(catalog, again_rows))
             n_kept = res.params["teff"].shape[-1]
             for j, i in enumerate(failed):
-                diags[i] = _smc_diagnose(again, j, criteria) | {"retried": True}
-                diags[i]["flag"] = (diags[i]["flag"] + " (after retry)") if diags[i]["flag"] else ""
-                diags[i]["trusted"] = not diags[i]["flag"]
+                verdicts[i] = _retried(_smc_diagnose(again, j, criteria))
                 for name in ("log_evidence", "n_steps", "tempering", "ess", "diversity", "acceptance"):
                     getattr(res, name)[i] = getattr(again, name)[j]
                 half = np.random.default_rng(_star_seed(keys[i])).permutation(again.params["teff"].shape[-1])[:n_kept]
@@ -414,7 +408,7 @@ class Fitter:
                  "smc_steps": res.n_steps.max(axis=1), "smc_ess": res.ess.min(axis=1),
                  "smc_diversity": res.diversity.min(axis=1), "smc_acceptance": res.acceptance.min(axis=1)}
         params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
-        return _Fitted(params, res.seconds, diags, np.full(len(rows), "smc"), {}, extra)
+        return _Fitted(params, res.seconds, verdicts, np.full(len(rows), "smc"), {}, extra)
 
     def _npe(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
         """NPE draws, or NPE-IS draws with the unreliable stars refitted by the fallback engine."""
@@ -422,23 +416,23 @@ class Fitter:
             n_draws = self.importance.draws
             draws = self.sampler("npe").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows],
                                                progress)
-            diags = [_no_chains(_rejected_flag(r, n_draws)) for r in draws.n_rejected]
-            return _Fitted(draws.params, draws.seconds, diags, np.full(len(rows), "npe"),
+            verdicts = [Verdict(flag=_rejected_flag(r, n_draws)) for r in draws.n_rejected]
+            return _Fitted(draws.params, draws.seconds, verdicts, np.full(len(rows), "npe"),
                            {"log_q": draws.log_q[:, None, :]}, {"n_rejected": draws.n_rejected})
         cfg = self.importance
         res = self.sampler("npe-is").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
                                             astrometry=self._rows_astrometry(catalog, rows))
-        diags = []
+        verdicts = []
         for i in range(len(rows)):
             reasons = [_rejected_flag(res.n_rejected[i], cfg.proposals - res.n_rejected[i])]
             if res.khat[i] > cfg.khat_max:
                 reasons.append(f"npe-is: khat {res.khat[i]:.2f} > {cfg.khat_max}")
             if res.ess[i] < cfg.min_ess:
                 reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
-            diags.append(_no_chains(ood.join(*reasons)) | {"trusted": bool(res.reliable[i])})
+            verdicts.append(Verdict(flag=ood.join(*reasons), trusted=bool(res.reliable[i])))
         extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
                  "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
-        result = _Fitted(res.params, res.seconds, diags, np.full(len(rows), "npe-is"), {}, extra, importance=res)
+        result = _Fitted(res.params, res.seconds, verdicts, np.full(len(rows), "npe-is"), {}, extra, importance=res)
         if self.fallback:
             self._fall_back(result, catalog, rows, keys, progress)
         return result
@@ -455,22 +449,23 @@ class Fitter:
             for p in reported(result.params):  # the equal-weight draws, thinned evenly to the importance draws' length
                 pooled = exact.params[p][j].reshape(-1)
                 result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
-            result.diags[i] = exact.diags[j]
+            result.verdicts[i] = exact.verdicts[j]
             result.seconds[i] += exact.seconds[j]
             result.methods[i] = self.fallback
             result.extra["fallback"][i] = True
 
 
-def _smc_diagnose(res: SMCDraws, i: int, criteria: ConvergenceCriteria) -> dict:
+def _smc_diagnose(res: SMCDraws, i: int, criteria: ConvergenceCriteria) -> Verdict:
     draws = np.stack([res.params[p][i] for p in REPORTED], axis=-1)  # (run, draw, param)
     rhat, bulk, tail = mode_rhat_ess(draws, np.zeros(len(draws), int), np.full(len(draws), 1.0 / len(draws)))
-    diag = _no_chains("") | {"rhat_max": float(np.nanmax(rhat)) if res.config.runs > 1 else np.nan,
-                             "ess_bulk_min": float(np.nanmin(bulk)), "ess_tail_min": float(np.nanmin(tail))}
-    diag["flag"] = smc_flag(res, i, diag, criteria)
-    return diag | {"trusted": not diag["flag"]}
+    verdict = Verdict(rhat_max=float(np.nanmax(rhat)) if res.config.runs > 1 else np.nan,
+                      ess_bulk_min=float(np.nanmin(bulk)), ess_tail_min=float(np.nanmin(tail)))
+    verdict.flag = smc_flag(res, i, verdict, criteria)
+    verdict.trusted = not verdict.flag
+    return verdict
 
 
-def smc_flag(res: SMCDraws, i: int, diag: dict, criteria: ConvergenceCriteria) -> str:
+def smc_flag(res: SMCDraws, i: int, verdict: Verdict, criteria: ConvergenceCriteria) -> str:
     """Why star ``i``'s SMC draws cannot be trusted ('' when they can): a run that did not reach the
     posterior or whose particles collapsed or stopped moving, or runs that disagree."""
     reasons = []
@@ -481,9 +476,9 @@ def smc_flag(res: SMCDraws, i: int, diag: dict, criteria: ConvergenceCriteria) -
             reasons.append(f"smc: {res.diversity[i].min():.0%} of particles distinct after the last reweighting")
         if not res.acceptance[i].min() >= MIN_ACCEPTANCE:
             reasons.append(f"smc: acceptance {res.acceptance[i].min():.2f} at the posterior")
-    if res.config.runs > 1 and not diag["rhat_max"] <= criteria.rhat_max:
-        reasons.append(f"smc: runs disagree (rhat {diag['rhat_max']:.3f} > {criteria.rhat_max})")
-    ess = min(diag["ess_bulk_min"], diag["ess_tail_min"])
+    if res.config.runs > 1 and not verdict.rhat_max <= criteria.rhat_max:
+        reasons.append(f"smc: runs disagree (rhat {verdict.rhat_max:.3f} > {criteria.rhat_max})")
+    ess = min(verdict.ess_bulk_min, verdict.ess_tail_min)
     if not ess >= criteria.ess_min:
         reasons.append(f"smc: ess {ess:.0f} < {criteria.ess_min:.0f}")
     return "; ".join(reasons)
@@ -506,8 +501,7 @@ def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
 def _flag_errors_outside_training(result: _Fitted, catalog, rows, card) -> None:
     noise = card.noise
     reasons = ood.error_range(catalog.err[rows], catalog.mask[rows], catalog.bands, noise["err_min"], noise["err_max"])
-    for d, reason in zip(result.diags, reasons):
-        d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
+    _add_flags(result, reasons)
 
 
 def _flag_misfit(result: _Fitted, catalog, rows, model) -> None:
@@ -516,8 +510,7 @@ def _flag_misfit(result: _Fitted, catalog, rows, model) -> None:
     x = np.stack([result.params[p].reshape(len(rows), -1) for p in PARAMS], axis=-1)
     chi2, p_value, reasons = ood.misfit(model, x, catalog.err[rows], catalog.mask[rows], catalog.mag[rows])
     result.extra["chi2"], result.extra["chi2_p"] = chi2, p_value
-    for d, reason in zip(result.diags, reasons):
-        d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
+    _add_flags(result, reasons)
 
 
 def _flag_parallax_tension(result: _Fitted, catalog, rows, model) -> None:
@@ -527,8 +520,13 @@ def _flag_parallax_tension(result: _Fitted, catalog, rows, model) -> None:
     p_value, predicted, reasons = ood.parallax_tension(model, x, catalog.err[rows], catalog.mask[rows],
                                                        catalog.mag[rows], catalog.astrometry[rows])
     result.extra["parallax_p"], result.extra["parallax_photometric"] = p_value, predicted
-    for d, reason in zip(result.diags, reasons):
-        d["flag"] = ood.join(d["flag"], reason and f"ood: {reason}")
+    _add_flags(result, reasons)
+
+
+def _add_flags(result: _Fitted, reasons) -> None:
+    """Each star's out-of-distribution reason ('' for none) joined to its flag."""
+    for verdict, reason in zip(result.verdicts, reasons):
+        verdict.flag = ood.join(verdict.flag, reason and f"ood: {reason}")
 
 
 def _rejected_flag(n_rejected: int, n_draws: int) -> str:
@@ -536,19 +534,18 @@ def _rejected_flag(n_rejected: int, n_draws: int) -> str:
     return f"npe: {fraction:.0%} of draws in grid holes" if fraction > MAX_REJECTED_FRACTION else ""
 
 
-def _no_chains(flag: str) -> dict:
-    """SMC, NPE and NPE-IS have no chains: the MCMC columns stay empty."""
-    return {"rhat_max": np.nan, "rhat_pooled": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan,
-            "n_divergent": -1, "n_max_treedepth": -1, "step_size": np.nan, "logp_gap": np.nan, "n_modes": -1,
-            "major_mode_weight": np.nan, "mode_khat": np.nan, "flag": flag, "retried": False, "trusted": False}
+def _retried(verdict: Verdict) -> Verdict:
+    """The verdict on a star's second run: marked as retried, its flag (if any) saying so."""
+    return replace(verdict, retried=True, flag=verdict.flag and verdict.flag + " (after retry)",
+                   trusted=not verdict.flag)
 
 
-def _diagnose(draws: StarDraws, i: int, config: NUTSConfig, criteria) -> dict:
+def _diagnose(draws: StarDraws, i: int, config: NUTSConfig, criteria) -> Verdict:
     params = {p: draws.params[p][i] for p in REPORTED}
-    diag = star_diagnostics(params, draws.diverging[i], draws.tree_depth[i], draws.step_size[i],
-                            config.max_tree_depth, criteria, logdensity=draws.logdensity[i], mode=draws.mode[i],
-                            chain_weight=draws.chain_weight[i], mode_khat=draws.mode_khat[i])
-    return diag | {"retried": False}
+    return Verdict.from_diagnostics(star_diagnostics(
+        params, draws.diverging[i], draws.tree_depth[i], draws.step_size[i], config.max_tree_depth, criteria,
+        logdensity=draws.logdensity[i], mode=draws.mode[i], chain_weight=draws.chain_weight[i],
+        mode_khat=draws.mode_khat[i]))
 
 
 def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
@@ -570,30 +567,18 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str, has_paralla
             col = np.full(n, np.nan)
             col[fitted] = np.percentile(result.params[p].reshape(len(fitted), -1), q, axis=1)
             cols[f"{p}_{name}"] = col
-    for name, fill in (("rhat_max", np.nan), ("rhat_pooled", np.nan), ("ess_bulk_min", np.nan),
-                       ("ess_tail_min", np.nan), ("n_divergent", -1), ("n_max_treedepth", -1), ("step_size", np.nan),
-                       ("logp_gap", np.nan), ("n_modes", -1), ("major_mode_weight", np.nan), ("mode_khat", np.nan)):
-        col = np.full(n, fill, dtype=type(fill) if isinstance(fill, int) else float)
-        col[fitted] = [d[name] for d in result.diags]
-        cols[name] = col
+    verdicts = verdict_columns(result.verdicts, n, fitted)
+    cols |= {name: verdicts.pop(name) for name in DIAGNOSTICS}
     seconds = np.zeros(n)
     seconds[fitted] = result.seconds
     cols["seconds"] = seconds
-    flags = np.array([f"input: {f}" if f else "" for f in catalog.flags], dtype=object)
-    flags[fitted] = [d["flag"] for d in result.diags]
-    cols["flag"] = flags.astype(str)
-    retried = np.zeros(n, bool)
-    retried[fitted] = [d["retried"] for d in result.diags]
-    cols["retried"] = retried
-    trusted = np.zeros(n, bool)
-    trusted[fitted] = [d["trusted"] for d in result.diags]
-    cols["trusted"] = trusted
+    unfitted = np.ones(n, bool)
+    unfitted[fitted] = False
+    verdicts["flag"][unfitted] = [f"input: {f}" if f else "" for f in np.asarray(catalog.flags)[unfitted]]
+    verdicts["flag"] = verdicts["flag"].astype(str)
+    cols |= verdicts  # flag, retried, trusted
     for name, values in result.extra.items():
-        values = np.asarray(values)
-        col = np.full(n, *((False, bool) if values.dtype == bool else (-1, int) if values.dtype.kind == "i"
-                           else (np.nan, float)))
-        col[fitted] = values
-        cols[name] = col
+        cols[name] = summary_column(name, values, n, fitted)
     for j, band in enumerate(catalog.bands):  # the photometry fitted, under the catalogue's own column names
         cols[band], cols[f"{band}_err"] = catalog.mag[:, j], catalog.err[:, j]
     for name in catalog.extra.colnames:  # every other input column, carried along
@@ -651,10 +636,10 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
                  "khat": ("star", importance.khat), "ess": ("star", importance.ess)}
         tree["importance"] = xr.Dataset(data, coords={"star": stars})
     if result.chains is not None:  # nuts: the chains as sampled, with each one's share of the mass
-        c = result.chains
-        dims3 = ("star", "chain", "draw")
-        data = {p: (dims3, v) for p, v in c["params"].items()} | {name: (dims3, v) for name, v in c["stats"].items()}
-        data |= {"chain_weight": (("star", "chain"), c["chain_weight"]), "mode": (("star", "chain"), c["mode"])}
+        c, dims3 = result.chains, ("star", "chain", "draw")
+        data = {p: (dims3, c.params[p]) for p in reported(c.params)}
+        data |= {name: (dims3, v) for name, v in c.sample_stats().items()}
+        data |= {"chain_weight": (("star", "chain"), c.chain_weight), "mode": (("star", "chain"), c.mode)}
         tree["nuts_chains"] = xr.Dataset(data, coords={"star": stars})
     tree.attrs.update({"sedppl_method": method, "sedppl_library": model.forward.library,
                        "sedppl_forward": model.forward.path,
