@@ -61,7 +61,7 @@ class Column:
 
 COLUMNS: dict[str, Column] = {
     # every method
-    "chi2": Column(float, "chi-square of the photometry at the posterior median prediction"),
+    "chi2": Column(float, "smallest chi-square of the photometry over the posterior draws (scale at its optimum)"),
     "chi2_p": Column(float, "its tail probability; below 1e-3 the star is flagged as a misfit"),
     "parallax_used": Column(bool, "the parallax entered the model (not for plain npe)"),
     "parallax_p": Column(float, "two-sided tail probability of the parallax given the photometry"),
