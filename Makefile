@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench docs docs-clean wheels clean
+.PHONY: demo test test-all mutation bench docs docs-clean wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -19,6 +19,31 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# Everything, the slow studies included (cross-method agreement, coverage, float64 NUTS, the docs build):
+# about an hour on 2 cores. CI runs `make test`; run this before a release and after a model change.
+test-all: $(VENV)/.installed
+	$(BIN)/python -m pytest -m ""
+
+# Mutation testing of the model with cosmic-ray (tests/mutation/): each module's mutants against its own
+# tests, ~10 s a mutant on 2 cores, so hours for all five; MUTATE=likelihood picks one. Sessions live in
+# .mutation/ and resume where they stopped. cosmic-ray edits sedppl/model in place while it runs, so the
+# target refuses uncommitted changes there and checks afterwards that they are undone.
+MUTATE ?= likelihood extinction passbands priors forward
+$(VENV)/.mutation-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[mutation]'
+	@touch $@
+
+mutation: $(VENV)/.mutation-installed
+	@git diff --quiet -- sedppl/model || { echo "sedppl/model has uncommitted changes; commit or stash them first"; exit 1; }
+	@mkdir -p .mutation
+	@for m in $(MUTATE); do \
+	  test -f .mutation/$$m.sqlite || { $(BIN)/cosmic-ray init tests/mutation/$$m.toml .mutation/$$m.sqlite && \
+	    $(BIN)/cr-filter-operators .mutation/$$m.sqlite tests/mutation/operators.toml; } || exit 1; \
+	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cosmic-ray exec tests/mutation/$$m.toml .mutation/$$m.sqlite || exit 1; \
+	done
+	@git diff --quiet -- sedppl/model || { echo "sedppl/model was left mutated: git checkout sedppl/model"; exit 1; }
+	@for m in $(MUTATE); do echo "== $$m"; $(BIN)/cr-report .mutation/$$m.sqlite | tail -4; done
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_forward.py

@@ -21,16 +21,26 @@ from .coordinates import sampler_coordinates
 def scale_marginal_potential(model: SEDModel, av_map: str = "logit"):
     """(the scale-marginalised model, that model in the sampler's coordinates, its NumPyro potential
     factory, its postprocess factory): the one log-density the exact engines sample, as functions of
-    (err, mask, mag). ``av_map``: see ``coordinates.sampler_coordinates``."""
-    from numpyro.infer.util import initialize_model
+    (err, mask, mag). ``av_map``: see ``coordinates.sampler_coordinates``.
+
+    The steps of ``numpyro.infer.util.initialize_model`` that build these two functions, without its
+    search for a valid starting point: the samplers choose their own starts, and that search ran the
+    model's potential and gradient eagerly, 8-15 s for every sampler built (tests/inference/test_batching.py
+    checks the functions against ``initialize_model``'s).
+    """
+    from numpyro.handlers import seed
+    from numpyro.infer.util import _get_model_transforms, _prepare_model_for_potential, get_potential_fn
 
     if not model.marginalize_scale:
         model = dataclasses.replace(model, marginalize_scale=True)
     sampled = sampler_coordinates(model, av_map)
     nb = len(model.bands)
     template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb), None)
-    info = initialize_model(jax.random.key(0), sampled, model_args=template, dynamic_args=True)
-    return model, sampled, info.potential_fn, info.postprocess_fn
+    inv_transforms, replay, enum, trace = _get_model_transforms(seed(sampled, jax.random.key(0)), template)
+    potential_fn, postprocess_fn = get_potential_fn(
+        _prepare_model_for_potential(sampled, trace, enum=enum), inv_transforms, replay_model=replay, enum=enum,
+        dynamic_args=True, model_args=template)
+    return model, sampled, potential_fn, postprocess_fn
 
 
 def row_keys(key, n: int):

@@ -178,7 +178,9 @@ class ParameterPrior:
             else dist.Uniform(max(low, c["low"]), min(high, c["high"]))
             for c in args["components"]
         ]
-        return dist.MixtureGeneral(dist.Categorical(jnp.asarray(args["weights"])), comps)
+        # the mixture lives on the parameter's range: by default numpyro takes the first component's support
+        return dist.MixtureGeneral(dist.Categorical(jnp.asarray(args["weights"])), comps,
+                                   support=dist.constraints.interval(low, high))
 
 
 LIBRARY_FLOOR = "libraries"

@@ -100,3 +100,25 @@ def test_stars_split_over_cpu_devices_keep_their_rows():
     truth = np.array(result["truth"])
     for row, median in enumerate(result["log10_theta"]):
         assert np.argmin(np.abs(truth - median)) == row and abs(truth[row] - median) < 0.05, result
+
+
+def test_potential_is_numpyros_own_without_its_start_search():
+    """scale_marginal_potential builds the potential and postprocess functions as ``initialize_model`` does
+    (it skips only the eager search for a start): the same energy, gradient and constrained values."""
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import initialize_model
+
+    from sedppl.inference.batching import scale_marginal_potential
+    from sedppl.model.generative import sed_model
+
+    model, sampled, potential, postprocess = scale_marginal_potential(sed_model(bands=("gaia_g", "gaia_rp", "2mass_ks")))
+    data = (jnp.array([0.02, 0.03, 0.05]), jnp.array([True, True, False]), jnp.array([11.0, 10.2, jnp.nan]), None)
+    info = initialize_model(jax.random.key(0), sampled, model_args=data, dynamic_args=True)
+    z0, unravel = ravel_pytree(info.param_info.z)
+    for z in z0 + jax.random.normal(jax.random.key(1), (3, z0.size)):
+        ours, theirs = unravel(z), unravel(z)
+        np.testing.assert_allclose(potential(*data)(ours), info.potential_fn(*data)(theirs), rtol=1e-6)
+        np.testing.assert_allclose(ravel_pytree(jax.grad(potential(*data))(ours))[0],
+                                   ravel_pytree(jax.grad(info.potential_fn(*data))(theirs))[0], rtol=1e-5, atol=1e-6)
+        for name, value in postprocess(*data)(ours).items():
+            np.testing.assert_allclose(value, info.postprocess_fn(*data)(theirs)[name], rtol=1e-6)

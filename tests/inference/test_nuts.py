@@ -14,6 +14,8 @@ from sedppl.model.forward import PARAMS
 from sedppl.model.generative import sed_model
 from sedppl.model.simulate import NoiseModel, simulate_catalog
 
+# One program for the NumPyro comparison and the 8-star fit (same model, bands and config): compiled once.
+SHORT = NUTSConfig(chains=2, draws=300, warmup=300, stars_per_call=1, retry=False)
 BANDS = ("gaia_g", "gaia_bp", "gaia_rp", "sdss_u", "ps1_g", "ps1_i", "2mass_j", "2mass_h", "2mass_ks", "wise_w1", "wise_w2")
 
 
@@ -25,9 +27,8 @@ def test_blackjax_agrees_with_the_numpyro_reference():
     err = np.full(len(BANDS), 0.02)
     mag = np.asarray(mu) + np.random.default_rng(0).normal(0, 0.0283, len(BANDS))  # err and floor in quadrature
     mask = np.ones(len(BANDS), bool)
-    ours = NUTSSampler(model, NUTSConfig(chains=2, draws=500, warmup=500, stars_per_call=1)).sample(
-        jax.random.key(0), err[None], mask[None], mag[None], progress=False)
-    ref = numpyro_reference(jax.random.key(1), model, err, mask, mag, chains=2, draws=500, warmup=500)
+    ours = NUTSSampler(model, SHORT).sample(jax.random.key(0), err[None], mask[None], mag[None], progress=False)
+    ref = numpyro_reference(jax.random.key(1), model, err, mask, mag, chains=2, draws=SHORT.draws, warmup=SHORT.warmup)
     for p in ("teff", "logg", "av", "theta_mas"):
         a, b = ours.params[p][0], ref[p]
         se = np.hypot(float(azs.mcse(a, chain_axis=0, draw_axis=1)), float(azs.mcse(b, chain_axis=0, draw_axis=1)))
@@ -47,8 +48,7 @@ def simulated_fit(tmp_path_factory):
     broken = {c: np.nan for c in table.colnames if c != "id"} | {"id": "broken", "gaia_g": 10.0, "gaia_g_err": -1.0}
     table.add_row(broken)  # rejected by input validation
     out = tmp_path_factory.mktemp("fit")
-    config = NUTSConfig(chains=2, draws=300, warmup=300, retry=False)
-    return table, fit_catalog(read_catalog(table), "nuts", out=out, config=config, progress=False), out
+    return table, fit_catalog(read_catalog(table), "nuts", out=out, config=SHORT, progress=False), out
 
 
 @pytest.mark.slow
@@ -157,9 +157,9 @@ def test_chains_start_at_given_points_where_they_have_density():
     mag = np.asarray(model.forward.magnitudes(jnp.asarray(truth), -1.0))
     edge = model.support()["teff"][1]
     init = np.stack([truth, np.full(5, np.nan), [1e6, 4.5, -0.2, 0.4, 3.1], [edge, 4.5, -0.2, 0.4, 3.1]])
-    key = jax.random.key(4)
-    z = sampler._starting_points(key, err, mask, mag, None, jnp.asarray(init))
-    prior_start = sampler._starting_points(key, err, mask, mag, None, jnp.full((4, 5), jnp.nan))
+    key, starting_points = jax.random.key(4), jax.jit(sampler._starting_points)  # compiled: eager ops take 40 s
+    z = starting_points(key, err, mask, mag, None, jnp.asarray(init))
+    prior_start = starting_points(key, err, mask, mag, None, jnp.full((4, 5), jnp.nan))
     start = jax.vmap(lambda v: constrain_fn(sampler._sampled, (err, mask, mag), {}, v))(z)  # its coordinates
     np.testing.assert_allclose([float(start[p][0]) for p in PARAMS], truth, rtol=1e-4)
     for p in prior_start:

@@ -75,6 +75,7 @@ def test_smc_reaches_the_posterior_with_diverse_particles(smc_draws):
     assert np.all(np.ptp(smc_draws.log_evidence, axis=1) < 1.0)
 
 
+@pytest.mark.slow  # ~90 s on 2 cores (a NUTS reference compile and run); `make test-all`
 def test_smc_agrees_with_nuts_on_a_unimodal_star(model, reference_star, nuts_reference, smc_draws):
     nuts = nuts_reference(model, *reference_star(model))
     for p in PARAMS + ("theta_mas",):
@@ -84,6 +85,7 @@ def test_smc_agrees_with_nuts_on_a_unimodal_star(model, reference_star, nuts_ref
         assert 0.75 < half_width(ours) / hw < 1.33, p
 
 
+@pytest.mark.slow  # ~90 s on 2 cores (NUTS and a 4000-proposal NPE-IS); `make test-all`
 def test_the_giant_mode_of_sim0_carries_little_mass(model, seed5_star, smc_draws):
     """Every exact method gives sim0's giant mode < 5% of the mass (importance sampling: ~1.4%); pooling
     NUTS chains by count gave it 25% when one of four chains sat there."""

@@ -24,6 +24,7 @@ def stars():
     return with_parallaxes(jax.random.key(4), table, 0.02)
 
 
+@pytest.mark.slow  # ~120 s on 2 cores (two NPE-IS compiles, with and without parallaxes); `make test-all`
 def test_parallaxes_pin_gravity_radius_and_distance(stars):
     with_parallax = fit_catalog(stars, "npe-is", dust_map=None, importance=IS, fallback=False, progress=False).summary
     without = fit_catalog(stars[[c for c in stars.colnames if not c.startswith("parallax")]], "npe-is",

@@ -5,7 +5,7 @@ import pytest
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from sedppl.model.likelihood import masked_normal, scale_conditional, scale_marginal_log_likelihood
+from sedppl.model.likelihood import masked_normal, scale_conditional, scale_marginal_log_likelihood, total_sigma
 
 
 def _data():
@@ -16,16 +16,23 @@ def _data():
     return surface, mag, sigma, mask
 
 
-@pytest.mark.parametrize("d_lo, d_hi", [(40.0, 44.0), (40.0, 42.2), (42.22, 45.0)])
+def test_floor_adds_in_quadrature():
+    """3-4-5: a 0.03 mag error with a 0.04 mag floor is 0.05 mag; no floor leaves the error alone."""
+    np.testing.assert_allclose(total_sigma(jnp.array([0.03, 0.0, 0.12]), 0.04), [0.05, 0.04, 0.1264911], rtol=1e-6)
+    np.testing.assert_allclose(total_sigma(jnp.array([0.03, 0.2]), 0.0), [0.03, 0.2], rtol=1e-7)
+
+
+@pytest.mark.parametrize("d_lo, d_hi", [(40.0, 44.0), (40.0, 42.2), (42.22, 45.0), (42.16, 42.19)])
 def test_scale_marginal_matches_quadrature(d_lo, d_hi):
-    """Proper uniform prior on the dilution, truncation included (d_hat is about 42.21)."""
+    """Proper uniform prior on the dilution, truncation included (d_hat is about 42.21, its sd 0.025): the
+    prior's range around it, cutting either side, and wholly on one side (both tails of Phi matter)."""
     surface, mag, sigma, mask = _data()
 
     def integrand(d):
         m = np.asarray(mask)
         return np.prod(norm.pdf(np.asarray(mag)[m], np.asarray(surface)[m] + d, np.asarray(sigma)[m])) / (d_hi - d_lo)
 
-    ref = np.log(quad(integrand, d_lo, d_hi, points=[42.21], limit=200, epsabs=0, epsrel=1e-10)[0])
+    ref = np.log(quad(integrand, d_lo, d_hi, points=[42.21] if d_lo < 42.21 < d_hi else None, limit=200, epsabs=0, epsrel=1e-10)[0])
     ours = float(scale_marginal_log_likelihood(surface, mag, sigma, mask, (d_lo, d_hi)))
     assert abs(ours - ref) < 5e-4  # float32: d_hat ~ 42 carries ~4e-6, times sqrt(precision) = 40 inside Phi
 
@@ -55,3 +62,6 @@ def test_absent_bands_contribute_nothing_and_nan_is_safe():
     assert float(g[2]) == 0.0
     g2 = jax.grad(lambda s: scale_marginal_log_likelihood(s, mag, sigma, mask, (30.0, 50.0)))(surface)
     assert np.all(np.isfinite(np.asarray(g2))) and float(g2[2]) == 0.0
+    # the errors too (a fitted floor differentiates through them): finite, and nothing from the absent band
+    g3 = jax.grad(lambda s: scale_marginal_log_likelihood(surface, mag, s, mask, (30.0, 50.0)))(sigma.at[2].set(0.0))
+    assert np.all(np.isfinite(np.asarray(g3))) and float(g3[2]) == 0.0

@@ -25,6 +25,49 @@ def test_default_matches_the_documented_choices():
     assert not np.isfinite(float(d["av"].log_prob(0.001)))
 
 
+def test_every_default_density_is_scipys():
+    """Each parameter's log-density against scipy.stats at points across its support, and the support box."""
+    prior = Prior.default()
+    d = prior.distributions(BOUNDS)
+    assert prior.support(BOUNDS) == {"teff": (2300.0, 12000.0), "logg": (0.1, 5.5), "mh": (-4.0, 1.0),
+                                     "av": (0.003, 15.0), "rv": (2.5, 4.5), "log10_theta": (-6.0, 3.0)}
+    mh = lambda loc, scale: st.truncnorm((-4.0 - loc) / scale, (1.0 - loc) / scale, loc, scale)  # noqa: E731
+    scipy = {
+        "teff": st.loguniform(2300.0, 12000.0), "logg": st.uniform(0.1, 5.4),
+        "av": st.truncexpon(b=(15.0 - 0.003) / 1.5, loc=0.003, scale=1.5),
+        "rv": st.truncnorm((2.5 - 3.13) / 0.18, (4.5 - 3.13) / 0.18, 3.13, 0.18), "log10_theta": st.uniform(-6.0, 9.0),
+    }
+    for name, (low, high) in prior.support(BOUNDS).items():
+        x = np.linspace(low, high, 7)[1:-1]
+        expected = (np.log(0.8 * mh(-0.1, 0.3).pdf(x) + 0.2 * mh(-1.0, 0.6).pdf(x)) if name == "mh"
+                    else scipy[name].logpdf(x))
+        np.testing.assert_allclose(d[name].log_prob(x), expected, rtol=2e-5, err_msg=name)
+
+
+def test_user_tables_mean_what_they_say():
+    """A loguniform with numeric bounds, a truncated normal, a mixture with a uniform component clipped to
+    the parameter's range, and an exponential without shift: densities as scipy's."""
+    tables = _tables() | {
+        "teff": {"dist": "loguniform", "low": 3000.0, "high": 8000.0},
+        "logg": {"dist": "truncnormal", "loc": 4.4, "scale": 0.5, "low": 3.5, "high": 5.0},
+        "mh": {"dist": "mixture", "low": -2.0, "high": 0.5, "weights": [0.25, 0.75],
+               "components": [{"dist": "uniform", "low": -3.0, "high": 0.0}, {"dist": "truncnormal", "loc": 0.0, "scale": 0.2}]},
+        "av": {"dist": "exponential", "mean": 0.4, "high": 3.0},
+    }
+    prior = Prior.from_dict(tables)
+    d = prior.distributions(BOUNDS)
+    assert prior.support(BOUNDS)["av"] == (0.0, 3.0) and prior.support(BOUNDS)["mh"] == (-2.0, 0.5)
+    x = np.array([3500.0, 5000.0, 7900.0])
+    np.testing.assert_allclose(d["teff"].log_prob(x), st.loguniform(3000.0, 8000.0).logpdf(x), rtol=1e-5)
+    x = np.array([3.6, 4.4, 4.9])
+    np.testing.assert_allclose(d["logg"].log_prob(x), st.truncnorm(-1.8, 1.2, 4.4, 0.5).logpdf(x), rtol=1e-5)
+    x = np.array([-1.9, -0.5, -0.01, 0.2])
+    expected = 0.25 * st.uniform(-2.0, 2.0).pdf(x) + 0.75 * st.truncnorm(-10.0, 2.5, 0.0, 0.2).pdf(x)
+    np.testing.assert_allclose(d["mh"].log_prob(x), np.log(expected), rtol=1e-5)
+    x = np.array([0.01, 1.0, 2.9])
+    np.testing.assert_allclose(d["av"].log_prob(x), st.truncexpon(b=3.0 / 0.4, scale=0.4).logpdf(x), rtol=1e-5)
+
+
 def test_mixture_density_integrates_to_one():
     d = Prior.default().distributions(BOUNDS)["mh"]
     x = np.linspace(-4.0, 1.0, 20001)

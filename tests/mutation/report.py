@@ -1,0 +1,54 @@
+"""Kill rates of cosmic-ray sessions, skipped operators left out (``make mutation`` prints this).
+
+    python tests/mutation/report.py .mutation/likelihood.sqlite [...] [--survivors]
+
+cosmic-ray's own ``cr-report`` counts the filtered operators (tests/mutation/operators.toml) as done,
+which would flatter the rate; here a mutant counts only if its tests ran: killed (tests failed, or
+timed out) or survived (tests passed). ``--survivors`` prints each survivor's diff, the list to triage
+into equivalent mutants and missing tests; after a test is added, ``--forget-survivors`` drops their
+results so that the next ``make mutation`` runs exactly those mutants again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+
+def outcomes(session: Path) -> dict[str, list[str]]:
+    """'killed', 'survived', 'pending' -> the diffs of those mutants."""
+    db = sqlite3.connect(session)
+    done = db.execute("SELECT worker_outcome, test_outcome, diff FROM work_results").fetchall()
+    pending = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0] - len(done)
+    out = {"killed": [], "survived": [], "pending": [""] * pending}
+    for worker, test, diff in done:
+        if worker == "SKIPPED":
+            continue
+        out["survived" if (worker, test) == ("NORMAL", "SURVIVED") else "killed"].append(diff)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sessions", nargs="+", type=Path)
+    parser.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant")
+    parser.add_argument("--forget-survivors", action="store_true", help="make the next run test the survivors again")
+    args = parser.parse_args()
+    for session in args.sessions:
+        if args.forget_survivors:
+            with sqlite3.connect(session) as db:
+                n = db.execute("DELETE FROM work_results WHERE worker_outcome = 'NORMAL' AND test_outcome = 'SURVIVED'")
+                print(f"{session.stem}: {n.rowcount} survivors will run again")
+        o = outcomes(session)
+        ran = len(o["killed"]) + len(o["survived"])
+        rate = f"{100 * len(o['killed']) / ran:.1f}%" if ran else "-"
+        print(f"{session.stem}: {len(o['killed'])}/{ran} killed ({rate}), {len(o['survived'])} survived, "
+              f"{len(o['pending'])} pending")
+        if args.survivors:
+            for diff in o["survived"]:
+                print(diff)
+
+
+if __name__ == "__main__":
+    main()
