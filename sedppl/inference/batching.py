@@ -26,21 +26,29 @@ def scale_marginal_potential(model: SEDModel, av_map: str = "logit"):
     The steps of ``numpyro.infer.util.initialize_model`` that build these two functions, without its
     search for a valid starting point: the samplers choose their own starts, and that search ran the
     model's potential and gradient eagerly, 8-15 s for every sampler built (tests/inference/test_batching.py
-    checks the functions against ``initialize_model``'s).
+    checks the functions against ``initialize_model``'s). Those steps are NumPyro internals; where a
+    NumPyro version lacks them, ``initialize_model`` itself is used.
     """
-    from numpyro.handlers import seed
-    from numpyro.infer.util import _get_model_transforms, _prepare_model_for_potential, get_potential_fn
-
     if not model.marginalize_scale:
         model = dataclasses.replace(model, marginalize_scale=True)
     sampled = sampler_coordinates(model, av_map)
     nb = len(model.bands)
     template = (jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb), None)
-    inv_transforms, replay, enum, trace = _get_model_transforms(seed(sampled, jax.random.key(0)), template)
-    potential_fn, postprocess_fn = get_potential_fn(
-        _prepare_model_for_potential(sampled, trace, enum=enum), inv_transforms, replay_model=replay, enum=enum,
-        dynamic_args=True, model_args=template)
-    return model, sampled, potential_fn, postprocess_fn
+    return (model, sampled) + _potential_and_postprocess(sampled, template)
+
+
+def _potential_and_postprocess(sampled, template):
+    from numpyro.handlers import seed
+    from numpyro.infer import util
+
+    try:
+        inv_transforms, replay, enum, trace = util._get_model_transforms(seed(sampled, jax.random.key(0)), template)
+        prepared = util._prepare_model_for_potential(sampled, trace, enum=enum)
+    except (AttributeError, TypeError):  # internals of another NumPyro version (checked on 0.22)
+        info = util.initialize_model(jax.random.key(0), sampled, model_args=template, dynamic_args=True)
+        return info.potential_fn, info.postprocess_fn
+    return util.get_potential_fn(prepared, inv_transforms, replay_model=replay, enum=enum, dynamic_args=True,
+                                 model_args=template)
 
 
 def row_keys(key, n: int):
