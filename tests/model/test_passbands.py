@@ -19,6 +19,23 @@ def test_registry_has_the_required_bands_in_native_systems():
 def test_unknown_band_is_named():
     with pytest.raises(KeyError, match="gaia_x"):
         pb.check_bands(["gaia_g", "gaia_x"])
+    with pytest.raises(ValueError, match="Duplicate band names"):
+        pb.check_bands(["gaia_g", "2mass_j", "gaia_g"])
+    assert pb.check_bands(["2mass_j", "gaia_g"]) == ("2mass_j", "gaia_g")
+    assert "bessell_v" in pb.REGISTRY and "bessell_v" not in pb.SURVEY_BANDS  # a calibration band, not a survey's
+
+
+def test_registry_entries_are_immutable_values():
+    """Every model shares the registry: its entries (and built operators) cannot be changed in place.
+    AB bands have no Vega magnitude (NaN); SkyMapper curves are named by their band."""
+    import dataclasses
+
+    band = pb.REGISTRY["gaia_g"]
+    for obj, field in ((band, "curve"), (band.zero_point, "vega_mag"), (pb.Passbands.build(["gaia_g"], np.linspace(3000, 11000, 50)), "names")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, None)
+    assert np.isnan(pb.REGISTRY["ps1_g"].vega_mag) and pb.REGISTRY["gaia_g"].vega_mag == 0.023
+    assert pb.filter_response("skymapper_g").name == "sedppl_skymapper-g"
 
 
 def test_operator_equals_speclite_ab_magnitudes():
@@ -69,6 +86,20 @@ def test_zero_point_reproduces_the_catalogue_definition(band):
         assert abs(_ab_minus_catalogue(band) - expected[band]) < ZP_ATOL, pb.REGISTRY[band].zero_point.source
 
 
+#: Each Vega system's definition: a CALSPEC Vega spectrum and its magnitude (Gaia: Riello et al. 2021;
+#: 2MASS: Maiz Apellaniz & Pantaleoni Gonzalez 2018; Bessell V: Bessell & Murphy 2012).
+VEGA_DEFINITIONS = {"gaia_g": ("mod_002", 0.023), "gaia_bp": ("mod_002", 0.023), "gaia_rp": ("mod_002", 0.023),
+                    "2mass_j": ("stis_011", -0.025), "2mass_h": ("stis_011", 0.004), "2mass_ks": ("stis_011", -0.015),
+                    "bessell_v": ("stis_011", 0.03)}
+
+
+def test_the_defining_vega_spectrum_has_the_defining_magnitude():
+    """A definition holds exactly, not to a tolerance: any change of how it is applied shows (1e-6 mag)."""
+    for band, (flavor, mag) in VEGA_DEFINITIONS.items():
+        wave, flux = pb.vega_spectrum(flavor)
+        assert abs(float(pb.synthetic_magnitude(band, wave, flux)) - mag) < 1e-6, band
+
+
 def test_the_recorded_zero_point_is_the_photometric_offset():
     """``ab_minus_catalogue`` (what model cards record) is m_AB - m_band of an actual source."""
     for band in REQUIRED:
@@ -114,3 +145,10 @@ def test_describe_lists_every_band():
     rows = pb.describe()
     assert [r["name"] for r in rows] == list(pb.REGISTRY)
     assert all(r["lambda_eff_um"] > 0.1 for r in rows)
+    # `sedppl bands` shows each system as its catalogue defines it (published values, see the registry)
+    by_name = {r["name"]: r for r in rows}
+    expected = {"gaia_g": ("Vega", 0.023), "2mass_j": ("Vega", -0.025), "2mass_ks": ("Vega", -0.015),
+                "wise_w1": ("Vega", 0.0), "ps1_g": ("AB", None), "sdss_u": ("AB", None), "bessell_v": ("Vega", 0.03)}
+    assert {b: (by_name[b]["system"], by_name[b]["vega_mag"]) for b in expected} == expected
+    for band in ("gaia_g", "2mass_ks", "skymapper_u"):  # speclite's effective wavelength, to 0.1 nm
+        assert by_name[band]["lambda_eff_um"] == round(pb.filter_response(band).effective_wavelength.to("um").value, 4)

@@ -52,11 +52,11 @@ def test_user_tables_mean_what_they_say():
         "logg": {"dist": "truncnormal", "loc": 4.4, "scale": 0.5, "low": 3.5, "high": 5.0},
         "mh": {"dist": "mixture", "low": -2.0, "high": 0.5, "weights": [0.25, 0.75],
                "components": [{"dist": "uniform", "low": -3.0, "high": 0.0}, {"dist": "truncnormal", "loc": 0.0, "scale": 0.2}]},
-        "av": {"dist": "exponential", "mean": 0.4, "high": 3.0},
+        "av": {"dist": "exponential", "shift": 0.5, "mean": 0.4, "high": 3.0},
     }
     prior = Prior.from_dict(tables)
     d = prior.distributions(BOUNDS)
-    assert prior.support(BOUNDS)["av"] == (0.0, 3.0) and prior.support(BOUNDS)["mh"] == (-2.0, 0.5)
+    assert prior.support(BOUNDS)["av"] == (0.5, 3.0) and prior.support(BOUNDS)["mh"] == (-2.0, 0.5)
     x = np.array([3500.0, 5000.0, 7900.0])
     np.testing.assert_allclose(d["teff"].log_prob(x), st.loguniform(3000.0, 8000.0).logpdf(x), rtol=1e-5)
     x = np.array([3.6, 4.4, 4.9])
@@ -64,8 +64,9 @@ def test_user_tables_mean_what_they_say():
     x = np.array([-1.9, -0.5, -0.01, 0.2])
     expected = 0.25 * st.uniform(-2.0, 2.0).pdf(x) + 0.75 * st.truncnorm(-10.0, 2.5, 0.0, 0.2).pdf(x)
     np.testing.assert_allclose(d["mh"].log_prob(x), np.log(expected), rtol=1e-5)
-    x = np.array([0.01, 1.0, 2.9])
-    np.testing.assert_allclose(d["av"].log_prob(x), st.truncexpon(b=3.0 / 0.4, scale=0.4).logpdf(x), rtol=1e-5)
+    x = np.array([0.51, 1.0, 2.9])  # shifted, and truncated at `high` itself (not at high + shift)
+    np.testing.assert_allclose(d["av"].log_prob(x), st.truncexpon(b=2.5 / 0.4, loc=0.5, scale=0.4).logpdf(x), rtol=1e-5)
+    assert not np.isfinite(float(d["av"].log_prob(3.2)))
 
 
 def test_mixture_density_integrates_to_one():
@@ -101,11 +102,45 @@ def _tables():
         ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0],
                  "components": [{"dist": "truncnormal", "loc": 0.0, "scale": float("inf")}]}},
          r"\[mh\]: components\[0\]\.scale must be finite"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [0.5, 0.5],
+                 "components": [{"dist": "uniform", "low": -1, "high": 1}]}}, "same non-zero length"),
+        ({"logg": {"dist": "uniform", "low": "auto", "high": 5.0}}, r"\[logg\]: low must be a number"),
+        ({"likelihood": {"sys_floor": "median"}}, r"sys_floor must be a number >= 0 \(mag\) or 'libraries'"),
+        ({"likelihood": {"sys_floor": "avg"}}, r"sys_floor must be a number >= 0 \(mag\) or 'libraries'"),
+        ({"rv": {"dist": "truncnormal", "loc": 3.1, "scale": 0.0, "low": 2, "high": 5}}, r"\[rv\]: scale must be > 0"),
+        ({"logg": {"low": 0.0, "high": 5.0}}, r"\[logg\]: needs a table with a 'dist' key"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0], "components": "thin disk"}},
+         r"\[mh\]: components must be a number"),
+        ({"likelihood": {"sys_floor": [0.02]}}, r"\[likelihood\]: sys_floor must be a number or 'libraries'"),
+        ({"likelihood": {"sys_floor": float("inf")}}, r"sys_floor must be a finite number >= 0"),
+        ({"likelihood": {"sys_floor": -0.5}}, r"sys_floor must be a finite number >= 0"),
     ],
 )
 def test_bad_prior_tables_are_named(change, message):
     with pytest.raises(PriorError, match=message):
         Prior.from_dict({**_tables(), **change}).support(BOUNDS)
+
+
+def test_priors_are_hashable_values_and_name_their_floor():
+    """Models hold priors as static fields: equal priors hash alike, another prior differently. The
+    floor is what the file says; its nominal value (NPE input scaling) is 0.02 mag for the libraries'."""
+    assert hash(Prior.default()) == hash(Prior.from_dict(_tables()))
+    swapped = Prior.from_dict({**_tables(), "rv": {"dist": "truncnormal", "loc": 3.6, "scale": 0.2, "low": 2.5, "high": 4.5}})
+    assert swapped != Prior.default() and hash(swapped) != hash(Prior.default())
+    floors = {f: Prior.from_dict({**_tables(), "likelihood": {"sys_floor": f}}) for f in (0.05, "libraries")}
+    assert floors[0.05].sys_floor == 0.05 and floors[0.05].nominal_floor == 0.05 and floors[0.05].floor(("gaia_g",), 5000.0) == 0.05
+    assert floors["libraries"].nominal_floor == 0.02
+    assert Prior.from_dict({**_tables(), "likelihood": {"sys_floor": 0.0}}).sys_floor == 0.0  # no floor is allowed
+    assert Prior(Prior.default().params, Prior.default().scale).sys_floor == 0.02  # the documented default
+    assert Prior.from_dict({k: v for k, v in _tables().items() if k != "likelihood"}).sys_floor == 0.02
+    with pytest.raises(PriorError, match="must define"):
+        Prior(Prior.default().params[::-1], Prior.default().scale)
+
+
+def test_loguniform_needs_a_positive_lower_bound():
+    prior = Prior.from_dict({**_tables(), "av": {"dist": "loguniform", "low": 0.0, "high": 5.0}})
+    with pytest.raises(PriorError, match=r"\[av\]: loguniform needs low > 0"):
+        prior.distributions(BOUNDS)
 
 
 def test_missing_and_malformed_files(tmp_path):

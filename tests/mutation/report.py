@@ -4,7 +4,8 @@
 
 cosmic-ray's own ``cr-report`` counts the filtered operators (tests/mutation/operators.toml) as done,
 which would flatter the rate; here a mutant counts only if its tests ran: killed (tests failed, or
-timed out) or survived (tests passed). ``--survivors`` prints each survivor's diff, the list to triage
+timed out) or survived (tests passed), and survivors triaged as equivalent (tests/mutation/equivalent.toml,
+each with its reason) are reported apart and left out of the rate. ``--survivors`` prints each survivor's diff, the list to triage
 into equivalent mutants and missing tests; after a test is added, ``--forget-survivors`` drops their
 results so that the next ``make mutation`` runs exactly those mutants again.
 """
@@ -13,19 +14,43 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import tomllib
 from pathlib import Path
+
+EQUIVALENT = Path(__file__).with_name("equivalent.toml")
+
+
+def equivalent_pairs(module: str) -> set[tuple[str, str]]:
+    """(source line, mutant line) of the mutants triaged as equivalent (tests/mutation/equivalent.toml)."""
+    entries = tomllib.loads(EQUIVALENT.read_text()).get(module, [])
+    return {(e["line"], m) for e in entries for m in e["mutants"]}
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    """The removed and the added source line of a one-line mutation diff, stripped ('' where none)."""
+    lines = diff.splitlines()
+
+    def first(sign: str) -> str:
+        changed = (line[1:].strip() for line in lines if line.startswith(sign) and not line.startswith(sign * 3))
+        return next((line for line in changed if line), "")
+
+    return first("-"), first("+")
 
 
 def outcomes(session: Path) -> dict[str, list[str]]:
-    """'killed', 'survived', 'pending' -> the diffs of those mutants."""
+    """'killed', 'survived', 'equivalent', 'pending' -> the diffs of those mutants."""
     db = sqlite3.connect(session)
     done = db.execute("SELECT worker_outcome, test_outcome, diff FROM work_results").fetchall()
     pending = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0] - len(done)
-    out = {"killed": [], "survived": [], "pending": [""] * pending}
+    out = {"killed": [], "survived": [], "equivalent": [], "pending": [""] * pending}
+    equivalent = equivalent_pairs(session.stem)
     for worker, test, diff in done:
         if worker == "SKIPPED":
             continue
-        out["survived" if (worker, test) == ("NORMAL", "SURVIVED") else "killed"].append(diff)
+        if (worker, test) != ("NORMAL", "SURVIVED"):
+            out["killed"].append(diff)
+        else:
+            out["equivalent" if changed_lines(diff) in equivalent else "survived"].append(diff)
     return out
 
 
@@ -41,10 +66,10 @@ def main() -> None:
                 n = db.execute("DELETE FROM work_results WHERE worker_outcome = 'NORMAL' AND test_outcome = 'SURVIVED'")
                 print(f"{session.stem}: {n.rowcount} survivors will run again")
         o = outcomes(session)
-        ran = len(o["killed"]) + len(o["survived"])
+        ran = len(o["killed"]) + len(o["survived"])  # the equivalent ones are not counted
         rate = f"{100 * len(o['killed']) / ran:.1f}%" if ran else "-"
-        print(f"{session.stem}: {len(o['killed'])}/{ran} killed ({rate}), {len(o['survived'])} survived, "
-              f"{len(o['pending'])} pending")
+        print(f"{session.stem}: {len(o['killed'])}/{ran} non-equivalent mutants killed ({rate}), "
+              f"{len(o['survived'])} survived, {len(o['equivalent'])} equivalent, {len(o['pending'])} pending")
         if args.survivors:
             for diff in o["survived"]:
                 print(diff)

@@ -97,6 +97,7 @@ def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
         train(replace(TINY, seed=5), tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow  # ~85 s on 2 cores (three trainings); fine-tuning is for model builders: `make test-all`
 def test_fine_tuning_starts_from_the_parent_and_never_ends_worse(trained, tmp_path):
     """init_from: epoch 0 is the parent's weights (its own validation NLL, same seed), the result is
     no worse, the card names its parent; another prior is allowed, another architecture refused."""
@@ -122,6 +123,7 @@ def test_fine_tuning_starts_from_the_parent_and_never_ends_worse(trained, tmp_pa
         train(wider, tmp_path / "refused", progress=False)
 
 
+@pytest.mark.slow  # ~55 s on 2 cores (a training); fine-tuning is for model builders: `make test-all`
 def test_fine_tuning_may_add_a_conditional_affine_layer_that_starts_as_the_identity(trained, tmp_path):
     out, parent, _ = trained
     grown = replace(TINY, init_from=str(out), architecture=replace(TINY.architecture, conditional_affine=True))
