@@ -100,6 +100,15 @@ def test_the_defining_vega_spectrum_has_the_defining_magnitude():
         assert abs(float(pb.synthetic_magnitude(band, wave, flux)) - mag) < 1e-6, band
 
 
+def test_synthetic_magnitudes_of_many_spectra_at_once():
+    """Spectra stacked along the first axis give each spectrum's own magnitude (wavelength is the last axis)."""
+    wave = np.geomspace(3000.0, 30000.0, 500)
+    flam = 1e-13 * (wave / 5000.0) ** np.array([[-1.0], [-2.5], [-4.0]])
+    both = pb.synthetic_magnitude("2mass_j", wave, flam)
+    assert both.shape == (3,)
+    np.testing.assert_allclose(both, [pb.synthetic_magnitude("2mass_j", wave, f) for f in flam], rtol=1e-12)
+
+
 def test_the_recorded_zero_point_is_the_photometric_offset():
     """``ab_minus_catalogue`` (what model cards record) is m_AB - m_band of an actual source."""
     for band in REQUIRED:

@@ -1,3 +1,5 @@
+import tomllib
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -133,8 +135,12 @@ def test_priors_are_hashable_values_and_name_their_floor():
     assert Prior.from_dict({**_tables(), "likelihood": {"sys_floor": 0.0}}).sys_floor == 0.0  # no floor is allowed
     assert Prior(Prior.default().params, Prior.default().scale).sys_floor == 0.02  # the documented default
     assert Prior.from_dict({k: v for k, v in _tables().items() if k != "likelihood"}).sys_floor == 0.02
-    with pytest.raises(PriorError, match="must define"):
-        Prior(Prior.default().params[::-1], Prior.default().scale)
+    params = Prior.default().params
+    for order in (params[::-1], (params[0], params[2], params[1]) + params[3:]):
+        with pytest.raises(PriorError, match="must define"):
+            Prior(order, Prior.default().scale)
+    text = Prior.default().to_toml().replace("sys_floor = 0.02", 'sys_floor = "libraries"')
+    assert Prior.from_dict(tomllib.loads(text)).sys_floor == "libraries"  # a string read from a file, not a literal
 
 
 def test_loguniform_needs_a_positive_lower_bound():
