@@ -23,7 +23,7 @@ def test_matches_extinction_package(rv):
 def test_build_time_curve_is_the_extinction_package_to_float64_precision(rv):
     """The float64 curve the basis is built from, against ``extinction.fitzpatrick99`` (the same Goddard
     recipe): equal to 1e-9 everywhere, the switch to the UV form at 2700 A included."""
-    wave = np.concatenate([np.geomspace(910.0, 60000.0, 3000), [2599.5, 2600.5, 2699.2, 2699.6, 2700.4, 2700.8]])
+    wave = np.concatenate([np.geomspace(910.0, 60000.0, 3000), [2599.5, 2600.5, 2699.2, 2699.6, 2699.9, 2700.1, 2700.4, 2700.8]])
     np.testing.assert_allclose(a_over_av(1e4 / wave, rv), extinction.fitzpatrick99(wave, 1.0, rv), rtol=1e-9)
 
 

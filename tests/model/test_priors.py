@@ -106,6 +106,8 @@ def _tables():
          r"\[mh\]: components\[0\]\.scale must be finite"),
         ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [0.5, 0.5],
                  "components": [{"dist": "uniform", "low": -1, "high": 1}]}}, "same non-zero length"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0],
+                 "components": [{"dist": "uniform", "low": -1, "high": 1}] * 2}}, "same non-zero length"),
         ({"logg": {"dist": "uniform", "low": "auto", "high": 5.0}}, r"\[logg\]: low must be a number"),
         ({"likelihood": {"sys_floor": "median"}}, r"sys_floor must be a number >= 0 \(mag\) or 'libraries'"),
         ({"likelihood": {"sys_floor": "avg"}}, r"sys_floor must be a number >= 0 \(mag\) or 'libraries'"),
