@@ -97,6 +97,7 @@ def _tables():
         ({"log10_theta": {"dist": "loguniform", "low": 1, "high": 2}}, "must be 'uniform'"),
         ({"distance": {"dist": "uniform", "low": 1, "high": 2}}, "unknown table"),
         ({"logg": {"dist": "uniform", "low": 5.0, "high": 1.0}}, "empty support"),
+        ({"logg": {"dist": "uniform", "low": 4.0, "high": 4.0}}, "empty support"),
         ({"rv": {"dist": "truncnormal", "loc": 3.1, "scale": float("nan"), "low": 2, "high": 5}},
          r"\[rv\]: scale must be finite"),
         ({"av": {"dist": "exponential", "mean": -1.0, "high": 10.0}}, r"\[av\]: mean must be > 0"),
