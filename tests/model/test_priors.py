@@ -98,6 +98,8 @@ def _tables():
         ({"distance": {"dist": "uniform", "low": 1, "high": 2}}, "unknown table"),
         ({"logg": {"dist": "uniform", "low": 5.0, "high": 1.0}}, "empty support"),
         ({"logg": {"dist": "uniform", "low": 4.0, "high": 4.0}}, "empty support"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0],
+                 "components": [{"dist": "loguniform", "low": 0.1, "high": 1}]}}, "must be truncnormal or uniform"),
         ({"rv": {"dist": "truncnormal", "loc": 3.1, "scale": float("nan"), "low": 2, "high": 5}},
          r"\[rv\]: scale must be finite"),
         ({"av": {"dist": "exponential", "mean": -1.0, "high": 10.0}}, r"\[av\]: mean must be > 0"),
@@ -135,6 +137,9 @@ def test_priors_are_hashable_values_and_name_their_floor():
     floors = {f: Prior.from_dict({**_tables(), "likelihood": {"sys_floor": f}}) for f in (0.05, "libraries")}
     assert floors[0.05].sys_floor == 0.05 and floors[0.05].nominal_floor == 0.05 and floors[0.05].floor(("gaia_g",), 5000.0) == 0.05
     assert floors["libraries"].nominal_floor == 0.02
+    one = {"dist": "mixture", "low": -1.0, "high": 1.0, "weights": [1.0, 0.0],  # a zero weight is allowed
+           "components": [{"dist": "uniform", "low": -1.0, "high": 1.0}, {"dist": "truncnormal", "loc": 0.0, "scale": 0.1}]}
+    assert Prior.from_dict({**_tables(), "mh": one}).to_dict()["mh"]["weights"] == [1.0, 0.0]
     assert Prior.from_dict({**_tables(), "likelihood": {"sys_floor": 0.0}}).sys_floor == 0.0  # no floor is allowed
     assert Prior(Prior.default().params, Prior.default().scale).sys_floor == 0.02  # the documented default
     assert Prior.from_dict({k: v for k, v in _tables().items() if k != "likelihood"}).sys_floor == 0.02
