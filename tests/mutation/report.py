@@ -3,11 +3,12 @@
     python tests/mutation/report.py .mutation/likelihood.sqlite [...] [--survivors]
 
 cosmic-ray's own ``cr-report`` counts the filtered operators (tests/mutation/operators.toml) as done,
-which would flatter the rate; here a mutant counts only if its tests ran: killed (tests failed, or
-timed out) or survived (tests passed), and survivors triaged as equivalent (tests/mutation/equivalent.toml,
-each with its reason) are reported apart and left out of the rate. ``--survivors`` prints each survivor's diff, the list to triage
-into equivalent mutants and missing tests; after a test is added, ``--forget-survivors`` drops their
-results so that the next ``make mutation`` runs exactly those mutants again.
+which would flatter the rate; here a mutant counts only if its tests ran: killed (a test failed) or
+survived (they all passed). Timeouts and worker failures are counted apart, and survivors triaged as
+equivalent (tests/mutation/equivalent.toml, each with its reason) are reported apart; neither enters the
+rate. ``--survivors`` prints each survivor's diff, the list to triage into equivalent mutants and missing
+tests; after a test is added, ``--forget-survivors`` drops their results so that the next
+``make mutation`` runs exactly those mutants again.
 """
 
 from __future__ import annotations
@@ -38,16 +39,18 @@ def changed_lines(diff: str) -> tuple[str, str]:
 
 
 def outcomes(session: Path) -> dict[str, list[str]]:
-    """'killed', 'survived', 'equivalent', 'pending' -> the diffs of those mutants."""
+    """'killed', 'survived', 'equivalent', 'abnormal' (timed out, worker failed), 'pending' -> their diffs."""
     db = sqlite3.connect(session)
     done = db.execute("SELECT worker_outcome, test_outcome, diff FROM work_results").fetchall()
     pending = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0] - len(done)
-    out = {"killed": [], "survived": [], "equivalent": [], "pending": [""] * pending}
+    out = {"killed": [], "survived": [], "equivalent": [], "abnormal": [], "pending": [""] * pending}
     equivalent = equivalent_pairs(session.stem)
     for worker, test, diff in done:
         if worker == "SKIPPED":
             continue
-        if (worker, test) != ("NORMAL", "SURVIVED"):
+        if worker != "NORMAL":  # a timeout or a crash of the worker: neither killed nor survived
+            out["abnormal"].append(diff)
+        elif test != "SURVIVED":
             out["killed"].append(diff)
         else:
             out["equivalent" if changed_lines(diff) in equivalent else "survived"].append(diff)
@@ -69,7 +72,8 @@ def main() -> None:
         ran = len(o["killed"]) + len(o["survived"])  # the equivalent ones are not counted
         rate = f"{100 * len(o['killed']) / ran:.1f}%" if ran else "-"
         print(f"{session.stem}: {len(o['killed'])}/{ran} non-equivalent mutants killed ({rate}), "
-              f"{len(o['survived'])} survived, {len(o['equivalent'])} equivalent, {len(o['pending'])} pending")
+              f"{len(o['survived'])} survived, {len(o['equivalent'])} equivalent, {len(o['abnormal'])} timed out or "
+              f"failed to run, {len(o['pending'])} pending")
         if args.survivors:
             for diff in o["survived"]:
                 print(diff)
