@@ -132,6 +132,7 @@ def test_priors_are_hashable_values_and_name_their_floor():
     """Models hold priors as static fields: equal priors hash alike, another prior differently. The
     floor is what the file says; its nominal value (NPE input scaling) is 0.02 mag for the libraries'."""
     assert hash(Prior.default()) == hash(Prior.from_dict(_tables()))
+    assert all(key != "dist" for p in Prior.default().params for key, _ in p.args)  # the kind is kept apart
     swapped = Prior.from_dict({**_tables(), "rv": {"dist": "truncnormal", "loc": 3.6, "scale": 0.2, "low": 2.5, "high": 4.5}})
     assert swapped != Prior.default() and hash(swapped) != hash(Prior.default())
     floors = {f: Prior.from_dict({**_tables(), "likelihood": {"sys_floor": f}}) for f in (0.05, "libraries")}
