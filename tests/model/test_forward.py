@@ -55,14 +55,15 @@ def test_extinction_is_applied_to_the_spectrum_not_per_band():
     assert a_g[1] - a_g[0] > 0.1
 
 
-@pytest.mark.parametrize("rv", [2.5, 3.1, 4.5])
-def test_band_extinction_equals_photometry_of_the_reddened_spectrum(phoenix, rv):
+@pytest.mark.parametrize("rv, path", [(2.5, "fast"), (3.1, "fast"), (4.5, "fast"), (3.1, "spectral"), (3.1, "multilinear")])
+def test_band_extinction_equals_photometry_of_the_reddened_spectrum(phoenix, rv, path):
     """A_band of the JAX model at a node equals speclite photometry of the stored spectrum reddened by the
     ``extinction`` package's F99 (an independent implementation), to 0.3% of A_band in every band where
-    the star emits measurably: a 1% change of the curve or of A_V fails."""
+    the star emits measurably: a 1% change of the curve or of A_V fails. Each forward path reddens on its
+    own (tables, the spectral block, the interpolated spectrum), so each is checked."""
     import extinction
 
-    fm = forward_model("phoenix", SURVEY_BANDS)
+    fm = forward_model("phoenix", SURVEY_BANDS, path=path)
     wave = np.asarray(phoenix.wavelength_aa, float)
     curve = extinction.fitzpatrick99(np.minimum(wave, 60000.0), 1.0, rv)  # its range ends at 6 um
     for teff, logg, mh, av in [(3500.0, 5.0, 0.0, 0.5), (5800.0, 4.5, 0.0, 1.0), (9600.0, 4.0, -0.5, 3.0)]:
