@@ -38,6 +38,7 @@ def scale_marginal_potential(model: SEDModel, av_map: str = "logit"):
 
 
 def _potential_and_postprocess(sampled, template):
+    """NumPyro's (potential factory, postprocess factory) of ``sampled``, as ``initialize_model`` makes them."""
     from numpyro.handlers import seed
     from numpyro.infer import util
 

@@ -1,8 +1,9 @@
 """NUTS on the model's own log-density: BlackJAX per star over a catalog, NumPyro as the reference.
 
 The log-density is NumPyro's potential of the one ``SEDModel`` (built as
-``initialize_model`` builds it: ``batching.scale_marginal_potential``), never a second copy. We sample the scale-marginalised
-model -- the five stellar parameters -- and then draw the angular diameter
+``initialize_model`` builds it: ``batching.scale_marginal_potential``), never
+a second copy. We sample the scale-marginalised model -- the five stellar
+parameters -- and then draw the angular diameter
 exactly from its Gaussian conditional (``likelihood.scale_conditional``,
 truncated to the prior's range). This removes the strongest posterior
 correlation (theta with Teff) from the sampler's work without changing the
