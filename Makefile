@@ -35,7 +35,9 @@ $(VENV)/.mutation-installed: $(VENV)/.installed pyproject.toml
 	@touch $@
 
 mutation: $(VENV)/.mutation-installed
-	@git diff --quiet -- sedppl/model || { echo "sedppl/model has uncommitted changes; commit or stash them first"; exit 1; }
+	@for m in $(MUTATE); do test -f tests/mutation/$$m.toml || \
+	  { echo "no mutation config for '$$m': choose from $$(ls tests/mutation/*.toml | xargs -n1 basename | sed 's/.toml//' | grep -v -e operators -e equivalent | tr '\n' ' ')"; exit 1; }; done
+	@git diff --quiet -- sedppl/model || { echo "sedppl/model has uncommitted changes (or the last mutant of an interrupted run: git checkout sedppl/model); commit or stash them first"; exit 1; }
 	@mkdir -p .mutation
 	@for m in $(MUTATE); do \
 	  test -f .mutation/$$m.sqlite || { $(BIN)/cosmic-ray init tests/mutation/$$m.toml .mutation/$$m.sqlite && \

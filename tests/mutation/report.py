@@ -40,6 +40,8 @@ def changed_lines(diff: str) -> tuple[str, str]:
 
 def outcomes(session: Path) -> dict[str, list[str]]:
     """'killed', 'survived', 'equivalent', 'abnormal' (timed out, worker failed), 'pending' -> their diffs."""
+    if not session.is_file():  # sqlite3.connect would create an empty database there
+        raise SystemExit(f"no mutation session at {session}: run `make mutation MUTATE={session.stem}` first")
     db = sqlite3.connect(session)
     done = db.execute("SELECT worker_outcome, test_outcome, diff FROM work_results").fetchall()
     pending = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0] - len(done)
@@ -66,6 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     for session in args.sessions:
         if args.forget_survivors:
+            outcomes(session)  # refuses a missing session
             with sqlite3.connect(session) as db:
                 n = db.execute("DELETE FROM work_results WHERE worker_outcome = 'NORMAL' AND test_outcome = 'SURVIVED'")
                 print(f"{session.stem}: {n.rowcount} survivors will run again")
