@@ -28,7 +28,9 @@ test-all: $(VENV)/.installed
 # Mutation testing of the model with cosmic-ray (tests/mutation/): each module's mutants against its own
 # tests, ~7 s a mutant on 2 cores, so hours for all five; MUTATE=likelihood picks one. Sessions live in
 # .mutation/ and resume where they stopped. cosmic-ray edits sedppl/model in place while it runs, so the
-# target refuses uncommitted changes there and checks afterwards that they are undone.
+# target refuses uncommitted changes there and checks afterwards that they are undone. SAMPLE=150 tests a
+# seeded random sample of each new session's mutants (tests/mutation/sample.py), for forward's slow tests.
+SAMPLE ?=
 MUTATE ?= likelihood extinction passbands priors forward
 $(VENV)/.mutation-installed: $(VENV)/.installed pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[mutation]'
@@ -41,7 +43,8 @@ mutation: $(VENV)/.mutation-installed
 	@mkdir -p .mutation
 	@for m in $(MUTATE); do \
 	  test -f .mutation/$$m.sqlite || { $(BIN)/cosmic-ray init tests/mutation/$$m.toml .mutation/$$m.sqlite && \
-	    $(BIN)/cr-filter-operators .mutation/$$m.sqlite tests/mutation/operators.toml; } || exit 1; \
+	    $(BIN)/cr-filter-operators .mutation/$$m.sqlite tests/mutation/operators.toml && \
+	    { test -z "$(SAMPLE)" || $(BIN)/python tests/mutation/sample.py .mutation/$$m.sqlite $(SAMPLE); }; } || exit 1; \
 	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cosmic-ray exec tests/mutation/$$m.toml .mutation/$$m.sqlite || exit 1; \
 	done
 	@git diff --quiet -- sedppl/model || { echo "sedppl/model was left mutated: git checkout sedppl/model"; exit 1; }

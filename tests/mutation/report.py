@@ -8,7 +8,8 @@ survived (they all passed). Timeouts and worker failures are counted apart, and 
 equivalent (tests/mutation/equivalent.toml, each with its reason) are reported apart; neither enters the
 rate. ``--survivors`` prints each survivor's diff, the list to triage into equivalent mutants and missing
 tests; after a test is added, ``--forget-survivors`` drops their results so that the next
-``make mutation`` runs exactly those mutants again.
+``make mutation`` runs exactly those mutants again. Where only a random sample was tested (sample.py), the
+rate is the sample's, with its 95% Clopper-Pearson interval.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
+from scipy.stats import beta
+
+NOT_SAMPLED = "not in the sample"  # sample.py's mark
 EQUIVALENT = Path(__file__).with_name("equivalent.toml")
 
 
@@ -39,16 +43,19 @@ def changed_lines(diff: str) -> tuple[str, str]:
 
 
 def outcomes(session: Path) -> dict[str, list[str]]:
-    """'killed', 'survived', 'equivalent', 'abnormal' (timed out, worker failed), 'pending' -> their diffs."""
+    """'killed', 'survived', 'equivalent', 'abnormal' (timed out, worker failed), 'pending', 'not sampled' -> diffs."""
     if not session.is_file():  # sqlite3.connect would create an empty database there
         raise SystemExit(f"no mutation session at {session}: run `make mutation MUTATE={session.stem}` first")
     db = sqlite3.connect(session)
-    done = db.execute("SELECT worker_outcome, test_outcome, diff FROM work_results").fetchall()
+    done = db.execute("SELECT worker_outcome, test_outcome, diff, output FROM work_results").fetchall()
     pending = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0] - len(done)
-    out = {"killed": [], "survived": [], "equivalent": [], "abnormal": [], "pending": [""] * pending}
+    out = {"killed": [], "survived": [], "equivalent": [], "abnormal": [], "pending": [""] * pending,
+           "not sampled": []}
     equivalent = equivalent_pairs(session.stem)
-    for worker, test, diff in done:
+    for worker, test, diff, output in done:
         if worker == "SKIPPED":
+            if output == NOT_SAMPLED:
+                out["not sampled"].append(diff)
             continue
         if worker != "NORMAL":  # a timeout or a crash of the worker: neither killed nor survived
             out["abnormal"].append(diff)
@@ -58,6 +65,14 @@ def outcomes(session: Path) -> dict[str, list[str]]:
             old, new = changed_lines(diff)
             out["equivalent" if {(old, new), (old, "*")} & equivalent else "survived"].append(diff)
     return out
+
+
+def clopper_pearson(killed: int, tested: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of a kill rate estimated from a random sample."""
+    tail = (1 - level) / 2
+    low = beta.ppf(tail, killed, tested - killed + 1) if killed else 0.0
+    high = beta.ppf(1 - tail, killed + 1, tested - killed) if killed < tested else 1.0
+    return float(low), float(high)
 
 
 def main() -> None:
@@ -75,7 +90,12 @@ def main() -> None:
         o = outcomes(session)
         ran = len(o["killed"]) + len(o["survived"])  # the equivalent ones are not counted
         rate = f"{100 * len(o['killed']) / ran:.1f}%" if ran else "-"
-        print(f"{session.stem}: {len(o['killed'])}/{ran} non-equivalent mutants killed ({rate}), "
+        sampled = ""
+        if o["not sampled"] and ran:
+            low, high = clopper_pearson(len(o["killed"]), ran)
+            sampled = (f" in a random sample ({len(o['not sampled'])} mutants not sampled; 95% interval of the "
+                       f"kill rate {100 * low:.1f}-{100 * high:.1f}%)")
+        print(f"{session.stem}: {len(o['killed'])}/{ran} non-equivalent mutants killed ({rate}){sampled}, "
               f"{len(o['survived'])} survived, {len(o['equivalent'])} equivalent, {len(o['abnormal'])} timed out or "
               f"failed to run, {len(o['pending'])} pending")
         if args.survivors:
