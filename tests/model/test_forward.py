@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import node_table
-from sedppl.model.forward import MAS_IN_RAD, dilution_mag, forward_model
+from sedppl.model.forward import MAS_IN_RAD, dilution_mag, forward_model, log10_theta_from_dilution
 from sedppl.model.passbands import SURVEY_BANDS, synthetic_magnitude
 
 R_SUN_CM, PC_CM = 6.957e10, 3.0856775814913673e18
@@ -110,6 +110,18 @@ def test_vmap_equals_loop_and_scale_is_a_pure_offset():
     shift = fm.magnitudes(params[0], 0.0) - fm.magnitudes(params[0], 1.0)
     np.testing.assert_allclose(shift, 5.0, atol=1e-4)
     assert float(dilution_mag(0.0) - dilution_mag(1.0)) == pytest.approx(5.0)
+
+
+def test_dilution_is_the_solid_angle_of_the_disc_with_astropy_units():
+    """Observed minus surface magnitude is -2.5 log10((theta/2)^2), theta converted from mas to radians by
+    astropy (independent of MAS_IN_RAD); a 0.1% error in the conversion is 2 mmag."""
+    from astropy import units as u
+
+    for theta_mas in (0.01, 1.0, 37.0):
+        radius_rad = (theta_mas / 2 * u.mas).to_value(u.rad)
+        assert float(dilution_mag(np.log10(theta_mas))) == pytest.approx(-5.0 * np.log10(radius_rad), abs=2e-5)
+        assert float(log10_theta_from_dilution(-5.0 * np.log10(radius_rad))) == pytest.approx(np.log10(theta_mas),
+                                                                                             abs=1e-6)
 
 
 @pytest.mark.parametrize("library", ["kurucz", "bosz"])
