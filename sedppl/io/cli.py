@@ -509,7 +509,7 @@ def main(argv=None) -> int:
     from ..model.priors import PriorError
     from .catalog import CatalogError
     from .partitions import DaskRunError
-    from .run import RunFolderError, UnfinishedRunError
+    from .run import RunFolderError, StaleChunkError, UnfinishedRunError
 
     args = build_parser().parse_args(argv)
     if args.command in NUTS_COMMANDS:
@@ -524,11 +524,14 @@ def main(argv=None) -> int:
         hint = "" if isinstance(err, plain) else " (sedppl --debug ... shows the traceback)"
         print(f"sedppl {args.command}: error: {message}{hint}", file=sys.stderr)
         return 2
-    except DaskRunError as err:
+    except (DaskRunError, StaleChunkError) as err:
         if args.debug:
             raise
         print(f"sedppl {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `sedppl bands | head`
+        sys.stderr.close()
+        return 0
     except OSError as err:  # a full disk, a folder gone: finished chunks stay, the run stays unfinished
         if args.debug:
             raise
@@ -536,9 +539,6 @@ def main(argv=None) -> int:
                   "command again to resume") if args.command == "fit" else ""
         print(f"sedppl {args.command}: error: {err}{resume}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # e.g. `sedppl bands | head`
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .catalog import Catalog, CatalogError, _band_columns, read_catalog, read_table
+from .run import StaleChunkError
 
 TAIL_BYTES = 1 << 16  # a partition's fingerprint reads its last 64 KiB: the Parquet footer
 
@@ -235,12 +236,14 @@ def _worker_fitter(bands, settings: dict, identity: dict):
     return fitter
 
 
-def fit_unit(unit: Unit, out: str, bands, settings: dict, keep_draws: int | None, identity: dict) -> int:
-    """Fit one unit and write it into the run folder ``out``: the task each Dask worker runs."""
+def fit_unit(unit: Unit, out: str, bands, settings: dict, keep_draws: int | None, identity: dict,
+             run_token: str) -> int:
+    """Fit one unit and write it into the run folder ``out`` (while it still holds ``run_token``'s run): the
+    task each Dask worker runs."""
     from .run import write_chunk
 
     fit = _worker_fitter(bands, settings, identity).fit_part(read_unit(unit, bands), progress=False)
-    write_chunk(Path(out), unit.index, fit, keep_draws)
+    write_chunk(Path(out), unit.index, fit, keep_draws, run_token)
     return unit.stop - unit.start
 
 
@@ -283,9 +286,9 @@ def fit_dataset(source, out, settings: dict, chunk: int | None = None, overwrite
         if workers is None and scheduler is None:
             _FITTERS[_fitter_key(bands, settings, identity)] = fitter
             for unit in todo:
-                bar.update(fit_unit(unit, str(folder.path), bands, settings, keep_draws, identity))
+                bar.update(fit_unit(unit, str(folder.path), bands, settings, keep_draws, identity, folder.token))
         else:
-            _on_dask(todo, folder.path, bands, settings, keep_draws, identity, workers, scheduler, bar)
+            _on_dask(todo, folder.path, bands, settings, keep_draws, identity, folder.token, workers, scheduler, bar)
     return folder.finish()
 
 
@@ -302,7 +305,7 @@ def _portable(settings: dict) -> dict:
     return settings
 
 
-def _on_dask(units, out: Path, bands, settings, keep_draws, identity, workers, scheduler, bar) -> None:
+def _on_dask(units, out: Path, bands, settings, keep_draws, identity, run_token, workers, scheduler, bar) -> None:
     """The units as Dask tasks, each written by its worker; a failed unit stops the run (the others'
     results stay written, and a rerun resumes)."""
     from dask.distributed import Client, LocalCluster, as_completed
@@ -313,12 +316,12 @@ def _on_dask(units, out: Path, bands, settings, keep_draws, identity, workers, s
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = Client(cluster if cluster is not None else scheduler)
     try:
-        futures = [client.submit(fit_unit, unit, str(out), bands, settings, keep_draws, identity, pure=False,
-                                 key=f"sedppl-{token}-{unit.index:06d}") for unit in units]  # one run's own keys
+        futures = [client.submit(fit_unit, unit, str(out), bands, settings, keep_draws, identity, run_token,
+                                 pure=False, key=f"sedppl-{token}-{unit.index:06d}") for unit in units]  # own keys
         for future in as_completed(futures):
             bar.update(future.result())
             future.release()
-    except (CatalogError, ValueError, FileNotFoundError):  # a task's own error: as it would be in one process
+    except (CatalogError, ValueError, FileNotFoundError, StaleChunkError):  # a task's own error, as in one process
         raise
     except (Exception, asyncio.CancelledError) as err:  # KilledWorker, a cancelled task, a lost scheduler
         if type(err) is RuntimeError:  # a worker's refusal (``_worker_fitter``)

@@ -11,6 +11,10 @@ kill leaves either a whole file or none. ``run.json`` says ``"running"`` until t
 ``FitResult.read`` refuses such a folder. Rerunning the same fit (same settings, same catalogue) on
 the folder fits only the chunks that are missing; a folder that holds another run is refused unless
 ``overwrite``. Peak memory is set by the chunk size, not by the catalogue.
+
+Each claim of a folder draws a token (kept when the run is resumed) that every chunk carries: a chunk is
+written only while ``run.json`` holds its token, and ``finish`` drops any chunk with another one, so a task
+left running on a cluster by an earlier run cannot slip its chunk into a run that replaced it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -26,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 RUN_FILE = "run.json"
+TOKEN_KEY = "sedppl_run"  # the run token in each chunk's summary metadata and posterior attributes
 OURS = (RUN_FILE, "chunks", "posterior", "summary.parquet", "posterior.nc")  # what --overwrite may remove
 DEFAULT_CHUNK = {"nuts": 32, "smc": 32, "npe": 4096, "npe-is": 512}  # rows: minutes of work each, not hours
 
@@ -38,12 +44,19 @@ class UnfinishedRunError(RuntimeError):
     """A folder whose run has not finished: its outputs are incomplete."""
 
 
-def atomic_write(path: Path, write) -> Path:
+class StaleChunkError(RuntimeError):
+    """A chunk from a run that no longer owns the folder (replaced with ``overwrite`` while it ran)."""
+
+
+def atomic_write(path: Path, write, before_rename=None) -> Path:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: readers see the old
-    file or the whole new one, never a part; the temporary file is removed if ``write`` fails."""
+    file or the whole new one, never a part; the temporary file is removed if ``write`` (or the check
+    ``before_rename``) fails."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -90,7 +103,8 @@ class RunFolder:
             raise RunFolderError(f"--out {path} cannot be written: {err.strerror or err}") from err
         run = path / RUN_FILE
         previous = json.loads(run.read_text()) if run.exists() else None
-        if previous is not None and previous.get("identity") == self.identity:
+        if previous is not None and previous.get("identity") == self.identity and previous.get("token"):
+            self.token = previous["token"]
             return  # the same run: resume (or find it finished)
         if previous is not None or any((path / name).exists() for name in OURS):
             if not overwrite:
@@ -102,10 +116,11 @@ class RunFolder:
             for name in OURS:
                 target = path / name
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        self.token = secrets.token_hex(8)
         self._write_status("running")
 
     def _write_status(self, status: str) -> None:
-        record = {"status": status, "chunks": self.n_chunks, "identity": self.identity}
+        record = {"status": status, "chunks": self.n_chunks, "token": self.token, "identity": self.identity}
         atomic_write(self.path / RUN_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
 
     def _summary_path(self, i: int) -> Path:
@@ -115,15 +130,23 @@ class RunFolder:
         return self._summary_path(i).exists()
 
     def write_chunk(self, i: int, fit, keep_draws: int | None) -> None:
-        write_chunk(self.path, i, fit, keep_draws)
+        write_chunk(self.path, i, fit, keep_draws, self.token)
 
     def finish(self) -> Path:
-        """Every chunk's summary rows, streamed into ``summary.parquet``; then the run is complete."""
+        """Every chunk's summary rows, streamed into ``summary.parquet``; then the run is complete. A chunk
+        that carries another run's token is removed and the run stays unfinished (rerun to refit it)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         parts = [self._summary_path(i) for i in range(self.n_chunks)]
         schemas = [pq.read_schema(p) for p in parts]
+        stale = [i for i, schema in enumerate(schemas) if chunk_token(schema) != self.token]
+        for i in stale:
+            self._summary_path(i).unlink(missing_ok=True)
+            (self.path / "posterior" / f"{i:06d}.nc").unlink(missing_ok=True)
+        if stale:
+            raise UnfinishedRunError(f"{self.path}: chunks {stale} were written by another run (a task left over "
+                                     "from a run this one replaced) and were removed: rerun to fit them")
         widest = max(schemas, key=len)  # a chunk with fitted stars: its column metadata describes the rest
         metadata = dict(widest.metadata)
         for part in schemas:  # astropy's string widths ("table::len::NAME"): the longest of any chunk
@@ -149,16 +172,37 @@ def _summary_path(out: Path, i: int) -> Path:
     return out / "chunks" / f"{i:06d}.parquet"
 
 
-def write_chunk(out: Path, i: int, fit, keep_draws: int | None) -> None:
+def chunk_token(schema) -> str | None:
+    """The run token a chunk's summary carries (in astropy's table metadata within the Parquet schema)."""
+    from astropy.table.meta import get_header_from_yaml
+
+    yaml = (schema.metadata or {}).get(b"table_meta_yaml")
+    return get_header_from_yaml(yaml.decode().splitlines()).get("meta", {}).get(TOKEN_KEY) if yaml else None
+
+
+def _check_owner(out: Path, token: str, i: int) -> None:
+    record = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
+    if record.get("token") != token:
+        raise StaleChunkError(f"chunk {i} not written: {out} now holds another run (replaced while this one ran)")
+
+
+def write_chunk(out: Path, i: int, fit, keep_draws: int | None, token: str) -> None:
     """Chunk ``i``'s draws, then its summary rows (the marker that it is done), into the run folder ``out``
-    (claimed by a ``RunFolder``, here or in the process that sent this chunk to a worker)."""
+    (claimed by a ``RunFolder`` with ``token``, here or in the process that sent this chunk to a worker).
+    Each file is renamed into place only while the folder still belongs to that run."""
     tree = thin(fit.posterior, keep_draws)
     if tree is not None:
+        tree = tree.copy(deep=False)
+        tree.attrs[TOKEN_KEY] = token
         posterior = out / "posterior" / f"{i:06d}.nc"
         posterior.parent.mkdir(exist_ok=True)
-        atomic_write(posterior, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+        atomic_write(posterior, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"),
+                     before_rename=lambda: _check_owner(out, token, i))
+    summary = fit.summary.copy(copy_data=False)
+    summary.meta[TOKEN_KEY] = token
     _summary_path(out, i).parent.mkdir(exist_ok=True)
-    atomic_write(_summary_path(out, i), lambda tmp: fit.summary.write(tmp, format="parquet"))
+    atomic_write(_summary_path(out, i), lambda tmp: summary.write(tmp, format="parquet"),
+                 before_rename=lambda: _check_owner(out, token, i))
 
 
 def thin(tree, keep_draws: int | None):

@@ -15,7 +15,7 @@ import pytest
 from sedppl.inference.npe.card import read_card
 from sedppl.io import run as run_module
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, Fitter, fit_catalog
-from sedppl.io.run import RunFolder, RunFolderError, UnfinishedRunError, fit_to_folder
+from sedppl.io.run import RunFolder, RunFolderError, StaleChunkError, UnfinishedRunError, fit_to_folder
 from sedppl.model.simulate import NoiseModel, simulate_catalog
 
 DRAWS = 100
@@ -96,6 +96,35 @@ def test_an_existing_result_is_refused_before_any_work_unless_overwritten(table,
     assert not (tmp_path / "summary.parquet").exists() and (tmp_path / "notes.txt").exists()
 
 
+def test_a_chunk_of_a_replaced_run_never_enters_the_run_that_replaced_it(table, in_memory, tmp_path):
+    """A task left running by a run that ``overwrite`` replaced (on an external Dask cluster) cannot write
+    into the new run; a chunk that slipped in all the same (written in the instant between the check and
+    its rename) is found at the end, removed, and fitted on the rerun."""
+    old = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4, seed=1)
+    leftover = {name: (tmp_path / name).read_bytes() for name in ("chunks/000000.parquet", "posterior/000000.nc")}
+    old_token = json.loads((tmp_path / "run.json").read_text())["token"]
+
+    class Interrupted(Exception):
+        pass
+
+    fitter = Fitter(table, "npe", draws=DRAWS)
+    fitter.fit_rows = lambda *a, **k: (_ for _ in ()).throw(Interrupted())
+    with pytest.raises(Interrupted):  # the new run has claimed the folder (cleared it) and fitted nothing yet
+        fit_to_folder(fitter, tmp_path, chunk=4, overwrite=True, progress=False)
+    assert not (tmp_path / "chunks").exists()
+    with pytest.raises(StaleChunkError, match="another run"):
+        run_module.write_chunk(tmp_path, 0, old, None, old_token)
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.nc")) and not list(tmp_path.rglob("*.tmp"))
+
+    for name, data in leftover.items():  # the race: the old chunk lands all the same
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(UnfinishedRunError, match=r"chunks \[0\] were written by another run"):
+        fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4)
+    assert not (tmp_path / "chunks" / "000000.parquet").exists() and not (tmp_path / "summary.parquet").exists()
+    _same(in_memory, fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4))
+
+
 def test_an_output_path_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(RunFolderError, match="is a file"):
@@ -106,12 +135,12 @@ def test_a_failed_write_leaves_nothing_that_reads_as_finished(table, tmp_path, m
     real = run_module.atomic_write
     calls = {"n": 0}
 
-    def full_disk(path, write):
+    def full_disk(path, write, before_rename=None):
         if path.suffix == ".nc":
             calls["n"] += 1
             if calls["n"] == 2:  # the second chunk's draws: the disk fills mid-file
-                return real(path, lambda tmp: (tmp.write_bytes(b"half a file"), _raise_enospc()))
-        return real(path, write)
+                return real(path, lambda tmp: (tmp.write_bytes(b"half a file"), _raise_enospc()), before_rename)
+        return real(path, write, before_rename)
 
     monkeypatch.setattr(run_module, "atomic_write", full_disk)
     with pytest.raises(OSError, match="No space left"):
