@@ -66,3 +66,19 @@ def pytest_collection_modifyitems(session, config, items):
         return FILE_SECONDS.get(item.path.relative_to(root).as_posix(), 0)
 
     items.sort(key=lambda item: -seconds(item))  # stable: a file's tests keep their order
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Seconds per file (setup, call and teardown of its tests), heaviest first: the numbers for FILE_SECONDS."""
+    per_file: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) in ("setup", "call", "teardown") and hasattr(report, "duration"):
+                path = report.nodeid.split("::")[0]
+                per_file[path] = per_file.get(path, 0.0) + report.duration
+    heavy = sorted(((s, f) for f, s in per_file.items() if s >= 20), reverse=True)
+    if heavy:
+        terminalreporter.write_sep("=", "seconds per file (>= 20 s; tests/conftest.py FILE_SECONDS)")
+        for seconds, path in heavy:
+            terminalreporter.write_line(f"{seconds:7.1f}  {path}")
+        terminalreporter.write_line(f"{sum(per_file.values()):7.1f}  all {len(per_file)} files")
