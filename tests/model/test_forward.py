@@ -124,6 +124,27 @@ def test_dilution_is_the_solid_angle_of_the_disc_with_astropy_units():
                                                                                              abs=1e-6)
 
 
+def test_bosz_fuv_next_to_nodes_without_flux_stays_between_its_nodes():
+    """BOSZ has no FUV flux for 732 cool nodes (filled 30 dex down). Between two nodes that have it, next to
+    one that does not, the interpolant stays between the two nodes' magnitudes: slopes taken across the fill
+    would overshoot there by tens of magnitudes."""
+    from sedppl.model.atmospheres import load_library
+
+    grid, fm = load_library("bosz"), forward_model("bosz", ("galex_fuv",))
+    values = np.asarray(grid.values, float)[..., grid.bands.index("galex_fuv")]
+    has = np.asarray(grid.has_node)
+    real = has & (values > values.min() + 1e-3)
+    log_teff, logg, mh = (np.asarray(a, float) for a in grid.axes)
+    points, node_mags = [], []
+    for i, j, k in zip(*np.nonzero(has[:-2] & ~real[:-2] & real[1:-1] & real[2:])):  # fill at i, flux at i+1, i+2
+        points.append([10 ** ((log_teff[i + 1] + log_teff[i + 2]) / 2), logg[j], mh[k], 0.0, 3.1])
+        node_mags.append(-2.5 * values[[i + 1, i + 2], j, k] + float(fm.band_norm_mag[0]))
+    assert len(points) > 100
+    mags = np.asarray(jax.vmap(fm.surface_magnitudes)(jnp.asarray(points, jnp.float32)))[:, 0]
+    node_mags = np.asarray(node_mags)
+    assert np.all(mags > node_mags.min(axis=1) - 0.01) and np.all(mags < node_mags.max(axis=1) + 0.01)
+
+
 @pytest.mark.parametrize("library", ["kurucz", "bosz"])
 def test_other_libraries_agree_with_phoenix_for_the_sun(library):
     bands = ("gaia_bp", "gaia_rp", "2mass_j", "2mass_ks", "wise_w1")
