@@ -1,10 +1,12 @@
 """Partitioned catalogues: found in a fixed order, split and fitted as Dask tasks with the same answer
 star for star as one process and as the single file; resumed, refused and checked like any run."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from sedppl.io.catalog import CatalogError, write_table
 from sedppl.io.cli import main
@@ -13,6 +15,9 @@ from sedppl.io.partitions import check_hats_rows, check_unique_ids, dataset_band
 from sedppl.io.run import RunFolderError
 from sedppl.model.generative import sed_model
 from sedppl.model.simulate import simulate_catalog
+
+
+HATS_IMPORT = Path(__file__).parents[1] / "data" / "hats_sim12"  # written by hats-import (tests/data/make_hats.py)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +83,23 @@ def test_hats_layout_and_file_order(tmp_path):
     (root / "properties").write_text("dataset_type=object\nhats_nrows=9\n")
     with pytest.raises(CatalogError, match="states 9 rows .* partitions hold 8"):
         check_hats_rows(root, plan(files, 1))
+
+
+def test_a_catalogue_written_by_hats_import_fits_as_one_file_of_its_rows(tmp_path):
+    """The layout hats-import 0.11 writes (hats.properties, _metadata, skymaps, Norder/Dir/Npix files with a
+    _healpix_29 column): every star found once, its stated row count checked, and each star's fit the same
+    as in one file of the same rows, its extra columns carried along."""
+    files = partition_files(HATS_IMPORT)
+    assert len(files) == 8 and all(f.relative_to(HATS_IMPORT / "dataset").parts[0].startswith("Norder=") for f in files)
+    check_hats_rows(HATS_IMPORT, plan(files, 4))  # hats_nrows=12
+    rows = vstack([Table.read(f) for f in files])
+    assert sorted(rows["id"]) == [f"sim{i:02d}" for i in range(12)]
+    settings = {"method": "npe", "draws": 64, "chunk": 3, "progress": False}  # the shapes of the tests above
+    hats = fit_catalog(HATS_IMPORT, out=tmp_path / "hats", **settings)
+    single = fit_catalog(write_table(rows, tmp_path / "rows.parquet"), out=tmp_path / "single", **settings)
+    _same(hats, single)
+    for column in ("ra", "dec", "_healpix_29", "true_teff"):
+        np.testing.assert_array_equal(np.asarray(hats.summary[column]), np.asarray(rows[column]))
 
 
 def test_ids_must_not_repeat_across_partitions(tmp_path):
