@@ -124,6 +124,48 @@ def test_dilution_is_the_solid_angle_of_the_disc_with_astropy_units():
                                                                                              abs=1e-6)
 
 
+def test_fast_path_is_defined_on_the_range_its_tables_sample():
+    """The fast path's (A_V, R_V) domain is the first to the last sample of its tables, ends included; one
+    step beyond is outside (in_grid False), where the interpolant is held at the edge."""
+    from sedppl.model.band_tables import load_tables
+
+    tables, fm = load_tables("phoenix"), forward_model("phoenix", ("gaia_g",))
+    av, rv = np.asarray(tables["av"], float), np.asarray(tables["rv"], float)
+    domain = fm.extinction_domain()
+    assert domain["av"] == pytest.approx((av[0], av[-1]), abs=1e-6)
+    assert domain["rv"] == pytest.approx((rv[0], rv[-1]), abs=1e-6)
+    star = np.array([5800.0, 4.4, 0.0, av[-1], rv[-1]])
+    assert bool(fm.in_grid(jnp.asarray(star, jnp.float32)))
+    for index, value in ((3, av[-1] + 0.01), (4, rv[-1] + 0.01), (4, rv[0] - 0.01)):
+        assert not bool(fm.in_grid(jnp.asarray(np.where(np.arange(5) == index, value, star), jnp.float32)))
+
+
+def test_bosz_paths_interpolate_as_documented():
+    """BOSZ's band fluxes: multilinear in (log Teff, logg, [M/H]) on the multilinear path (a cell's centre is
+    the mean of its 8 corners' magnitudes, computed here with numpy), C1 on the fast path (the Teff derivative
+    has no jump at a node; multilinear's jumps by the change of slope between cells)."""
+    from sedppl.model.atmospheres import load_library
+
+    bands = ("gaia_g", "2mass_j", "wise_w1")
+    grid = load_library("bosz")
+    axes = [np.asarray(a, float) for a in grid.axes]
+    i, j, k = (int(np.searchsorted(a, x)) for a, x in zip(axes, (np.log10(5800.0), 4.4, -0.1)))
+    assert np.all(np.asarray(grid.has_node)[i - 1:i + 2, j:j + 2, k:k + 2])
+    linear = forward_model("bosz", bands, path="multilinear")
+    corners = np.asarray(grid.values, float)[i:i + 2, j:j + 2, k:k + 2][..., [grid.bands.index(b) for b in bands]]
+    expected = (-2.5 * corners).mean(axis=(0, 1, 2)) + np.asarray(linear.band_norm_mag)
+    centre = [10 ** axes[0][i:i + 2].mean(), axes[1][j:j + 2].mean(), axes[2][k:k + 2].mean(), 0.0, 3.1]
+    np.testing.assert_allclose(linear.surface_magnitudes(jnp.asarray(centre, jnp.float32)), expected, atol=2e-4)
+
+    def slopes(fm, side):  # d m / d log10(Teff) just off the node at axes[0][i]
+        at = lambda log_teff: fm.surface_magnitudes(jnp.array([10 ** log_teff, centre[1], centre[2], 0.0, 3.1]))
+        return np.asarray(jax.jacfwd(at)(jnp.float32(axes[0][i] + side * 1e-4)))
+
+    jump = {path: np.abs(slopes(fm, 1) - slopes(fm, -1)) / np.abs(slopes(fm, 1))
+            for path, fm in (("fast", forward_model("bosz", bands)), ("multilinear", linear))}
+    assert np.all(jump["fast"] < 0.003) and jump["multilinear"].max() > 0.02, jump  # 0.0005 and 0.044 (2026-12-01)
+
+
 def test_bosz_fuv_next_to_nodes_without_flux_stays_between_its_nodes():
     """BOSZ has no FUV flux for 732 cool nodes (filled 30 dex down). Between two nodes that have it, next to
     one that does not, the interpolant stays between the two nodes' magnitudes: slopes taken across the fill
