@@ -11,6 +11,16 @@ from pathlib import Path
 from ..model.passbands import SURVEY_BANDS
 
 
+def _libraries(text: str) -> str:
+    """An argparse type: one library or several separated by commas (``io.fit.library_names``)."""
+    from .fit import library_names
+
+    try:
+        return ",".join(library_names(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err))
+
+
 def _number(kind, low=None, high=None, above=None, why: str = "", infinite: bool = False):
     """An argparse type: ``kind`` (int or float) within [low, high] (or > above; ``inf`` only where
     ``infinite``), else a message that the parser prints with the option's name."""
@@ -188,6 +198,10 @@ def _cmd_fit(args) -> int:
     from .partitions import fit_dataset, is_partitioned
     from .run import fit_to_folder
 
+    if "," in args.library and args.method != "smc":
+        print(f"sedppl fit: error: --library {args.library} averages libraries by their evidence, which only "
+              f"--method smc computes (not {args.method})", file=sys.stderr)
+        return 2
     partitioned = is_partitioned(args.catalog)
     if (args.workers or args.scheduler) and not partitioned:
         print(f"sedppl fit: error: --workers and --scheduler run the partitions of a partitioned catalogue (a folder); "
@@ -375,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the default prior; for npe and npe-is "
                    "the NPE's training prior). npe-is accepts a new prior without retraining")
-    p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
+    p.add_argument("--library", default="phoenix", type=_libraries,
+                   help="phoenix, kurucz or bosz; several separated by commas (with --method smc) fit each star "
+                   "under each and average the posteriors by their evidence")
     _add_forward(p)
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)

@@ -14,6 +14,8 @@ from typing import get_type_hints
 
 import numpy as np
 
+from ..model.atmospheres import LIBRARIES
+
 NAN = float("nan")
 
 
@@ -69,7 +71,7 @@ COLUMNS: dict[str, Column] = {
     # nuts
     "chains_restarted": Column(int, "chains moved onto the best chain after warm-up"),
     # smc
-    "log_evidence": Column(float, "log of the runs' mean evidence"),
+    "log_evidence": Column(float, "log of the runs' mean evidence (averaged over the libraries where several)"),
     "log_evidence_spread": Column(float, "range of the runs' log evidences"),
     "smc_steps": Column(int, "most tempering steps of a run"),
     "smc_ess": Column(float, "least ESS at a run's last tempering step"),
@@ -83,6 +85,10 @@ COLUMNS: dict[str, Column] = {
     "khat_npe": Column(float, "Pareto k-hat of the flow's own draws"),
     "adapt_rounds": Column(int, "adaptation rounds behind the proposals"),
     "fallback": Column(bool, "refitted with the fallback method (weights unreliable)"),
+    # smc averaged over libraries (``inference.averaging``)
+    **{f"log_evidence_{name}": Column(float, f"log evidence under the {name} library") for name in LIBRARIES},
+    **{f"library_weight_{name}": Column(float, f"posterior probability of the {name} library (equal prior odds)")
+       for name in LIBRARIES},
 }
 
 

@@ -27,12 +27,15 @@ from astropy.table import Table
 
 from ..diagnostics import ood
 from ..diagnostics.convergence import ConvergenceCriteria, mode_rhat_ess, star_diagnostics
+from ..inference.averaging import (MIN_WEIGHT, LibraryAverage, averaged_log_evidence, library_weights, pool,
+                                   shared_prior)
 from ..inference.batching import fold_rows
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
 from ..model import astrometry as astro
+from ..model.atmospheres import LIBRARIES
 from ..model.generative import sed_model
 from ..model.offsets import BandOffsets
 from ..model.priors import Prior
@@ -122,6 +125,19 @@ class _Fitted:
     extra: dict[str, np.ndarray]  # summary columns declared in ``columns.COLUMNS``, (star,)
     importance: object = None  # importance.ISDraws for npe-is: proposals and weights
     chains: StarDraws | None = None  # nuts: the chains as sampled, with their weights and modes
+    libraries: LibraryAverage | None = None  # smc averaged over libraries: each one's evidence and weight
+
+
+def library_names(library) -> tuple[str, ...]:
+    """One library ("phoenix") or several to average ("phoenix,kurucz" or a sequence), checked."""
+    names = tuple(n.strip() for n in library.split(",")) if isinstance(library, str) else tuple(library)
+    unknown = [n for n in names if n not in LIBRARIES]
+    if not names or unknown:
+        raise ValueError(f"unknown library {', '.join(map(repr, unknown)) or repr(library)}; available: {LIBRARIES}, "
+                         "or several separated by commas to average them")
+    if len(set(names)) < len(names):
+        raise ValueError(f"library {library!r} names a library twice")
+    return names
 
 
 def fit_catalog(
@@ -140,7 +156,9 @@ def fit_catalog(
       pooled with each mode's mass.
       ``nuts_init="npe"`` starts each chain at a draw of the NPE model (``npe_model``, default
       ``models/default``) where its bands allow, instead of the best of the prior candidates.
-    - ``smc``: adaptive tempered SMC on the same model, run as ``smc``.
+    - ``smc``: adaptive tempered SMC on the same model, run as ``smc``. With several libraries
+      (``library="phoenix,kurucz"``) each star is fitted under each, and the posteriors are averaged by
+      their evidence (``inference.averaging``); the summary gives each library's weight and evidence.
     - ``npe``: the trained model in ``npe_model`` (default ``models/default``), ``draws`` per star
       (default 1000); the prior must be the one it was trained under (None: that one).
     - ``npe-is``: NPE proposals importance-weighted to the model under ``prior`` (None: the
@@ -228,6 +246,11 @@ class Fitter:
         if draws is not None:
             config = replace(config, draws=draws)
             importance = replace(importance, draws=draws)
+        self.libraries = library_names(library)
+        if len(self.libraries) > 1 and method != "smc":
+            raise ValueError(f"averaging over libraries ({', '.join(self.libraries)}) weighs each by its evidence, "
+                             f"which only method 'smc' computes; got method {method!r}")
+        library = ",".join(self.libraries)
         self.method, self.library, self.config, self.seed, self.criteria = method, library, config, seed, criteria
         self.importance, self.fallback, self.smc, self.nuts_init = importance, fallback, smc, nuts_init
         self.forward = forward
@@ -242,11 +265,15 @@ class Fitter:
         self.npe_path = Path(npe_model) if npe_model is not None else DEFAULT_NPE_MODEL
         self.prior, self.card, self.posterior = prior, None, None
         self._samplers: dict = {}
-        self.model = None
+        self.model, self.models = None, {}
         if catalog.usable.any() or len(catalog) == 0:  # a catalogue without stars is a template (``partitions``)
             if method in FALLBACKS:
-                self.model = sed_model(library, catalog.bands, prior or Prior.default(), marginalize_scale=True,
-                                       path=forward)
+                shared = prior or Prior.default()
+                if len(self.libraries) > 1:  # the evidences compare libraries under one prior
+                    shared = shared_prior(shared, self.libraries)
+                self.models = {name: sed_model(name, catalog.bands, shared, marginalize_scale=True, path=forward)
+                               for name in self.libraries}
+                self.model = self.models[self.libraries[0]]
             else:
                 self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library,
                                                                prior if method == "npe" else None)
@@ -271,18 +298,19 @@ class Fitter:
             s["npe_model"] = str(self.npe_path)
         return s
 
-    def sampler(self, kind: str, **changes):
-        """The NUTS, SMC, NPE or NPE-IS sampler of this fit (``changes``: NUTS/SMC settings of a retry),
-        built once."""
+    def sampler(self, kind: str, library: str | None = None, **changes):
+        """The NUTS, SMC, NPE or NPE-IS sampler of this fit (``library``: the model of that library, for
+        averaging; ``changes``: NUTS/SMC settings of a retry), built once."""
         from ..inference.importance import ImportanceSampler
         from ..inference.npe.estimator import NPEEstimator
 
-        name = (kind, tuple(sorted(changes.items())))
+        name = (kind, library, tuple(sorted(changes.items())))
+        model = self.models[library] if library is not None else self.model
         if name not in self._samplers:
             if kind == "nuts":
-                self._samplers[name] = NUTSSampler(self.model, replace(self.config, **changes))
+                self._samplers[name] = NUTSSampler(model, replace(self.config, **changes))
             elif kind == "smc":
-                self._samplers[name] = SMCSampler(self.model, replace(self.smc, **changes))
+                self._samplers[name] = SMCSampler(model, replace(self.smc, **changes))
             elif kind == "npe":
                 self._samplers[name] = NPEEstimator(self.posterior, self.card.model(marginalize_scale=True),
                                                     self.importance.draws)
@@ -313,18 +341,23 @@ class Fitter:
         if self.method == "nuts":
             init = self._npe_starts(catalog, fitted, fold_rows(keys, 3), progress) if self.nuts_init == "npe" else None
             result = self._nuts(catalog, fitted, keys, progress, init)
+        elif self.method == "smc" and len(self.libraries) > 1:
+            result = self._averaged(catalog, fitted, keys, progress, vectors is not None)
         elif self.method == "smc":
             result = self._smc(catalog, fitted, keys, progress)
         else:
             result = self._npe(catalog, fitted, keys, progress)
             _flag_errors_outside_training(result, catalog, fitted, self.card)
-        _flag_misfit(result, catalog, fitted, self.model)
+        if result.libraries is None:  # averaged fits were checked under each library's own model
+            _flag_misfit(result, catalog, fitted, self.model)
+            if vectors is not None:
+                _flag_parallax_tension(result, catalog, fitted, self.model)
         if vectors is not None:
-            _flag_parallax_tension(result, catalog, fitted, self.model)
             has = np.asarray(astro.has_parallax(vectors.T))
             result.extra["parallax_used"] = has[fitted] & (self.method != "npe")
         fit = FitResult(_summary(read, fitted, result, self.method, None if vectors is None else has),
                         _posterior(catalog, fitted, result, self.model, self.method))
+        fit.posterior.attrs["sedppl_library"] = self.library
         if self.method not in FALLBACKS:
             fit.posterior.attrs["sedppl_npe_model"] = str(self.npe_path)
         return fit
@@ -381,18 +414,19 @@ class Fitter:
         return _Fitted(params, draws.seconds, verdicts, np.full(len(rows), "nuts"), {},
                        {"chains_restarted": draws.restarted}, chains=draws)
 
-    def _smc(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
-        """Adaptive tempered SMC on ``rows`` of the catalog: ``runs`` independent runs per star, pooled.
-        Flagged stars are rerun once with twice the particles (``SMCConfig.retry``); their draws are then an
-        equal-weight random half of the larger run's, so every star keeps the same number of draws."""
+    def _smc(self, catalog: Catalog, rows, keys, progress, library: str | None = None) -> _Fitted:
+        """Adaptive tempered SMC on ``rows`` of the catalog (under ``library``'s model, for averaging):
+        ``runs`` independent runs per star, pooled. Flagged stars are rerun once with twice the particles
+        (``SMCConfig.retry``); their draws are then an equal-weight random half of the larger run's, so every
+        star keeps the same number of draws."""
         config, criteria = self.smc, self.criteria
-        res = self.sampler("smc").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
+        res = self.sampler("smc", library).sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
                                          astrometry=self._rows_astrometry(catalog, rows))
         verdicts = [_smc_diagnose(res, i, criteria) for i in range(len(rows))]
         failed = [i for i, v in enumerate(verdicts) if v.flag]
         if config.retry and failed:
             again_rows = rows[failed]
-            again = self.sampler("smc", particles=2 * config.particles).sample(
+            again = self.sampler("smc", library, particles=2 * config.particles).sample(
                 fold_rows(keys[np.asarray(failed)], 1), catalog.err[again_rows], catalog.mask[again_rows],
                 catalog.mag[again_rows], progress, astrometry=self._rows_astrometry(catalog, again_rows))
             n_kept = res.params["teff"].shape[-1]
@@ -409,6 +443,41 @@ class Fitter:
                  "smc_diversity": res.diversity.min(axis=1), "smc_acceptance": res.acceptance.min(axis=1)}
         params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
         return _Fitted(params, res.seconds, verdicts, np.full(len(rows), "smc"), {}, extra)
+
+    def _averaged(self, catalog: Catalog, rows, keys, progress, astrometric: bool) -> _Fitted:
+        """SMC under each library, the draws pooled by evidence (``inference.averaging``). Each library's
+        misfit (and parallax) check uses its own model. A star is flagged where a library's SMC failed (its
+        evidence, and so every weight, is then in doubt) and by the checks of each library with weight
+        >= MIN_WEIGHT; its other columns are those of the library with the largest weight."""
+        fits, engine_flags = [], []
+        for library in self.libraries:
+            fit = self._smc(catalog, rows, keys, progress, library)
+            engine_flags.append([v.flag for v in fit.verdicts])
+            _flag_misfit(fit, catalog, rows, self.models[library])
+            if astrometric:
+                _flag_parallax_tension(fit, catalog, rows, self.models[library])
+            fits.append(fit)
+        log_z = np.stack([f.extra["log_evidence"] for f in fits], axis=1)
+        average = LibraryAverage(self.libraries, log_z, library_weights(log_z))
+        weight, dominant, n = average.weight, average.dominant, len(rows)
+        params = pool([_star_seed(k) for k in fold_rows(keys, 7)], [f.params for f in fits], weight)
+        verdicts = []
+        for s in range(n):
+            reasons = []
+            for j, library in enumerate(self.libraries):
+                flag = fits[j].verdicts[s].flag if weight[s, j] >= MIN_WEIGHT else engine_flags[j][s]
+                reasons.append(flag and f"{library}: {flag}")
+            if not np.all(np.isfinite(weight[s])):
+                reasons.append("no library has a finite evidence")
+            flag = ood.join(*reasons)
+            verdicts.append(replace(fits[dominant[s]].verdicts[s], flag=flag, trusted=not flag,
+                                    retried=any(f.verdicts[s].retried for f in fits)))
+        extra = {name: np.stack([f.extra[name] for f in fits], axis=1)[np.arange(n), dominant] for name in fits[0].extra}
+        extra["log_evidence"] = averaged_log_evidence(log_z)
+        for j, library in enumerate(self.libraries):
+            extra[f"log_evidence_{library}"], extra[f"library_weight_{library}"] = log_z[:, j], weight[:, j]
+        return _Fitted(params, sum(f.seconds for f in fits), verdicts, np.full(n, "smc"), {}, extra,
+                       libraries=average)
 
     def _npe(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
         """NPE draws, or NPE-IS draws with the unreliable stars refitted by the fallback engine."""
@@ -635,6 +704,11 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
         data |= {"log_q": (dims2, importance.log_q), "log_weight": (dims2, importance.log_weights),
                  "khat": ("star", importance.khat), "ess": ("star", importance.ess)}
         tree["importance"] = xr.Dataset(data, coords={"star": stars})
+    if result.libraries is not None:  # smc averaged over libraries: each one's evidence and weight
+        a = result.libraries
+        tree["library_average"] = xr.Dataset(
+            {"log_evidence": (("star", "library"), a.log_evidence), "weight": (("star", "library"), a.weight)},
+            coords={"star": stars, "library": list(a.libraries)})
     if result.chains is not None:  # nuts: the chains as sampled, with each one's share of the mass
         c, dims3 = result.chains, ("star", "chain", "draw")
         data = {p: (dims3, c.params[p]) for p in reported(c.params)}

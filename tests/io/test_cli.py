@@ -22,13 +22,20 @@ def test_bands_lists_the_registry(capsys):
     ("--chains", "0", "must be >= 2"), ("--chains", "1", "R-hat compares chains"),
     ("--seed", "99999999999999999999", "<= 4294967295"), ("--draws", "100000000", "<= 100000"),
     ("--warmup", "-1", ">= 10"), ("--draws", "0", ">= 10"), ("--khat-max", "nan", "> 0"),
-    ("--particles", "3", ">= 16"), ("--chains", "x", "not an integer")])
+    ("--particles", "3", ">= 16"), ("--chains", "x", "not an integer"),
+    ("--library", "phoenix,atlas", "unknown library 'atlas'"), ("--library", "kurucz,kurucz", "twice")])
 def test_bad_options_are_refused_by_name_before_any_work(tmp_path, capsys, option, value, words):
     with pytest.raises(SystemExit) as stop:
         main(["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), option, value])
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}: " in err and words in err and not (tmp_path / "o").exists()
+
+
+def test_averaging_libraries_needs_smc(tmp_path, capsys):
+    args = ["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), "--library", "phoenix, kurucz"]
+    assert main(args + ["--method", "npe-is"]) == 2
+    assert "only --method smc computes (not npe-is)" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_simulate_writes_a_readable_reproducible_catalog(tmp_path):

@@ -92,3 +92,40 @@ def test_flagged_smc_stars_are_refitted_with_twice_the_particles(monkeypatch):
     assert list(s["retried"]) == [True, False] and not any("smc:" in f for f in s["flag"]), list(s["flag"])
     teff = fit.posterior["posterior"]["teff"].values  # chain, draw, star
     assert teff.shape == (1, 2 * 256 * 4, 2) and abs(np.median(teff[0, :, 0]) - 5000.0) < 10.0
+
+
+@pytest.mark.slow  # ~4 min on 2 cores (SMC compiled and run under two libraries); `make test-all`
+def test_library_averaging_weighs_the_library_that_made_each_star():
+    """One star simulated with Kurucz and one with Phoenix (all bands, 0.01-0.02 mag errors and a 0.005 mag
+    floor, so that the libraries' 0.02-0.5 mag differences show), fitted with SMC under both: each star's
+    weight goes to its own library, the weights sum to one, the averaged evidence is the mean of the two, and
+    the draws and groups say which libraries they average."""
+    from astropy.table import vstack
+
+    from sedppl.inference.averaging import shared_prior
+    from sedppl.inference.smc import SMCConfig
+    from sedppl.model.priors import Prior
+    from sedppl.model.simulate import NoiseModel
+
+    prior = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.005}})
+    noise = NoiseModel(err_min=0.01, err_max=0.02, p_missing=0.0)
+    stars = []
+    for name, seed in (("kurucz", 31), ("phoenix", 32)):
+        model = sed_model(name, prior=shared_prior(prior, ("phoenix", "kurucz")))  # the prior the fit uses
+        star = simulate_catalog(jax.random.key(seed), 1, model, noise)
+        star["id"] = [name]
+        stars.append(star)
+    fit = fit_catalog(vstack(stars), "smc", prior=prior, library="phoenix,kurucz",
+                      smc=SMCConfig(particles=256, stars_per_call=2), progress=False)
+    s = fit.summary
+    weights = np.stack([s["library_weight_phoenix"], s["library_weight_kurucz"]], axis=1)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-9)
+    assert weights[0, 1] > 0.9 and weights[1, 0] > 0.9, weights
+    log_z = np.stack([s["log_evidence_phoenix"], s["log_evidence_kurucz"]], axis=1)
+    np.testing.assert_allclose(s["log_evidence"], np.log(np.exp(log_z - log_z.max(1, keepdims=True)).mean(1))
+                               + log_z.max(1), rtol=1e-9)
+    assert fit.posterior.attrs["sedppl_library"] == "phoenix,kurucz"
+    group = fit.posterior["library_average"]
+    assert list(group["library"].values) == ["phoenix", "kurucz"]
+    np.testing.assert_allclose(group["weight"].values, weights)
+    assert fit.posterior["posterior"]["teff"].shape[-1] == 2 and np.all(np.isfinite(s["teff_median"]))

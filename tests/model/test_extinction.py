@@ -44,8 +44,12 @@ def test_covers_wise_bands_smoothly():
 
 
 def test_rejects_wavelengths_outside_definition():
+    """The curve is defined from 910 A (the extinction package's documented range for F99, x <= 11/um)."""
     with pytest.raises(ValueError, match="910"):
         Fitzpatrick99(np.array([500.0, 5000.0]))
+    with pytest.raises(ValueError, match="910"):
+        Fitzpatrick99(np.array([909.9, 5000.0]))
+    assert np.isfinite(np.asarray(Fitzpatrick99(np.array([910.0, 5000.0]))(3.1))).all()
 
 
 DUSTAPPROX_BANDS = {
