@@ -94,6 +94,7 @@ def _tables():
         ({"teff": {"dist": "gamma"}}, r"\[teff\]: unknown dist"),
         ({"rv": {"dist": "truncnormal", "loc": 3.1}}, r"\[rv\].*needs"),
         ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [0.5, 0.2], "components": [{"dist": "uniform", "low": -1, "high": 1}] * 2}}, "sum to 1"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.5, -0.5], "components": [{"dist": "uniform", "low": -1, "high": 1}] * 2}}, "non-negative"),
         ({"log10_theta": {"dist": "loguniform", "low": 1, "high": 2}}, "must be 'uniform'"),
         ({"distance": {"dist": "uniform", "low": 1, "high": 2}}, "unknown table"),
         ({"logg": {"dist": "uniform", "low": 5.0, "high": 1.0}}, "empty support"),
@@ -149,7 +150,11 @@ def test_priors_are_hashable_values_and_name_their_floor():
         with pytest.raises(PriorError, match="must define"):
             Prior(order, Prior.default().scale)
     text = Prior.default().to_toml().replace("sys_floor = 0.02", 'sys_floor = "libraries"')
-    assert Prior.from_dict(tomllib.loads(text)).sys_floor == "libraries"  # a string read from a file, not a literal
+    from_file = Prior.from_dict(tomllib.loads(text))
+    assert from_file.sys_floor == "libraries"  # a string read from a file, not a literal
+    from sedppl.model.library_floor import library_floor
+
+    np.testing.assert_array_equal(from_file.floor(("gaia_g", "sdss_u"), 5000.0), library_floor(("gaia_g", "sdss_u"), 5000.0))
 
 
 def test_loguniform_needs_a_positive_lower_bound():
