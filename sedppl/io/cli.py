@@ -12,8 +12,9 @@ from ..model.passbands import SURVEY_BANDS
 
 
 def _libraries(text: str) -> str:
-    """An argparse type: one library or several separated by commas (``io.fit.library_names``)."""
-    from .fit import library_names
+    """An argparse type: one library or several separated by commas (``model.atmospheres.library_names``;
+    parsing must not start JAX, or ``use_cpu_cores`` comes too late)."""
+    from ..model.atmospheres import library_names
 
     try:
         return ",".join(library_names(text))

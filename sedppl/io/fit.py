@@ -35,7 +35,7 @@ from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
 from ..model import astrometry as astro
-from ..model.atmospheres import LIBRARIES
+from ..model.atmospheres import library_names
 from ..model.generative import sed_model
 from ..model.offsets import BandOffsets
 from ..model.priors import Prior
@@ -126,18 +126,6 @@ class _Fitted:
     importance: object = None  # importance.ISDraws for npe-is: proposals and weights
     chains: StarDraws | None = None  # nuts: the chains as sampled, with their weights and modes
     libraries: LibraryAverage | None = None  # smc averaged over libraries: each one's evidence and weight
-
-
-def library_names(library) -> tuple[str, ...]:
-    """One library ("phoenix") or several to average ("phoenix,kurucz" or a sequence), checked."""
-    names = tuple(n.strip() for n in library.split(",")) if isinstance(library, str) else tuple(library)
-    unknown = [n for n in names if n not in LIBRARIES]
-    if not names or unknown:
-        raise ValueError(f"unknown library {', '.join(map(repr, unknown)) or repr(library)}; available: {LIBRARIES}, "
-                         "or several separated by commas to average them")
-    if len(set(names)) < len(names):
-        raise ValueError(f"library {library!r} names a library twice")
-    return names
 
 
 def fit_catalog(

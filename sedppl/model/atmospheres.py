@@ -38,6 +38,20 @@ from .hermite import cell_weights, slope_weights, stencil_weights, with_derivati
 
 LIBRARIES = ("phoenix", "kurucz", "bosz")
 SPECTRAL_LIBRARIES = ("phoenix", "kurucz")
+
+
+def library_names(library) -> tuple[str, ...]:
+    """One library ("phoenix") or several to average ("phoenix,kurucz" or a sequence), checked."""
+    names = tuple(n.strip() for n in library.split(",")) if isinstance(library, str) else tuple(library)
+    unknown = [n for n in names if n not in LIBRARIES]
+    if not names or unknown:
+        raise ValueError(f"unknown library {', '.join(map(repr, unknown)) or repr(library)}; available: {LIBRARIES}, "
+                         "or several separated by commas to average them")
+    if len(set(names)) < len(names):
+        raise ValueError(f"library {library!r} names a library twice")
+    return names
+
+
 FLOOR_DEX = 30.0  # values are floored this far below a spectrum's peak (as in the data files)
 
 

@@ -32,6 +32,16 @@ def test_bad_options_are_refused_by_name_before_any_work(tmp_path, capsys, optio
     assert f"argument {option}: " in err and words in err and not (tmp_path / "o").exists()
 
 
+def test_parsing_every_fit_option_leaves_jax_unstarted():
+    """The CLI makes every CPU core a JAX device after parsing, which only works before JAX's first operation:
+    no option's parser may start it (a --library check importing io.fit once did)."""
+    code = ("from sedppl.io.cli import build_parser, use_cpu_cores\n"
+            "build_parser().parse_args(['fit', 'c.csv', '--out', 'o', '--library', 'phoenix,kurucz', '--method', "
+            "'smc', '--chains', '4', '--seed', '3', '--forward', 'spectral', '--dust-map', 'none'])\n"
+            "assert use_cpu_cores() > 0, 'JAX was started while parsing'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_averaging_libraries_needs_smc(tmp_path, capsys):
     args = ["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), "--library", "phoenix, kurucz"]
     assert main(args + ["--method", "npe-is"]) == 2

@@ -124,6 +124,18 @@ def test_dilution_is_the_solid_angle_of_the_disc_with_astropy_units():
                                                                                              abs=1e-6)
 
 
+def test_spectral_path_at_the_grid_edges_agrees_with_the_tables():
+    """The spectral path's 4-node stencils are padded on every side: in the last cell of each axis (and at
+    its last node) it agrees with the fast path's tables, which are built without padding."""
+    bands = ("gaia_g", "sdss_u", "2mass_ks")
+    spectral, fast = forward_model("phoenix", bands, path="spectral"), forward_model("phoenix", bands)
+    for point in ([5800.0, 5.9, 0.0], [5800.0, 6.0, 0.0], [5800.0, 4.5, 0.9], [11800.0, 4.5, 0.0]):
+        params = jnp.asarray(point + [0.5, 3.1], jnp.float32)
+        assert bool(fast.in_grid(params)), point
+        np.testing.assert_allclose(spectral.surface_magnitudes(params), fast.surface_magnitudes(params), atol=0.01,
+                                   err_msg=str(point))
+
+
 def test_fast_path_is_defined_on_the_range_its_tables_sample():
     """The fast path's (A_V, R_V) domain is the first to the last sample of its tables, ends included; one
     step beyond is outside (in_grid False), where the interpolant is held at the edge."""
@@ -157,6 +169,9 @@ def test_bosz_paths_interpolate_as_documented():
     centre = [10 ** axes[0][i:i + 2].mean(), axes[1][j:j + 2].mean(), axes[2][k:k + 2].mean(), 0.0, 3.1]
     np.testing.assert_allclose(linear.surface_magnitudes(jnp.asarray(centre, jnp.float32)), expected, atol=2e-4)
     assert bool(linear.in_grid(jnp.asarray(centre, jnp.float32)))
+    node = jnp.asarray([10 ** axes[0][i], axes[1][j], axes[2][k], 0.0, 3.1], jnp.float32)  # exact at a node
+    np.testing.assert_allclose(forward_model("bosz", bands).surface_magnitudes(node),
+                               -2.5 * corners[0, 0, 0] + np.asarray(linear.band_norm_mag), atol=2e-4)
     assert not bool(linear.in_grid(jnp.asarray([centre[0], 5.6, centre[2], 0.0, 3.1], jnp.float32)))  # BOSZ: logg <= 5.5
 
     def slopes(fm, side):  # d m / d log10(Teff) just off the node at axes[0][i]
