@@ -8,17 +8,25 @@ ARIADNE averages its atmosphere models. The pooled draws of a star take round(n 
 
 The evidences compare libraries only if every library has the same prior: ``shared_prior`` sets the
 stellar parameters' bounds to the range all the libraries cover (a prior bound of "grid" would otherwise
-be each library's own, and a wider range a lower density, an Occam penalty unrelated to the fit).
+be each library's own, and a wider range a lower density, an Occam penalty unrelated to the fit). Each
+library's model still keeps only its own validity region (holes, the logg floor): SMC's evidence is
+relative to the prior restricted to that region, so it is multiplied by the region's prior mass
+(``valid_prior_mass``) to be relative to the one prior, as if each library's likelihood were zero where it
+has no model. Without it a library with a smaller region would gain odds on every star.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
+from numpyro.infer import Predictive
 
 from ..model.atmospheres import load_library
+from ..model.forward import PARAMS
 from ..model.priors import Prior, PriorError
 
 MIN_WEIGHT = 0.05  # a library below this share hardly moves the pooled draws: its misfit flags are not the star's
@@ -57,6 +65,16 @@ def shared_prior(prior: Prior, libraries) -> Prior:
     return Prior.from_dict(tables, source=f"{prior.source}, bounded to the range of {', '.join(libraries)}")
 
 
+def valid_prior_mass(model, n: int = 200_000, seed: int = 0) -> float:
+    """Share of the model's prior inside its library's validity region (in the grid, logg above the floor),
+    from ``n`` prior draws (seeded: the same number in every run; its Monte Carlo error is ~0.1%)."""
+    draws = Predictive(model.sample_prior, num_samples=n)(jax.random.key(seed))  # logg from its base prior
+    params = jnp.stack([draws[p] for p in PARAMS], axis=-1)
+    floor = jax.vmap(model.forward.logg_floor)(params[:, 0], params[:, 2])
+    valid = jax.vmap(model.forward.in_grid)(params) & (params[:, 1] >= floor)
+    return float(jnp.mean(valid))
+
+
 def library_weights(log_evidence: Float[np.ndarray, "star library"]) -> Float[np.ndarray, "star library"]:
     """Posterior probabilities of the libraries under equal prior odds. A library without a finite evidence
     (its fit failed, or no prior mass where the photometry is) gets weight 0; a star with none gets NaN."""
@@ -68,12 +86,14 @@ def library_weights(log_evidence: Float[np.ndarray, "star library"]) -> Float[np
 
 
 def averaged_log_evidence(log_evidence: Float[np.ndarray, "star library"]) -> Float[np.ndarray, " star"]:
-    """log of the evidence averaged over the libraries with equal prior odds: log(mean_L Z_L)."""
-    log_z = np.where(np.isfinite(log_evidence), log_evidence, -np.inf)
+    """log of the evidence averaged over the libraries with equal prior odds: log(mean_L Z_L); NaN where a
+    library's evidence is unknown (NaN: its fit failed)."""
+    log_z = np.where(np.isnan(log_evidence), -np.inf, log_evidence)
     top = np.max(log_z, axis=1)
     safe = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
-        return safe + np.log(np.exp(log_z - safe[:, None]).mean(axis=1))
+        mean = safe + np.log(np.exp(log_z - safe[:, None]).mean(axis=1))
+    return np.where(np.isnan(log_evidence).any(axis=1), np.nan, mean)
 
 
 def draw_counts(weight: Float[np.ndarray, " library"], n: int) -> np.ndarray:
@@ -87,7 +107,7 @@ def draw_counts(weight: Float[np.ndarray, " library"], n: int) -> np.ndarray:
 
 def pool(seeds, draws: list[dict[str, np.ndarray]], weight: Float[np.ndarray, "star library"]) -> dict[str, np.ndarray]:
     """Each star's draws from every library (``draws[L][p]``: (star, chain, draw), the same n per library)
-    pooled in proportion to ``weight`` into (star, 1, n): the libraries' draws in order, each subset random
+    pooled in proportion to ``weight`` into (star, 1, n), each library's subset random and the pool shuffled
     (NumPy ``seeds``, one per star). A star without weights (NaN) keeps the first library's draws."""
     names = list(draws[0])
     n_star = weight.shape[0]
@@ -98,6 +118,7 @@ def pool(seeds, draws: list[dict[str, np.ndarray]], weight: Float[np.ndarray, "s
         rng = np.random.default_rng(seeds[s])
         counts = draw_counts(weight[s], n) if np.all(np.isfinite(weight[s])) else np.eye(len(draws), dtype=int)[0] * n
         picks = [rng.permutation(n)[:c] for c in counts]
+        order = rng.permutation(n)  # one chain of exchangeable draws, not the libraries one after another
         for p in names:
-            out[p][s, 0] = np.concatenate([f[p][s, pick] for f, pick in zip(flat, picks)])
+            out[p][s, 0] = np.concatenate([f[p][s, pick] for f, pick in zip(flat, picks)])[order]
     return out

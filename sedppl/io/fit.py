@@ -28,7 +28,7 @@ from astropy.table import Table
 from ..diagnostics import ood
 from ..diagnostics.convergence import ConvergenceCriteria, mode_rhat_ess, star_diagnostics
 from ..inference.averaging import (MIN_WEIGHT, LibraryAverage, averaged_log_evidence, library_weights, pool,
-                                   shared_prior)
+                                   shared_prior, valid_prior_mass)
 from ..inference.batching import fold_rows
 from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
@@ -445,7 +445,11 @@ class Fitter:
             if astrometric:
                 _flag_parallax_tension(fit, catalog, rows, self.models[library])
             fits.append(fit)
-        log_z = np.stack([f.extra["log_evidence"] for f in fits], axis=1)
+        log_z = np.stack([f.extra["log_evidence"] for f in fits], axis=1)  # relative to each library's region
+        for j, library in enumerate(self.libraries):  # relative to the one prior (``averaging``)
+            if ("valid_prior_mass", library) not in self._samplers:
+                self._samplers[("valid_prior_mass", library)] = valid_prior_mass(self.models[library])
+            log_z[:, j] += np.log(self._samplers[("valid_prior_mass", library)])
         average = LibraryAverage(self.libraries, log_z, library_weights(log_z))
         weight, dominant, n = average.weight, average.dominant, len(rows)
         params = pool([_star_seed(k) for k in fold_rows(keys, 7)], [f.params for f in fits], weight)

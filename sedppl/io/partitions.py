@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -310,14 +309,14 @@ def _on_dask(units, out: Path, bands, settings, keep_draws, identity, run_token,
     results stay written, and a rerun resumes)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    token = hashlib.sha256(json.dumps([str(out), identity], sort_keys=True, default=str).encode()).hexdigest()[:12]
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = Client(cluster if cluster is not None else scheduler)
     try:
         futures = [client.submit(fit_unit, unit, str(out), bands, settings, keep_draws, identity, run_token,
-                                 pure=False, key=f"sedppl-{token}-{unit.index:06d}") for unit in units]  # own keys
+                                 pure=False, key=f"sedppl-{run_token}-{unit.index:06d}")  # this run's own keys
+                   for unit in units]
         for future in as_completed(futures):
             bar.update(future.result())
             future.release()

@@ -17,6 +17,7 @@ def test_weights_are_the_posterior_odds_and_survive_failed_libraries():
     np.testing.assert_array_equal(w[4], [0.5, 0.5])
     np.testing.assert_allclose(averaged_log_evidence(log_z[:2]), logsumexp(log_z[:2], axis=1) - np.log(2), rtol=1e-12)
     assert averaged_log_evidence(log_z[3:4])[0] == -np.inf
+    assert np.isnan(averaged_log_evidence(log_z[2:3])[0])  # one library's evidence unknown: so is the average
     np.testing.assert_array_equal(LibraryAverage(("a", "b"), log_z, w).dominant, [0, 1, 0, 0, 0])
 
 
@@ -69,3 +70,28 @@ def test_every_library_gets_the_same_prior():
     with pytest.raises(ValueError, match="outside the range libraries phoenix, kurucz share .teff 3500 to 12000"):
         shared_prior(Prior.from_dict(Prior.default().to_dict() | {"teff": {"dist": "loguniform", "low": 2400.0,
                                                                              "high": 3000.0}}), ("phoenix", "kurucz"))
+
+
+def test_each_evidence_is_put_on_the_one_prior_by_its_validity_mass():
+    """SMC's evidence is relative to the prior restricted to the library's validity region; the regions differ
+    (holes, logg floors), so each is scaled by its prior mass: the share of prior draws inside the region,
+    which here is checked against the model's own log-density (finite inside, -inf outside)."""
+    import jax
+    from numpyro.infer import Predictive
+    from numpyro.infer.util import log_density
+
+    from sedppl.inference.averaging import shared_prior, valid_prior_mass
+    from sedppl.model.generative import sed_model
+    from sedppl.model.priors import Prior
+
+    prior = shared_prior(Prior.default(), ("phoenix", "kurucz"))
+    masses = {}
+    for library in ("phoenix", "kurucz"):
+        model = sed_model(library, ("gaia_g",), prior, marginalize_scale=True)
+        masses[library] = valid_prior_mass(model, n=4000, seed=3)
+        draws = Predictive(model.sample_prior, num_samples=4000)(jax.random.key(3))
+        draws = {k: v for k, v in draws.items() if k in ("teff", "logg", "mh", "av", "rv")}
+        finite = [np.isfinite(float(log_density(model.sample_prior, (), {}, {k: v[i] for k, v in draws.items()})[0]))
+                  for i in range(0, 4000, 20)]
+        assert abs(np.mean(finite) - masses[library]) < 0.06, (library, np.mean(finite), masses[library])
+    assert 0.7 < masses["phoenix"] < 0.95 and 0.7 < masses["kurucz"] < 0.95

@@ -98,11 +98,16 @@ def test_an_existing_result_is_refused_before_any_work_unless_overwritten(table,
 
 def test_a_chunk_of_a_replaced_run_never_enters_the_run_that_replaced_it(table, in_memory, tmp_path):
     """A task left running by a run that ``overwrite`` replaced (on an external Dask cluster) cannot write
-    into the new run; a chunk that slipped in all the same (written in the instant between the check and
-    its rename) is found at the end, removed, and fitted on the rerun."""
-    old = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4, seed=1)
+    into the new run; a chunk of it found on resuming is fitted again; one that lands while the new run fits
+    (in the instant between the check and its rename) is found at the end, removed, and fitted on the rerun."""
+    fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4, seed=1)
     leftover = {name: (tmp_path / name).read_bytes() for name in ("chunks/000000.parquet", "posterior/000000.nc")}
     old_token = json.loads((tmp_path / "run.json").read_text())["token"]
+
+    def land_leftover(folder):
+        for name, data in leftover.items():
+            (folder / name).parent.mkdir(exist_ok=True)
+            (folder / name).write_bytes(data)
 
     class Interrupted(Exception):
         pass
@@ -112,17 +117,30 @@ def test_a_chunk_of_a_replaced_run_never_enters_the_run_that_replaced_it(table, 
     with pytest.raises(Interrupted):  # the new run has claimed the folder (cleared it) and fitted nothing yet
         fit_to_folder(fitter, tmp_path, chunk=4, overwrite=True, progress=False)
     assert not (tmp_path / "chunks").exists()
+    token = json.loads((tmp_path / "run.json").read_text())["token"]
+    assert token != old_token
     with pytest.raises(StaleChunkError, match="another run"):
-        run_module.write_chunk(tmp_path, 0, old, None, old_token)
+        run_module.write_chunk(tmp_path, 0, in_memory, None, old_token)
     assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.nc")) and not list(tmp_path.rglob("*.tmp"))
 
-    for name, data in leftover.items():  # the race: the old chunk lands all the same
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_bytes(data)
-    with pytest.raises(UnfinishedRunError, match=r"chunks \[0\] were written by another run"):
-        fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4)
-    assert not (tmp_path / "chunks" / "000000.parquet").exists() and not (tmp_path / "summary.parquet").exists()
+    land_leftover(tmp_path)  # found on resuming: not done, fitted again
     _same(in_memory, fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path, chunk=4))
+    assert json.loads((tmp_path / "run.json").read_text())["token"] == token  # resumed, not replaced
+
+    fitter = Fitter(table, "npe", draws=DRAWS)
+    fit_rows = fitter.fit_rows
+
+    def racing(rows, progress=True):  # while the last chunk is fitted, the left-over chunk 0 lands
+        fit = fit_rows(rows, progress)
+        if rows[0] == 4:
+            land_leftover(fresh)
+        return fit
+
+    fitter.fit_rows, fresh = racing, tmp_path / "fresh"
+    with pytest.raises(UnfinishedRunError, match=r"chunks \[0\] were written by another run"):
+        fit_to_folder(fitter, fresh, chunk=4, progress=False)
+    assert not (fresh / "chunks" / "000000.parquet").exists() and not (fresh / "summary.parquet").exists()
+    _same(in_memory, fit_catalog(table, "npe", draws=DRAWS, progress=False, out=fresh, chunk=4))
 
 
 def test_an_output_path_that_is_a_file_is_refused(tmp_path):
