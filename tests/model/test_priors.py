@@ -69,6 +69,10 @@ def test_user_tables_mean_what_they_say():
     x = np.array([0.51, 1.0, 2.9])  # shifted, and truncated at `high` itself (not at high + shift)
     np.testing.assert_allclose(d["av"].log_prob(x), st.truncexpon(b=2.5 / 0.4, loc=0.5, scale=0.4).logpdf(x), rtol=1e-5)
     assert not np.isfinite(float(d["av"].log_prob(3.2)))
+    unshifted = Prior.from_dict(_tables() | {"av": {"dist": "exponential", "mean": 0.4, "high": 3.0}})
+    x = np.array([0.01, 1.0, 2.9])  # no shift: from 0
+    np.testing.assert_allclose(unshifted.distributions(BOUNDS)["av"].log_prob(x),
+                               st.truncexpon(b=3.0 / 0.4, scale=0.4).logpdf(x), rtol=1e-5)
 
 
 def test_mixture_density_integrates_to_one():
@@ -158,9 +162,21 @@ def test_priors_are_hashable_values_and_name_their_floor():
 
 
 def test_loguniform_needs_a_positive_lower_bound():
-    prior = Prior.from_dict({**_tables(), "av": {"dist": "loguniform", "low": 0.0, "high": 5.0}})
-    with pytest.raises(PriorError, match=r"\[av\]: loguniform needs low > 0"):
-        prior.distributions(BOUNDS)
+    for low in (0.0, -1.0):
+        prior = Prior.from_dict({**_tables(), "av": {"dist": "loguniform", "low": low, "high": 5.0}})
+        with pytest.raises(PriorError, match=r"\[av\]: loguniform needs low > 0"):
+            prior.distributions(BOUNDS)
+
+
+def test_tables_read_from_toml_text_are_checked_as_literals_are():
+    """Strings parsed from a file are new objects, not the interned literals of the code: the kind and the
+    floor must be compared by value (a mixture's lengths are checked; the libraries' floor is nominally 0.02)."""
+    text = Prior.default().to_toml().replace("sys_floor = 0.02", 'sys_floor = "libraries"')
+    assert Prior.from_dict(tomllib.loads(text)).nominal_floor == 0.02
+    text = Prior.default().to_toml().replace("weights = [0.8, 0.2]", "weights = [1.0]")
+    assert "weights = [1.0]" in text
+    with pytest.raises(PriorError, match="same non-zero length"):
+        Prior.from_dict(tomllib.loads(text))
 
 
 def test_missing_and_malformed_files(tmp_path):
