@@ -166,6 +166,9 @@ def test_loguniform_needs_a_positive_lower_bound():
         prior = Prior.from_dict({**_tables(), "av": {"dist": "loguniform", "low": low, "high": 5.0}})
         with pytest.raises(PriorError, match=r"\[av\]: loguniform needs low > 0"):
             prior.distributions(BOUNDS)
+    below_one = Prior.from_dict({**_tables(), "av": {"dist": "loguniform", "low": 0.05, "high": 5.0}})
+    assert float(below_one.distributions(BOUNDS)["av"].log_prob(1.0)) == pytest.approx(
+        st.loguniform(0.05, 5.0).logpdf(1.0), rel=1e-5)
 
 
 def test_tables_read_from_toml_text_are_checked_as_literals_are():
