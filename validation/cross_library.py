@@ -2,9 +2,15 @@
 single 0.02 mag floor and under the library floor (``sedppl.model.library_floor``).
 
     python validation/cross_library.py [--n 200] [--method npe-is] [--out validation/results/cross_library]
+    python validation/cross_library.py --pairs [--n 100] [--method smc|nuts|npe-is]
 
 Each row simulates ``--n`` stars with ``sedppl simulate``'s defaults from one library (Kurucz, BOSZ, or
-Phoenix as the control), keeps those inside the Phoenix grid, and fits them with the default Phoenix model under one floor. Coverage is of
+Phoenix as the control), keeps those inside the Phoenix grid, and fits them with the default Phoenix model under one floor.
+``--pairs`` runs every ordered pair of Phoenix, Kurucz and BOSZ (simulated with one, fitted with another,
+both at the 0.02 mag floor) and the average of Phoenix and Kurucz (``fit --library phoenix,kurucz``; smc and
+npe-is) on stars of each; every library then has one prior, bounded to the range all of them and the
+Phoenix NPE cover (``averaging.shared_prior``), and only stars inside every fitted library's validity
+region are kept. npe-is fits another library with the Phoenix NPE as its proposal. Coverage is of
 the central 68% and 95% intervals, over the stars the misfit check does not flag (``diagnostics.ood.misfit``:
 "photometry not fitted by the model") and over all. "Phoenix, libraries floor" simulates with that floor too, so its model is the
 fitted one exactly and its coverage must sit in the binomial band: the floor's own calibration.
@@ -26,7 +32,8 @@ import numpy as np
 from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
 from sedppl.io.catalog import read_catalog
 from sedppl.io.fit import REPORTED, fit_catalog
-from sedppl.model.generative import sed_model
+from sedppl.inference.averaging import shared_prior
+from sedppl.model.generative import log_prior, sed_model
 from sedppl.model.priors import Prior
 from sedppl.model.simulate import simulate_catalog
 from npe_accuracy import shown_path  # a sibling script (validation/ is on sys.path)
@@ -57,21 +64,49 @@ def simulate_inside_phoenix(library: str, floor, n: int, seed: int):
     return table[np.flatnonzero(inside)[:n]]
 
 
+LIBRARIES = ("phoenix", "kurucz", "bosz")
+PAIRS = tuple((simulated, fitted, 0.02, 0.02) for simulated in LIBRARIES for fitted in LIBRARIES) + tuple(
+    (simulated, "phoenix,kurucz", 0.02, 0.02) for simulated in ("phoenix", "kurucz"))  # (simulated, fitted, floors)
+
+
+def simulate_inside(library: str, fitted: tuple[str, ...], n: int, seed: int):
+    """``n`` stars from ``library`` under the one prior of ``pair_prior``, keeping those whose true parameters
+    every fitted library's model holds (its log prior is finite there)."""
+    prior = pair_prior(0.02)
+    table = simulate_catalog(jax.random.key(seed), 3 * n, sed_model(library, prior=prior))
+    truth = {p: jnp.asarray(np.asarray(table[f"true_{p}"], float), jnp.float32) for p in PARAMETERS}
+    inside = np.ones(len(table), bool)
+    for name in fitted:
+        model = sed_model(name, prior=prior, marginalize_scale=True)
+        inside &= np.isfinite(np.asarray(jax.vmap(lambda v: log_prior(model, v))(truth)))
+    if inside.sum() < n:
+        raise RuntimeError(f"only {inside.sum()} of {3 * n} {library} stars lie inside {', '.join(fitted)}")
+    return table[np.flatnonzero(inside)[:n]]
+
+
+def pair_prior(floor) -> Prior:
+    """The default prior (with ``floor``) bounded to the range every library and the Phoenix NPE cover."""
+    return shared_prior(prior_with_floor(floor), LIBRARIES)
+
+
 def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, out: Path,
-            fallback: str | None = None) -> dict:
-    table = simulate_inside_phoenix(library, sim_floor, n, seed)
+            fallback: str | None = None, fitted: str = "phoenix", pairs: bool = False) -> dict:
+    if pairs:
+        table = simulate_inside(library, tuple(fitted.split(",")), n, seed)
+    else:
+        table = simulate_inside_phoenix(library, sim_floor, n, seed)
     catalog = read_catalog(table)
     truths = {p: np.asarray(table[f"true_{p}"], float) for p in REPORTED}
     t0 = time.perf_counter()
-    fit = fit_catalog(catalog, method, prior=prior_with_floor(fit_floor), seed=seed, progress=False,
-                      fallback=fallback)
+    fit = fit_catalog(catalog, method, prior=pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor),
+                      seed=seed, progress=False, fallback=fallback, library=fitted)
     seconds = time.perf_counter() - t0
-    fit.write(out / f"{library}_{sim_floor}_{fit_floor}")
+    fit.write(out / (f"{library}_{fitted.replace(',', '+')}_{method}" if pairs else f"{library}_{sim_floor}_{fit_floor}"))
     draws, truth, rows = draws_and_truths(fit, truths, catalog)
     flags = np.asarray(fit.summary["flag"][rows]).astype(str)
     misfit = np.char.find(flags, MISFIT) >= 0
     trusted = np.asarray(fit.summary["trusted"][rows], bool)
-    row = {"library": library, "sim_floor": sim_floor, "fit_floor": fit_floor, "n": len(rows),
+    row = {"library": library, "fitted": fitted, "sim_floor": sim_floor, "fit_floor": fit_floor, "n": len(rows),
            "misfit": int(misfit.sum()), "trusted": int(trusted.sum()),
            "n_trusted_unflagged": int((trusted & ~misfit).sum()), "seconds": seconds}
     for p in PARAMETERS:
@@ -84,35 +119,42 @@ def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, 
     return row
 
 
-def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback: str | None) -> str:
+def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback: str | None, pairs: bool) -> str:
     lo, hi = binomial_band(0.68, n)
+    what = ("every ordered pair of libraries (and Phoenix + Kurucz averaged by evidence), fitted under one prior "
+            "bounded to the range all three libraries cover, at the 0.02 mag floor" if pairs else
+            "fitted with the default Phoenix model under the single 0.02 mag floor or the library floor "
+            "(`sys_floor = \"libraries\"`)")
     lines = [f"# Cross-library fits ({date.today()})", "",
-             f"`python validation/cross_library.py --n {n} --method {method} --seed {seed}"
+             f"`python validation/cross_library.py{' --pairs' if pairs else ''} --n {n} --method {method} --seed {seed}"
              f"{f' --fallback {fallback}' if fallback else ''}`: stars simulated "
-             "from one library with `simulate`'s defaults, fitted with the default Phoenix model under the "
-             "single 0.02 mag floor or the library floor (`sys_floor = \"libraries\"`). Coverage over the "
+             f"from one library with `simulate`'s defaults, {what}. Coverage over the "
              f"stars the misfit check does not flag; in brackets over all stars. Calibrated: 68% coverage in "
              f"[{lo:.2f}, {hi:.2f}] (3σ, {n} stars).", "",
-             "| simulated | fitted floor | misfit flagged | trusted | " + " | ".join(f"{p} 68% (all)" for p in PARAMETERS)
+             "| simulated | fitted | fitted floor | misfit flagged | trusted | "
+             + " | ".join(f"{p} 68% (all)" for p in PARAMETERS)
              + " | " + " | ".join(f"{p} 95%" for p in PARAMETERS) + " | s/star |",
-             "|---|---|---|---|" + "---|" * (2 * len(PARAMETERS) + 1)]
+             "|---|---|---|---|---|" + "---|" * (2 * len(PARAMETERS) + 1)]
     for r in rows:
         sim = r["library"] + (f" ({r['sim_floor']} floor)" if r["sim_floor"] != 0.02 else "")
-        lines.append(f"| {sim} | {r['fit_floor']} | {r['misfit']}/{r['n']} | {r['trusted']}/{r['n']} | "
+        lines.append(f"| {sim} | {r['fitted']} | {r['fit_floor']} | {r['misfit']}/{r['n']} | {r['trusted']}/{r['n']} | "
                      + " | ".join(f"{r[f'{p}_cov68']:.2f} ({r[f'{p}_cov68_all']:.2f})" for p in PARAMETERS) + " | "
                      + " | ".join(f"{r[f'{p}_cov95']:.2f}" for p in PARAMETERS) + f" | {r['seconds'] / r['n']:.2f} |")
     lines += ["", "68% coverage over the stars that are neither misfit-flagged nor untrusted (for npe-is: "
               "k̂ ≤ 0.7 and ESS ≥ 100; without a fallback its untrusted stars keep their weighted draws):", "",
-              "| simulated | fitted floor | stars | " + " | ".join(PARAMETERS) + " |", "|---|---|---|" + "---|" * len(PARAMETERS)]
+              "| simulated | fitted | fitted floor | stars | " + " | ".join(PARAMETERS) + " |",
+              "|---|---|---|---|" + "---|" * len(PARAMETERS)]
     for r in rows:
-        lines.append(f"| {r['library']} | {r['fit_floor']} | {r['n_trusted_unflagged']} | " + " | ".join(
+        lines.append(f"| {r['library']} | {r['fitted']} | {r['fit_floor']} | {r['n_trusted_unflagged']} | " + " | ".join(
             f"{r[f'{p}_cov68_trusted']:.2f}" for p in PARAMETERS) + " |")
     lines += ["", "Median bias (posterior median − truth):", "",
-              "| simulated | fitted floor | " + " | ".join(PARAMETERS) + " |", "|---|---|" + "---|" * len(PARAMETERS)]
+              "| simulated | fitted | fitted floor | " + " | ".join(PARAMETERS) + " |",
+              "|---|---|---|" + "---|" * len(PARAMETERS)]
     for r in rows:
-        lines.append(f"| {r['library']} | {r['fit_floor']} | " + " | ".join(
+        lines.append(f"| {r['library']} | {r['fitted']} | {r['fit_floor']} | " + " | ".join(
             f"{r[f'{p}_bias']:+.3g}" for p in PARAMETERS) + " |")
-    lines += ["", f"Fits: `{shown_path(out)}/<library>_<simulated floor>_<fitted floor>/`."]
+    folders = "<simulated>_<fitted>_<method>" if pairs else "<library>_<simulated floor>_<fitted floor>"
+    lines += ["", f"Fits: `{shown_path(out)}/{folders}/`."]
     return "\n".join(lines) + "\n"
 
 
@@ -123,18 +165,24 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--fallback", choices=("nuts", "smc"), default=None,
                     help="npe-is: refit stars whose weights fail (default: none; they count as untrusted)")
-    ap.add_argument("--rows", nargs="+", type=int, default=list(range(len(ROWS))),
-                    help=f"which rows to run (indices into {ROWS})")
+    ap.add_argument("--pairs", action="store_true",
+                    help="every ordered pair of libraries and the Phoenix + Kurucz average (PAIRS) instead of ROWS")
+    ap.add_argument("--rows", nargs="+", type=int, default=None,
+                    help="which rows to run (indices into ROWS, or PAIRS with --pairs; default all)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cross_library")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    table = PAIRS if args.pairs else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS)
     rows = []
-    for i in args.rows:
-        library, sim_floor, fit_floor = ROWS[i]
-        rows.append(run_row(library, sim_floor, fit_floor, args.n, args.method, args.seed, args.out, args.fallback))
+    for i in args.rows if args.rows is not None else range(len(table)):
+        library, fitted, sim_floor, fit_floor = table[i]
+        if "," in fitted and args.method == "nuts":
+            continue  # NUTS yields no evidence to average by
+        rows.append(run_row(library, sim_floor, fit_floor, args.n, args.method, args.seed, args.out, args.fallback,
+                            fitted, args.pairs))
         print(rows[-1], flush=True)
-    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback)
-    (args.out / f"cross_library_{args.method}.md").write_text(text)
+    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs)
+    (args.out / f"cross_library{'_pairs' if args.pairs else ''}_{args.method}.md").write_text(text)
     print(text)
 
 

@@ -1,7 +1,7 @@
 """Bayesian model averaging over atmosphere libraries: each library's posterior weighted by its evidence.
 
 Every library is somewhat wrong, and which one is less wrong depends on the star. Fitted under libraries
-L = 1..K with an engine that yields the evidence Z_L = p(photometry | L) (tempered SMC), the averaged
+L = 1..K with an engine that yields the evidence Z_L = p(photometry | L) (tempered SMC or NPE-IS), the averaged
 posterior is sum_L w_L p(theta | photometry, L) with w_L = Z_L / sum_K Z_K under equal prior odds, as
 ARIADNE averages its atmosphere models. The pooled draws of a star take round(n w_L) draws of library L
 (largest remainders), chosen at random from that library's equal-weight draws.
@@ -12,21 +12,23 @@ be each library's own, and a wider range a lower density, an Occam penalty unrel
 library's model still keeps only its own validity region (holes, the logg floor): SMC's evidence is
 relative to the prior restricted to that region, so it is multiplied by the region's prior mass
 (``valid_prior_mass``) to be relative to the one prior, as if each library's likelihood were zero where it
-has no model. Without it a library with a smaller region would gain odds on every star.
+has no model. Without it a library with a smaller region would gain odds on every star. NPE-IS's evidence
+(the mean raw importance weight, ``importance.log_mean_ratio``) is relative to the one prior already.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 from numpyro.infer import Predictive
 
 from ..model.atmospheres import load_library
 from ..model.forward import PARAMS
+from ..model.generative import log_prior
 from ..model.priors import Prior, PriorError
 
 MIN_WEIGHT = 0.05  # a library below this share hardly moves the pooled draws: its misfit flags are not the star's
@@ -66,13 +68,20 @@ def shared_prior(prior: Prior, libraries) -> Prior:
 
 
 def valid_prior_mass(model, n: int = 200_000, seed: int = 0) -> float:
-    """Share of the model's prior inside its library's validity region (in the grid, logg above the floor),
-    from ``n`` prior draws (seeded: the same number in every run; its Monte Carlo error is ~0.1%)."""
-    draws = Predictive(model.sample_prior, num_samples=n)(jax.random.key(seed))  # logg from its base prior
-    params = jnp.stack([draws[p] for p in PARAMS], axis=-1)
-    floor = jax.vmap(model.forward.logg_floor)(params[:, 0], params[:, 2])
-    valid = jax.vmap(model.forward.in_grid)(params) & (params[:, 1] >= floor)
-    return float(jnp.mean(valid))
+    """Share of the model's prior where its own log prior density is finite: the library's validity region
+    (in the grid, logg above the floor), from ``n`` seeded prior draws (the same number in every run; its
+    Monte Carlo error is ~0.1%). Cached per library, forward path, bands and prior, so a process (a Dask
+    worker) computes it once."""
+    key = (model.forward.library, model.forward.path, model.bands, json.dumps(model.prior.to_dict(), sort_keys=True),
+           n, seed)
+    if key not in _VALID_MASS:
+        draws = Predictive(model.sample_prior, num_samples=n)(jax.random.key(seed))  # logg from its base prior
+        log_p = jax.jit(jax.vmap(lambda v: log_prior(model, v)))({p: draws[p] for p in PARAMS})
+        _VALID_MASS[key] = float(np.mean(np.isfinite(np.asarray(log_p))))
+    return _VALID_MASS[key]
+
+
+_VALID_MASS: dict[tuple, float] = {}
 
 
 def library_weights(log_evidence: Float[np.ndarray, "star library"]) -> Float[np.ndarray, "star library"]:

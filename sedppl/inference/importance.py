@@ -78,6 +78,7 @@ class ISDraws:
     khat_npe: np.ndarray  # (star,) k̂ of the NPE's own draws: how good the flow alone is
     ess_npe: np.ndarray  # (star,)
     n_rejected: np.ndarray  # (star,) final proposals in holes of the validity region (zero weight)
+    log_evidence: np.ndarray  # (star,) log p(mag | target) from the final round's raw weights (``log_mean_ratio``)
     seconds: np.ndarray  # (star,)
     rounds: np.ndarray  # (star,) adaptation rounds behind the result: adapt_rounds, or rescue_rounds if rescued
     config: ISConfig = field(default_factory=ISConfig)
@@ -108,6 +109,16 @@ def smoothed_weights(log_ratios: Float[Array, " n"]) -> tuple[Array, Array, Arra
     return log_w, khat, jnp.where(any_finite, ess, 0.0)
 
 
+def log_mean_ratio(log_ratios: Float[Array, " n"]) -> Array:
+    """log of the mean importance ratio: an unbiased estimate of the target's evidence p(mag) (in the log, a
+    slight underestimate), since the proposal is a normalised density. The prior in the target is not
+    renormalised to the library's validity region, so the evidence is relative to the one prior, as if the
+    likelihood were zero where the library has no model: comparable across libraries as it stands. Its
+    error is small only where k̂ is."""
+    log_ratios = jnp.where(jnp.isnan(log_ratios), -jnp.inf, log_ratios)
+    return jax.nn.logsumexp(log_ratios) - jnp.log(log_ratios.shape[0])
+
+
 def log_ratios(target: SEDModel, x: Float[Array, "n 5"], log_q: Float[Array, " n"], mag_err, mask, mag,
                astrometry=None) -> Array:
     """log p(x, mag) - log q(x) of one star's proposals under the target's scale-marginalised log-joint
@@ -120,11 +131,10 @@ def log_ratios(target: SEDModel, x: Float[Array, "n 5"], log_q: Float[Array, " n
 def check_coverage(proposal: SEDModel, target: SEDModel) -> None:
     """Refuse a target whose prior reaches outside the proposal's support box: IS cannot reach there.
 
-    A narrower or differently shaped prior is fine; a wider one needs retraining.
+    A narrower or differently shaped prior is fine, and so is another atmosphere library (a change of
+    target like a prior swap: the weights correct the proposals, k̂ says where they cannot); a wider
+    prior needs retraining.
     """
-    if proposal.forward.library != target.forward.library:
-        raise ModelMismatchError(
-            f"the NPE proposals are for library {proposal.forward.library!r}, the target is {target.forward.library!r}")
     box, new = proposal.support(), target.support()
     outside = [f"{p} [{new[p][0]:g}, {new[p][1]:g}] vs [{box[p][0]:g}, {box[p][1]:g}]" for p in PARAMS
                if new[p][0] < box[p][0] - 1e-9 or new[p][1] > box[p][1] + 1e-9]
@@ -224,8 +234,9 @@ class ImportanceSampler:
         z = mixture.sample(key, self.config.proposals)
         x, log_det = self.posterior.push(z, condition)
         log_q = mixture.log_prob(z) - log_det
-        log_w, khat, ess = smoothed_weights(log_ratios(self.target, x, log_q, err, mask, mag, astrometry))
-        return z, x, log_q, log_w, khat, ess
+        ratios = log_ratios(self.target, x, log_q, err, mask, mag, astrometry)
+        log_w, khat, ess = smoothed_weights(ratios)
+        return z, x, log_q, log_w, khat, ess, log_mean_ratio(ratios)
 
     def _star(self, key, err, mask, mag, astrometry, rounds) -> dict:
         """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds; resampled draws (``kept``,
@@ -237,20 +248,20 @@ class ImportanceSampler:
         first = self._round(jax.random.fold_in(k_rounds, 0), mixture, condition, err, mask, mag, astrometry)
 
         def adapt(r, carry):
-            mixture, (z, _, _, log_w, _, ess) = carry
+            mixture, (z, _, _, log_w, _, ess, _) = carry
             mixture = mixture.adapted(z, log_w, ess)
             return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, condition, err, mask, mag,
                                         astrometry)
 
         khat_npe, ess_npe = first[4:6]  # the flow's own draws: how good the NPE is alone
         last = jax.lax.fori_loop(0, rounds, adapt, (mixture, first))[1] if self.capacity else first
-        z, x, log_q, log_w, khat, ess = last
+        z, x, log_q, log_w, khat, ess, log_evidence = last
         picks = jax.random.categorical(k_pick, log_w, shape=(cfg.draws,))
         kept = x[picks]
         sizes = exact_theta(k_theta, self.target, dict(zip(PARAMS, kept.T)), err, mask, mag, astrometry)
         n_rejected = jnp.sum(~jax.vmap(self.target.forward.in_grid)(x))
         return {"kept": kept, "sizes": sizes, "x": x, "log_q": log_q, "log_weights": log_w, "khat": khat, "ess": ess,
-                "khat_npe": khat_npe, "ess_npe": ess_npe, "n_rejected": n_rejected}
+                "khat_npe": khat_npe, "ess_npe": ess_npe, "n_rejected": n_rejected, "log_evidence": log_evidence}
 
     def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> ISDraws:
         """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.
@@ -277,7 +288,7 @@ class ImportanceSampler:
         kept, sizes = out.pop("kept"), out.pop("sizes")
         params = {p: kept[:, None, :, i] for i, p in enumerate(PARAMS)}
         params.update({name: v[:, None, :] for name, v in sizes.items()})
-        stats = out | {name: out[name].astype(float) for name in ("khat", "ess", "khat_npe", "ess_npe")}
+        stats = out | {name: out[name].astype(float) for name in ("khat", "ess", "khat_npe", "ess_npe", "log_evidence")}
         stats["n_rejected"] = out["n_rejected"].astype(int)
         return ISDraws(params, **stats, seconds=seconds, rounds=rounds, config=cfg)
 

@@ -199,9 +199,9 @@ def _cmd_fit(args) -> int:
     from .partitions import fit_dataset, is_partitioned
     from .run import fit_to_folder
 
-    if "," in args.library and args.method != "smc":
+    if "," in args.library and args.method not in ("smc", "npe-is"):
         print(f"sedppl fit: error: --library {args.library} averages libraries by their evidence, which only "
-              f"--method smc computes (not {args.method})", file=sys.stderr)
+              f"--method smc and npe-is compute (not {args.method})", file=sys.stderr)
         return 2
     partitioned = is_partitioned(args.catalog)
     if (args.workers or args.scheduler) and not partitioned:
@@ -256,7 +256,7 @@ def _cmd_fit(args) -> int:
         print(f"nuts: {int((s['n_modes'] > 1).sum())} stars with chains in more than one mode (weighted by mass)")
     if args.method == "npe-is":
         print(f"npe-is: median khat {np.nanmedian(s['khat']):.2f}, median ESS {np.nanmedian(s['ess']):.0f}; "
-              f"{int(np.sum(s['fallback']))} stars refitted with {args.fallback.upper()}"
+              f"{int(np.sum(s['fallback']))} stars refitted with {'SMC' if ',' in args.library else args.fallback.upper()}"
               + ("" if not args.no_fallback else " (fallback off)"))
     draws = "" if args.keep_draws == 0 else f" and the draws in {args.out / 'posterior'}/"
     print(f"wrote {path}{draws} (read both with sedppl.io.fit.FitResult.read)")
@@ -391,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", type=Path, help="prior TOML file (default: the default prior; for npe and npe-is "
                    "the NPE's training prior). npe-is accepts a new prior without retraining")
     p.add_argument("--library", default="phoenix", type=_libraries,
-                   help="phoenix, kurucz or bosz; several separated by commas (with --method smc) fit each star "
-                   "under each and average the posteriors by their evidence")
+                   help="phoenix, kurucz or bosz; several separated by commas (with --method smc or npe-is) fit each "
+                   "star under each and average the posteriors by their evidence. npe-is may target a library other "
+                   "than its NPE's (the NPE proposes, the weights correct)")
     _add_forward(p)
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
@@ -404,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="npe-is: stars unreliable after 3 adaptation rounds start again with N (0: never)")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
     p.add_argument("--fallback", default="nuts", choices=("nuts", "smc"),
-                   help="npe-is: the exact method that refits unreliable stars")
+                   help="npe-is: the exact method that refits unreliable stars (averaging over libraries: always "
+                   "smc, the engine that yields evidences)")
     p.add_argument("--particles", type=_number(int, 16, 100_000), default=512, help="smc: particles per star")
     p.add_argument("--init", default="prior", choices=("prior", "npe"),
                    help="nuts: start chains at the best of prior draws, or at draws of the NPE model (--model)")

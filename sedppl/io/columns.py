@@ -85,7 +85,7 @@ COLUMNS: dict[str, Column] = {
     "khat_npe": Column(float, "Pareto k-hat of the flow's own draws"),
     "adapt_rounds": Column(int, "adaptation rounds behind the proposals"),
     "fallback": Column(bool, "refitted with the fallback method (weights unreliable)"),
-    # smc averaged over libraries (``inference.averaging``)
+    # smc or npe-is averaged over libraries (``inference.averaging``)
     **{f"log_evidence_{name}": Column(float, f"log evidence under the {name} library") for name in LIBRARIES},
     **{f"library_weight_{name}": Column(float, f"posterior probability of the {name} library (equal prior odds)")
        for name in LIBRARIES},

@@ -52,6 +52,7 @@ def reported(params: dict) -> tuple[str, ...]:
     the stars had parallaxes."""
     return REPORTED + tuple(p for p in SIZES if p in params)
 METHODS = ("nuts", "smc", "npe", "npe-is")
+AVERAGING = ("smc", "npe-is")  # methods that yield each library's evidence
 FALLBACKS = ("nuts", "smc")
 INITS = ("prior", "npe")  # where NUTS chains start: the best of prior candidates, or NPE draws
 MIN_DIVERSITY = 0.1  # SMC: fewer distinct particles than this share after the last reweighting is a collapse
@@ -125,7 +126,7 @@ class _Fitted:
     extra: dict[str, np.ndarray]  # summary columns declared in ``columns.COLUMNS``, (star,)
     importance: object = None  # importance.ISDraws for npe-is: proposals and weights
     chains: StarDraws | None = None  # nuts: the chains as sampled, with their weights and modes
-    libraries: LibraryAverage | None = None  # smc averaged over libraries: each one's evidence and weight
+    libraries: LibraryAverage | None = None  # averaged over libraries (smc or npe-is): each one's evidence and weight
 
 
 def fit_catalog(
@@ -150,9 +151,10 @@ def fit_catalog(
     - ``npe``: the trained model in ``npe_model`` (default ``models/default``), ``draws`` per star
       (default 1000); the prior must be the one it was trained under (None: that one).
     - ``npe-is``: NPE proposals importance-weighted to the model under ``prior`` (None: the
-      training prior), as ``importance``; a different prior is fine while the proposals cover it.
-      Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("nuts" or "smc"; None or
-      False: flagged only).
+      training prior), as ``importance``; a different prior is fine while the proposals cover it, and so
+      is another library's model (``library``): its evidence is the mean raw weight, so several libraries
+      are averaged as with smc. Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("nuts"
+      or "smc"; None or False: flagged only; when averaging, SMC averaging).
 
     A catalogue with ``parallax`` and ``parallax_error`` columns [mas] (and ``ra``, ``dec`` [deg]) is fitted
     with the astrometric model (``model.astrometry``): the parallax less ``parallax_zero_point``, and an
@@ -235,9 +237,9 @@ class Fitter:
             config = replace(config, draws=draws)
             importance = replace(importance, draws=draws)
         self.libraries = library_names(library)
-        if len(self.libraries) > 1 and method != "smc":
+        if len(self.libraries) > 1 and method not in AVERAGING:
             raise ValueError(f"averaging over libraries ({', '.join(self.libraries)}) weighs each by its evidence, "
-                             f"which only method 'smc' computes; got method {method!r}")
+                             f"which only methods {' and '.join(AVERAGING)} compute; got method {method!r}")
         library = ",".join(self.libraries)
         self.method, self.library, self.config, self.seed, self.criteria = method, library, config, seed, criteria
         self.importance, self.fallback, self.smc, self.nuts_init = importance, fallback, smc, nuts_init
@@ -262,11 +264,18 @@ class Fitter:
                 self.models = {name: sed_model(name, catalog.bands, shared, marginalize_scale=True, path=forward)
                                for name in self.libraries}
                 self.model = self.models[self.libraries[0]]
-            else:
-                self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library,
-                                                               prior if method == "npe" else None)
+            elif method == "npe":
+                self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library, prior)
                 self.model = sed_model(self.card.library, self.card.bands, prior or self.card.prior(),
                                        marginalize_scale=True, path=forward)
+            else:  # npe-is: the NPE proposes, each library's model is a target (another library: a change of target)
+                self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, None, None)
+                target = prior or self.card.prior()
+                if self.libraries != (self.card.library,):  # the range every library and the proposals cover
+                    target = shared_prior(target, tuple(dict.fromkeys((self.card.library, *self.libraries))))
+                self.models = {name: sed_model(name, self.card.bands, target, marginalize_scale=True, path=forward)
+                               for name in self.libraries}
+                self.model = self.models[self.libraries[0]]
         if self.use_parallax:
             catalog_astrometry(catalog, self.parallax_zero_point, None)  # unreadable columns: an error before any work
         self.catalog = catalog
@@ -304,7 +313,7 @@ class Fitter:
                                                     self.importance.draws)
             else:
                 self._samplers[name] = ImportanceSampler(self.posterior, self.card.model(marginalize_scale=True),
-                                                         self.model, self.importance)
+                                                         model, self.importance)
         return self._samplers[name]
 
     def fit_rows(self, rows, progress: bool = True) -> FitResult:
@@ -329,8 +338,10 @@ class Fitter:
         if self.method == "nuts":
             init = self._npe_starts(catalog, fitted, fold_rows(keys, 3), progress) if self.nuts_init == "npe" else None
             result = self._nuts(catalog, fitted, keys, progress, init)
-        elif self.method == "smc" and len(self.libraries) > 1:
-            result = self._averaged(catalog, fitted, keys, progress, vectors is not None)
+        elif len(self.libraries) > 1:
+            result = self._averaged(catalog, fitted, keys, progress, vectors is not None, self.method)
+            if self.method == "npe-is":
+                _flag_errors_outside_training(result, catalog, fitted, self.card)
         elif self.method == "smc":
             result = self._smc(catalog, fitted, keys, progress)
         else:
@@ -432,24 +443,29 @@ class Fitter:
         params = {p: v.reshape(len(rows), 1, -1) for p, v in res.params.items()}  # runs pooled: equal-weight draws
         return _Fitted(params, res.seconds, verdicts, np.full(len(rows), "smc"), {}, extra)
 
-    def _averaged(self, catalog: Catalog, rows, keys, progress, astrometric: bool) -> _Fitted:
-        """SMC under each library, the draws pooled by evidence (``inference.averaging``). Each library's
-        misfit (and parallax) check uses its own model. A star is flagged where a library's SMC failed (its
-        evidence, and so every weight, is then in doubt) and by the checks of each library with weight
-        >= MIN_WEIGHT; its other columns are those of the library with the largest weight."""
+    def _averaged(self, catalog: Catalog, rows, keys, progress, astrometric: bool, engine: str) -> _Fitted:
+        """``engine`` ("smc" or "npe-is") under each library, the draws pooled by evidence
+        (``inference.averaging``). Each library's misfit (and parallax) check uses its own model. A star is
+        flagged where a library's engine failed (its evidence, and so every weight, is then in doubt) and by
+        the checks of each library with weight >= MIN_WEIGHT; its other columns are those of the library with
+        the largest weight. With npe-is and a fallback, stars whose weights fail under any library are
+        averaged again with SMC (the engine that yields evidences)."""
         fits, engine_flags = [], []
         for library in self.libraries:
-            fit = self._smc(catalog, rows, keys, progress, library)
+            if engine == "smc":
+                fit = self._smc(catalog, rows, keys, progress, library)
+            else:
+                fit = self._npe(catalog, rows, keys, progress, library, fallback=False)
             engine_flags.append([v.flag for v in fit.verdicts])
             _flag_misfit(fit, catalog, rows, self.models[library])
             if astrometric:
                 _flag_parallax_tension(fit, catalog, rows, self.models[library])
             fits.append(fit)
-        log_z = np.stack([f.extra["log_evidence"] for f in fits], axis=1)  # relative to each library's region
-        for j, library in enumerate(self.libraries):  # relative to the one prior (``averaging``)
-            if ("valid_prior_mass", library) not in self._samplers:
-                self._samplers[("valid_prior_mass", library)] = valid_prior_mass(self.models[library])
-            log_z[:, j] += np.log(self._samplers[("valid_prior_mass", library)])
+        if engine == "smc":  # relative to each library's region: put on the one prior (``averaging``)
+            log_z = np.stack([f.extra["log_evidence"] + np.log(valid_prior_mass(self.models[library]))
+                              for f, library in zip(fits, self.libraries)], axis=1)
+        else:  # importance sampling's evidence is relative to the one prior as it stands
+            log_z = np.stack([f.importance.log_evidence for f in fits], axis=1)
         average = LibraryAverage(self.libraries, log_z, library_weights(log_z))
         weight, dominant, n = average.weight, average.dominant, len(rows)
         params = pool([_star_seed(k) for k in fold_rows(keys, 7)], [f.params for f in fits], weight)
@@ -468,11 +484,18 @@ class Fitter:
         extra["log_evidence"] = averaged_log_evidence(log_z)
         for j, library in enumerate(self.libraries):
             extra[f"log_evidence_{library}"], extra[f"library_weight_{library}"] = log_z[:, j], weight[:, j]
-        return _Fitted(params, sum(f.seconds for f in fits), verdicts, np.full(n, "smc"), {}, extra,
-                       libraries=average)
+        result = _Fitted(params, sum(f.seconds for f in fits), verdicts, np.full(n, engine), {}, extra,
+                         libraries=average)
+        if engine == "npe-is" and self.fallback:
+            failed = np.flatnonzero(np.any([~f.importance.reliable for f in fits], axis=0))
+            if len(failed):
+                again = self._averaged(catalog, rows[failed], fold_rows(keys[failed], 2), progress, astrometric, "smc")
+                _replace_averaged(result, failed, again)
+        return result
 
-    def _npe(self, catalog: Catalog, rows, keys, progress) -> _Fitted:
-        """NPE draws, or NPE-IS draws with the unreliable stars refitted by the fallback engine."""
+    def _npe(self, catalog: Catalog, rows, keys, progress, library: str | None = None, fallback: bool = True) -> _Fitted:
+        """NPE draws, or NPE-IS draws (to ``library``'s model, for averaging) with the unreliable stars refitted
+        by the fallback engine (unless ``fallback`` is False)."""
         if self.method == "npe":
             n_draws = self.importance.draws
             draws = self.sampler("npe").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows],
@@ -481,7 +504,7 @@ class Fitter:
             return _Fitted(draws.params, draws.seconds, verdicts, np.full(len(rows), "npe"),
                            {"log_q": draws.log_q[:, None, :]}, {"n_rejected": draws.n_rejected})
         cfg = self.importance
-        res = self.sampler("npe-is").sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
+        res = self.sampler("npe-is", library).sample(keys, catalog.err[rows], catalog.mask[rows], catalog.mag[rows], progress,
                                             astrometry=self._rows_astrometry(catalog, rows))
         verdicts = []
         for i in range(len(rows)):
@@ -494,7 +517,7 @@ class Fitter:
         extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
                  "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
         result = _Fitted(res.params, res.seconds, verdicts, np.full(len(rows), "npe-is"), {}, extra, importance=res)
-        if self.fallback:
+        if self.fallback and fallback:
             self._fall_back(result, catalog, rows, keys, progress)
         return result
 
@@ -543,6 +566,24 @@ def smc_flag(res: SMCDraws, i: int, verdict: Verdict, criteria: ConvergenceCrite
     if not ess >= criteria.ess_min:
         reasons.append(f"smc: ess {ess:.0f} < {criteria.ess_min:.0f}")
     return "; ".join(reasons)
+
+
+def _replace_averaged(result: _Fitted, stars, again: _Fitted) -> None:
+    """Put ``again``'s averaged fit of ``stars`` (positions in ``result``) in place of theirs: draws thinned
+    evenly to ``result``'s length, verdicts, methods, every per-star column and the libraries' evidences."""
+    n_draws = result.params["teff"].shape[-1]
+    for j, i in enumerate(stars):
+        for p in result.params:
+            pooled = again.params[p][j].reshape(-1)
+            result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
+        result.verdicts[i] = again.verdicts[j]
+        result.seconds[i] += again.seconds[j]
+        result.methods[i] = again.methods[j]
+    for name in result.extra.keys() & again.extra.keys():  # not SMC's own: every chunk has the same columns
+        result.extra[name][stars] = again.extra[name]
+    result.extra["fallback"][stars] = True
+    result.libraries.log_evidence[stars] = again.libraries.log_evidence
+    result.libraries.weight[stars] = again.libraries.weight
 
 
 def _star_seed(key) -> int:
@@ -696,7 +737,7 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
         data |= {"log_q": (dims2, importance.log_q), "log_weight": (dims2, importance.log_weights),
                  "khat": ("star", importance.khat), "ess": ("star", importance.ess)}
         tree["importance"] = xr.Dataset(data, coords={"star": stars})
-    if result.libraries is not None:  # smc averaged over libraries: each one's evidence and weight
+    if result.libraries is not None:  # averaged over libraries: each one's evidence and weight
         a = result.libraries
         tree["library_average"] = xr.Dataset(
             {"log_evidence": (("star", "library"), a.log_evidence), "weight": (("star", "library"), a.weight)},

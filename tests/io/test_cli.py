@@ -42,10 +42,12 @@ def test_parsing_every_fit_option_leaves_jax_unstarted():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_averaging_libraries_needs_smc(tmp_path, capsys):
+def test_averaging_libraries_needs_an_engine_with_evidence(tmp_path, capsys):
     args = ["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), "--library", "phoenix, kurucz"]
-    assert main(args + ["--method", "npe-is"]) == 2
-    assert "only --method smc computes (not npe-is)" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    for method in ("npe", "nuts"):
+        assert main(args + ["--method", method]) == 2
+        assert f"only --method smc and npe-is compute (not {method})" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
 
 
 def test_simulate_writes_a_readable_reproducible_catalog(tmp_path):

@@ -94,29 +94,27 @@ def test_flagged_smc_stars_are_refitted_with_twice_the_particles(monkeypatch):
     assert teff.shape == (1, 2 * 256 * 4, 2) and abs(np.median(teff[0, :, 0]) - 5000.0) < 10.0
 
 
-@pytest.mark.slow  # ~4 min on 2 cores (SMC compiled and run under two libraries); `make test-all`
-def test_library_averaging_weighs_the_library_that_made_each_star():
-    """One star simulated with Kurucz and one with Phoenix (all bands, 0.01-0.02 mag errors and a 0.005 mag
-    floor, so that the libraries' 0.02-0.5 mag differences show), fitted with SMC under both: each star's
-    weight goes to its own library, the weights sum to one, the averaged evidence is the mean of the two, and
-    the draws and groups say which libraries they average."""
+def _two_library_stars(prior, seeds=(31, 32)):
+    """One star simulated with Kurucz and one with Phoenix, every band at 0.01-0.02 mag, under the prior the
+    averaged fit uses (bounded to the range both libraries cover)."""
     from astropy.table import vstack
 
     from sedppl.inference.averaging import shared_prior
-    from sedppl.inference.smc import SMCConfig
-    from sedppl.model.priors import Prior
     from sedppl.model.simulate import NoiseModel
 
-    prior = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.005}})
     noise = NoiseModel(err_min=0.01, err_max=0.02, p_missing=0.0)
     stars = []
-    for name, seed in (("kurucz", 31), ("phoenix", 32)):
-        model = sed_model(name, prior=shared_prior(prior, ("phoenix", "kurucz")))  # the prior the fit uses
-        star = simulate_catalog(jax.random.key(seed), 1, model, noise)
+    for name, seed in zip(("kurucz", "phoenix"), seeds):
+        star = simulate_catalog(jax.random.key(seed), 1, sed_model(name, prior=shared_prior(prior, ("phoenix", "kurucz"))),
+                                noise)
         star["id"] = [name]
         stars.append(star)
-    fit = fit_catalog(vstack(stars), "smc", prior=prior, library="phoenix,kurucz",
-                      smc=SMCConfig(particles=256, stars_per_call=2), progress=False)
+    return vstack(stars)
+
+
+def _assert_each_star_weighs_its_own_library(fit):
+    """Star 0 (Kurucz-made) and star 1 (Phoenix-made) each give > 0.9 to their own library; the weights sum to
+    one, the averaged evidence is the mean of the two, and the posterior says which libraries it averages."""
     s = fit.summary
     weights = np.stack([s["library_weight_phoenix"], s["library_weight_kurucz"]], axis=1)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-9)
@@ -129,3 +127,93 @@ def test_library_averaging_weighs_the_library_that_made_each_star():
     assert list(group["library"].values) == ["phoenix", "kurucz"]
     np.testing.assert_allclose(group["weight"].values, weights)
     assert fit.posterior["posterior"]["teff"].shape[-1] == 2 and np.all(np.isfinite(s["teff_median"]))
+
+
+@pytest.mark.slow  # ~4 min on 2 cores (SMC compiled and run under two libraries); `make test-all`
+def test_library_averaging_weighs_the_library_that_made_each_star():
+    """One star simulated with Kurucz and one with Phoenix (all bands, 0.01-0.02 mag errors and a 0.005 mag
+    floor, so that the libraries' 0.02-0.5 mag differences show), fitted with SMC under both: each star's
+    weight goes to its own library, the weights sum to one, the averaged evidence is the mean of the two, and
+    the draws and groups say which libraries they average."""
+    from sedppl.inference.smc import SMCConfig
+    from sedppl.model.priors import Prior
+
+    prior = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.005}})
+    fit = fit_catalog(_two_library_stars(prior), "smc", prior=prior, library="phoenix,kurucz",
+                      smc=SMCConfig(particles=256, stars_per_call=2), progress=False)
+    _assert_each_star_weighs_its_own_library(fit)
+
+
+def test_npe_is_averages_libraries_by_the_importance_evidence():
+    """The Phoenix NPE proposes for both libraries (Kurucz is a change of target, as a prior swap is); the mean
+    raw weight is each library's evidence under the one prior. Each star's weight goes to its own library
+    (a 0.005 mag floor, so that the libraries' 0.02-0.5 mag differences show), the weights sum to one, and the
+    averaged evidence is the mean of the two."""
+    from sedppl.model.priors import Prior
+
+    prior = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.005}})
+    fit = fit_catalog(_two_library_stars(prior), "npe-is", prior=prior, library="phoenix,kurucz", fallback=None,
+                      importance=ISConfig(proposals=1000, draws=400, stars_per_call=2), progress=False)
+    _assert_each_star_weighs_its_own_library(fit)
+    s = fit.summary
+    assert list(s["method"]) == ["npe-is", "npe-is"] and np.all(np.isfinite(s["khat"]))
+    assert fit.posterior["posterior"]["teff"].shape == (1, 400, 2)
+    with pytest.raises(Exception, match="trained on library 'phoenix', not 'kurucz'"):
+        fit_catalog(_two_library_stars(prior), "npe", library="kurucz", progress=False)
+
+
+def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypatch):
+    """Stand-in samplers (no compilation): star 1's weights fail under Kurucz, so star 1 alone is averaged
+    again with SMC, whose evidences (put on the one prior by each library's validity mass) replace its
+    weights; star 0 keeps its importance-sampling result. The columns are npe-is's (SMC's own would exist only
+    in chunks where a star fell back)."""
+    import sedppl.io.fit as fit_module
+    from sedppl.inference.importance import ImportanceSampler, ISDraws
+    from sedppl.inference.smc import SMCDraws, SMCSampler
+    from sedppl.model.priors import Prior
+
+    is_calls, smc_calls = [], []
+    log_z_is = {"phoenix": np.array([-10.0, -20.0]), "kurucz": np.array([-12.0, -19.0])}
+
+    def importance(self, key, err, mask, mag, progress=True, astrometry=None):
+        library, n, cfg = self.target.forward.library, len(mag), self.config
+        is_calls.append((library, n))
+        rng = np.random.default_rng(len(is_calls))
+        params = {p: np.full((n, 1, cfg.draws), c) + rng.normal(0, 0.01, (n, 1, cfg.draws))
+                  for p, c in zip(REPORTED, (5000.0, 4.5, 0.0, 0.5, 3.1, 0.1))}
+        khat = np.array([0.2, 0.9 if library == "kurucz" else 0.3])
+        return ISDraws(params, np.zeros((n, cfg.proposals, 5)), np.zeros((n, cfg.proposals)),
+                       np.full((n, cfg.proposals), -np.log(cfg.proposals)), khat, np.full(n, 500.0), khat,
+                       np.full(n, 500.0), np.zeros(n, int), log_z_is[library], np.ones(n), np.ones(n, int), cfg)
+
+    def smc(self, key, err, mask, mag, progress=True, astrometry=None):
+        library, n, cfg = self.model.forward.library, len(mag), self.config
+        smc_calls.append((library, n))
+        shape = (n, cfg.runs, cfg.particles * cfg.final_moves)
+        params = {p: np.full(shape, c) + np.random.default_rng(5).normal(0, 0.01, shape)
+                  for p, c in zip(REPORTED, (6000.0, 4.0, 0.0, 0.5, 3.1, 0.1))}
+        full = np.ones((n, cfg.runs))
+        log_z = full * {"phoenix": -30.0, "kurucz": -30.0 + np.log(3.0)}[library]
+        return SMCDraws(params, log_z, 10 * full, full, 0.5 * cfg.particles * full, 0.8 * full, 0.6 * full,
+                        np.ones(n), cfg)
+
+    monkeypatch.setattr(ImportanceSampler, "sample", importance)
+    def build(self, model, config):  # no tracing: the stand-in needs the model and the settings only
+        self.model, self.config = model, config
+
+    monkeypatch.setattr(SMCSampler, "__init__", build)
+    monkeypatch.setattr(SMCSampler, "sample", smc)
+    monkeypatch.setattr(fit_module, "valid_prior_mass", lambda model: {"phoenix": 0.5, "kurucz": 0.25}[model.forward.library])
+    fit = fit_catalog(_two_library_stars(Prior.default()), "npe-is", library="phoenix,kurucz", fallback="nuts",
+                      importance=ISConfig(proposals=100, draws=50), progress=False)
+    s = fit.summary
+    assert is_calls == [("phoenix", 2), ("kurucz", 2)] and smc_calls == [("phoenix", 1), ("kurucz", 1)]
+    assert list(s["method"]) == ["npe-is", "smc"] and list(s["fallback"]) == [False, True]
+    w0 = 1.0 / (1.0 + np.exp(-2.0))  # star 0: importance evidences -10 and -12
+    np.testing.assert_allclose([s["library_weight_phoenix"][0], s["library_weight_kurucz"][0]], [w0, 1 - w0], rtol=1e-6)
+    # star 1: SMC's evidences times the validity masses, 0.5 and 3 x 0.25: odds 2 : 3
+    np.testing.assert_allclose([s["library_weight_phoenix"][1], s["library_weight_kurucz"][1]], [0.4, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(fit.posterior["library_average"]["weight"].values[1], [0.4, 0.6], rtol=1e-6)
+    assert "smc_steps" not in s.colnames and np.isfinite(s["khat"][1])
+    teff = fit.posterior["posterior"]["teff"].values[0]  # draw, star: star 1 has SMC's draws, thinned to 50
+    assert teff.shape == (50, 2) and abs(np.median(teff[:, 0]) - 5000) < 1 and abs(np.median(teff[:, 1]) - 6000) < 1
