@@ -85,7 +85,7 @@ def main() -> None:
                                                       "npe-is:10000:1", "npe-is:10000:2"])
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--proposals", type=int, default=200)
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run before it is stopped")
+    parser.add_argument("--timeout", type=float, default=7200.0, help="seconds per run before it is stopped")
     args = parser.parse_args()
     rows = []
     for run in args.runs:
