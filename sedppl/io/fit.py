@@ -531,8 +531,7 @@ class Fitter:
         n_draws = result.params["teff"].shape[-1]
         for j, i in enumerate(unreliable):
             for p in reported(result.params):  # the equal-weight draws, thinned evenly to the importance draws' length
-                pooled = exact.params[p][j].reshape(-1)
-                result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
+                result.params[p][i, 0] = _thinned(exact.params[p][j], n_draws)
             result.verdicts[i] = exact.verdicts[j]
             result.seconds[i] += exact.seconds[j]
             result.methods[i] = self.fallback
@@ -568,14 +567,19 @@ def smc_flag(res: SMCDraws, i: int, verdict: Verdict, criteria: ConvergenceCrite
     return "; ".join(reasons)
 
 
+def _thinned(draws: np.ndarray, n: int) -> np.ndarray:
+    """``n`` of a star's equal-weight draws (any shape, flattened), evenly spaced."""
+    pooled = draws.reshape(-1)
+    return pooled[np.linspace(0, len(pooled) - 1, n).round().astype(int)]
+
+
 def _replace_averaged(result: _Fitted, stars, again: _Fitted) -> None:
     """Put ``again``'s averaged fit of ``stars`` (positions in ``result``) in place of theirs: draws thinned
     evenly to ``result``'s length, verdicts, methods, every per-star column and the libraries' evidences."""
     n_draws = result.params["teff"].shape[-1]
     for j, i in enumerate(stars):
         for p in result.params:
-            pooled = again.params[p][j].reshape(-1)
-            result.params[p][i, 0] = pooled[np.linspace(0, len(pooled) - 1, n_draws).round().astype(int)]
+            result.params[p][i, 0] = _thinned(again.params[p][j], n_draws)
         result.verdicts[i] = again.verdicts[j]
         result.seconds[i] += again.seconds[j]
         result.methods[i] = again.methods[j]
