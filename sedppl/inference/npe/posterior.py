@@ -1,8 +1,15 @@
-"""The NPE posterior: set encoder -> conditional masked autoregressive flow -> prior's support box.
+"""The NPE posterior: set encoder -> conditional normalising flow -> prior's support box.
 
-The flow (flowjax MAF with rational-quadratic splines, optionally followed by a
-conditional shift and scale) works in R^5 and is composed with a fixed,
-non-trainable bijection onto the prior's support box, so no draw ever leaves the box.
+The flow (flowjax rational-quadratic splines in a masked autoregressive or a
+coupling flow, optionally followed by a conditional shift and scale) works in
+R^5 and is composed with a fixed, non-trainable bijection onto the prior's
+support box, so no draw ever leaves the box.
+
+The two flows differ in what is fast. The MAF is trained in its density
+direction, so a draw inverts it one dimension after another (five passes per
+layer); a coupling flow costs one pass per layer both ways. Profiled on the
+2-core CPU (64 stars x 1000 draws, 6 layers of width 128): the MAF samples
+1.0e4 draws/s and evaluates 5.7e4 densities/s; a coupling flow samples 8.7e4/s.
 
 That bijection decides where the prior sits in the flow's space, and so what
 the splines can reach. The splines act on [-interval, interval] and are the
@@ -32,7 +39,7 @@ import numpy as np
 import paramax
 from flowjax.bijections import AbstractBijection, Chain, RationalQuadraticSpline
 from flowjax.distributions import Normal, StandardNormal, Transformed
-from flowjax.flows import masked_autoregressive_flow
+from flowjax.flows import coupling_flow, masked_autoregressive_flow
 from jaxtyping import Array, Float, PRNGKeyArray
 from jax.scipy.special import logit
 
@@ -46,6 +53,7 @@ LOG_MAPS = {
     "logit": {"teff": 0.0},
 }
 SLOPES = {"standardized": float(np.pi / np.sqrt(3.0)), "logit": 1.0}  # logistic slope of the box map
+FLOWS = ("maf", "coupling")  # masked autoregressive (sampling: 5 passes per layer) or coupling (1 pass)
 EDGE = 1e-6  # fraction of a box side treated as its edge when mapping back to R^5
 
 
@@ -64,8 +72,11 @@ class Architecture:
     interval: float = 5.0  # spline range in the flow's standardised space
     conditional_affine: bool = False  # a per-star shift and scale after the splines (see ConditionalAffine)
     support_map: str = "standardized"  # how R^5 maps onto the prior box: "standardized" or "logit" (see module)
+    flow: str = "maf"  # "maf" or "coupling" (see module)
 
     def __post_init__(self):
+        if self.flow not in FLOWS:
+            raise ValueError(f"flow must be one of {list(FLOWS)}, got {self.flow!r}")
         if self.support_map not in SLOPES:
             raise ValueError(f"support_map must be one of {sorted(SLOPES)}, got {self.support_map!r}")
 
@@ -168,14 +179,14 @@ class NPEPosterior(eqx.Module):
                                   summary_dim=a.summary_dim, key=k_enc)
         # a fixed N(0, 1) base, except in "logit" models, whose base was trained
         base = Normal(jnp.zeros(len(PARAMS))) if a.support_map == "logit" else StandardNormal((len(PARAMS),))
-        maf = masked_autoregressive_flow(
-            k_flow, base_dist=base,
-            transformer=RationalQuadraticSpline(knots=a.knots, interval=a.interval),
-            cond_dim=a.summary_dim, flow_layers=a.flow_layers, nn_width=a.flow_width, nn_depth=a.flow_depth,
-            invert=True,  # fast log_prob for training; sampling inverts (5 dims: cheap enough)
-        )
+        splines = dict(base_dist=base, transformer=RationalQuadraticSpline(knots=a.knots, interval=a.interval),
+                       cond_dim=a.summary_dim, flow_layers=a.flow_layers, nn_width=a.flow_width, nn_depth=a.flow_depth)
+        if a.flow == "maf":  # fast density for training; a draw inverts it one dimension at a time
+            flow = masked_autoregressive_flow(k_flow, invert=True, **splines)
+        else:  # one pass per layer both ways
+            flow = coupling_flow(k_flow, invert=False, **splines)
         affine = [ConditionalAffine(k_affine, a.summary_dim, a.flow_width)] if a.conditional_affine else []
-        self.flow = Transformed(maf.base_dist, Chain([maf.bijection, *affine, paramax.non_trainable(BoxSupport(support, a.support_map))]))
+        self.flow = Transformed(flow.base_dist, Chain([flow.bijection, *affine, paramax.non_trainable(BoxSupport(support, a.support_map))]))
         self.sys_floor = sys_floor
 
     def summary(self, mag_err, mask, mag) -> Float[Array, " s"]:

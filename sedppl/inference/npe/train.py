@@ -110,27 +110,37 @@ def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosteri
     """``posterior`` with the trainable weights of the model in ``config.init_from``, and what the
     card records of that parent. The support box stays the new prior's; a conditional affine layer
     that the parent lacks keeps its initial weights (the identity). Under another support map the
-    encoder and flow layers start from the parent's, the base is the new map's."""
+    encoder and flow layers start from the parent's, the base is the new map's. Under another kind
+    of flow (``Architecture.flow``) only the encoder starts from the parent's; the flow starts afresh."""
     parent, card = load_npe(config.init_from)
     theirs = Architecture.from_card(card.architecture)
     mine = config.architecture
+    new_flow = mine.flow != theirs.flow
+    flow_sizes = ("flow", "flow_layers", "flow_width", "flow_depth", "knots", "interval", "conditional_affine")
     allowed = replace(theirs, conditional_affine=theirs.conditional_affine or mine.conditional_affine,
                       support_map=mine.support_map)
+    if new_flow:
+        allowed = replace(allowed, **{k: getattr(mine, k) for k in flow_sizes})
     differ = [name for name, ours, parents in (("bands", list(config.bands), list(card.bands)),
                                                ("library", config.library, card.library),
                                                ("architecture", mine, allowed)) if ours != parents]
     if differ:
         raise ValueError(f"init_from {config.init_from}: the model's {' and '.join(differ)} differ from this "
                          "configuration's; fine-tuning keeps bands, library and architecture (it may only add a "
-                         "conditional affine layer or change the support map)")
-    n = len(parent.flow.bijection.bijections) - 1  # the parent's MAF and its affine layer, if any: all but the box
+                         "conditional affine layer, change the support map, or start another kind of flow)")
+    n = len(parent.flow.bijection.bijections) - 1  # the parent's flow and its affine layer, if any: all but the box
     same_base = theirs.support_map == mine.support_map  # another map has another (fixed) base
-    layers = lambda p: (p.encoder, *([p.flow.base_dist] if same_base else []),  # noqa: E731
-                        *p.flow.bijection.bijections[:n])
+    if new_flow:
+        layers = lambda p: (p.encoder,)  # noqa: E731
+    else:
+        layers = lambda p: (p.encoder, *([p.flow.base_dist] if same_base else []),  # noqa: E731
+                            *p.flow.bijection.bijections[:n])
     t = card.training
     lineage = {k: t.get(k) for k in ("epochs", "simulations_seen", "minutes", "best_validation_nll", "date")}
     lineage |= {"path": Path(config.init_from).name, "code_hash": card.code_hash, "init_from": t.get("init_from"),
                 "forward": card.forward}  # a parent trained on another forward path is fine-tuned onto this one
+    if new_flow:
+        lineage["kept"] = "encoder"
     return eqx.tree_at(layers, posterior, layers(parent)), lineage
 
 

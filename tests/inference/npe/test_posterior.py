@@ -69,9 +69,35 @@ def test_conditional_affine_starts_as_identity_then_round_trips_with_its_log_det
     np.testing.assert_allclose(log_det, np.log(np.abs(np.linalg.det(np.asarray(jac, np.float64)))), rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def posterior(model):
-    return NPEPosterior(jax.random.key(1), len(model.bands), model.support(), model.prior.nominal_floor, TINY)
+@pytest.fixture(scope="module", params=["maf", "coupling"])
+def posterior(model, request):
+    architecture = Architecture(**TINY.to_dict() | {"flow": request.param, "conditional_affine": True})
+    return NPEPosterior(jax.random.key(1), len(model.bands), model.support(), model.prior.nominal_floor, architecture)
+
+
+def test_only_known_flows_are_built():
+    assert Architecture.from_card({"width": 16}).flow == "maf"  # cards written before the choice
+    with pytest.raises(ValueError, match="flow must be one of"):
+        Architecture(flow="realnvp")
+
+
+def test_a_coupling_flow_samples_in_one_pass_per_layer(model):
+    """The point of the coupling flow: a draw runs its layers once, as a density does, where the MAF's
+    draw loops over the five dimensions inside each layer (read from the scans of the traced programs)."""
+    import re
+
+    nb = len(model.bands)
+    loops = {}
+    for flow in ("maf", "coupling"):
+        architecture = Architecture(**TINY.to_dict() | {"flow": flow})
+        post = NPEPosterior(jax.random.key(1), nb, model.support(), 0.02, architecture)
+        c = post.summary(jnp.full(nb, 0.05), jnp.ones(nb, bool), jnp.zeros(nb))
+        sample = jax.make_jaxpr(lambda k: post.flow.sample_and_log_prob(k, (1,), condition=c))(jax.random.key(0))
+        density = jax.make_jaxpr(lambda x: post.flow.log_prob(x, condition=c))(jnp.zeros(len(PARAMS)))
+        loops[flow] = [sorted(int(n) for n in re.findall(r"length=(\d+)", str(j))) for j in (sample, density)]
+    layers = [TINY.flow_layers]
+    assert loops["coupling"] == [layers, layers]
+    assert loops["maf"] == [sorted(layers + [len(PARAMS)]), layers]
 
 
 def test_draws_stay_in_the_prior_box_and_log_q_is_consistent(model, posterior):

@@ -154,6 +154,24 @@ def test_fine_tuning_may_move_to_another_support_map(trained, model):
     assert lineage["epochs"] == 3
 
 
+def test_fine_tuning_into_another_kind_of_flow_keeps_only_the_encoder(trained, model):
+    """A coupling flow cannot inherit a MAF's layers: its encoder starts as the parent's, its flow afresh."""
+    from sedppl.inference.npe.posterior import NPEPosterior
+    from sedppl.inference.npe.train import warm_start
+
+    out, parent, _ = trained
+    coupling = replace(TINY.architecture, flow="coupling", flow_layers=3)
+    config = replace(TINY, init_from=str(out), architecture=coupling)
+    fresh = NPEPosterior(jax.random.key(99), len(TINY.bands), model.support(), 0.02, coupling)
+    started, lineage = warm_start(fresh, config)
+    leaves = lambda t: jax.tree.leaves(eqx.filter(t, eqx.is_inexact_array))  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(started.encoder), leaves(parent.encoder)))
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(started.flow), leaves(fresh.flow)))
+    assert lineage["kept"] == "encoder"
+    with pytest.raises(ValueError, match="architecture differ"):  # the encoder itself must match
+        warm_start(fresh, replace(config, architecture=replace(coupling, width=32)))
+
+
 def test_loading_checks_bands_library_and_prior(trained):
     out, posterior, _ = trained
     loaded, _ = load_npe(out, bands=("gaia_g", "2mass_j"), library="phoenix", prior=Prior.default())
