@@ -5,8 +5,9 @@
 An epoch is one compiled ``lax.scan`` of ``steps_per_epoch`` optimiser steps,
 each on a fresh batch simulated inside the step. A fixed validation set
 (simulated once from its own seed) decides early stopping; the best weights
-are kept. Every epoch writes ``checkpoint.eqx`` and ``checkpoint.json`` so an
-interrupted run resumes where it stopped, with the same random stream.
+are kept. Every epoch writes a checkpoint (``checkpoint.json`` naming one of two
+weight files, see ``_checkpoint``) so an interrupted run, killed at any moment,
+resumes where it stopped, with the same random stream.
 
 ``[train] init_from = "DIR"`` starts from a trained model's weights instead of
 random ones (fine-tuning: a further schedule, or another prior or noise model
@@ -144,6 +145,18 @@ def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosteri
     return eqx.tree_at(layers, posterior, layers(parent)), lineage
 
 
+def _checkpoint(out: Path, weights, saved: dict) -> None:
+    """Write an epoch's checkpoint so that a kill at any moment leaves the last complete one readable.
+
+    The weights go to the slot the previous epoch did not use; only then is ``checkpoint.json``
+    replaced (atomically) by one that names that slot and the epoch's state."""
+    slot = f"checkpoint-{saved['state']['epoch'] % 2}.eqx"
+    eqx.tree_serialise_leaves(out / slot, weights)
+    staged = out / "checkpoint.json.tmp"
+    staged.write_text(json.dumps(saved | {"weights": slot}))
+    os.replace(staged, out / "checkpoint.json")
+
+
 def _portable(config: dict, out: Path) -> dict:
     """The config as the card records it: file paths relative to the model directory, not this machine's."""
     paths = {k: os.path.relpath(config[k], out) for k in ("prior", "init_from")
@@ -229,7 +242,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
         saved = json.loads((out / "checkpoint.json").read_text())
         if {k: v for k, v in saved["config"].items() if k != "max_minutes"} != config.run_definition():
             raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
-        posterior, opt_state, best = eqx.tree_deserialise_leaves(out / "checkpoint.eqx", (posterior, opt_state, best))
+        weights = out / saved.get("weights", "checkpoint.eqx")  # checkpoints before 2026-12-01: one file
+        posterior, opt_state, best = eqx.tree_deserialise_leaves(weights, (posterior, opt_state, best))
         state = saved["state"]
     key = jax.random.key(config.seed)
     t_start = time.perf_counter() - state["seconds"]
@@ -245,8 +259,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             state.update(best_val=val_loss, best_epoch=state["epoch"])
             best = posterior
         stale = state["epoch"] - state["best_epoch"]
-        eqx.tree_serialise_leaves(out / "checkpoint.eqx", (posterior, opt_state, best))
-        (out / "checkpoint.json").write_text(json.dumps({"config": config.to_dict(), "state": state}))
+        _checkpoint(out, (posterior, opt_state, best), {"config": config.to_dict(), "state": state})
         bar.set_postfix(train=f"{float(train_loss):.3f}", val=f"{val_loss:.3f}", best=f"{state['best_val']:.3f}")
         bar.update(1)
         if state["seconds"] > 60 * config.max_minutes:

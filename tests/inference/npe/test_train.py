@@ -32,9 +32,10 @@ def trained(tmp_path_factory):
 
 def test_training_writes_a_complete_card(trained):
     out, _, card = trained
-    for name in ("weights.eqx", "card.json", "prior.toml", "README.md", "checkpoint.eqx", "checkpoint.json"):
+    for name in ("weights.eqx", "card.json", "prior.toml", "README.md", "checkpoint.json"):
         assert (out / name).exists(), name
     assert card.training["epochs"] == 3 and len(card.training["history"]) == 3
+    assert json.loads((out / "checkpoint.json").read_text())["weights"] == "checkpoint-1.eqx"  # epoch 3's slot
     assert np.isfinite(card.training["best_validation_nll"])
     assert card.bands == TINY.bands and card.library == "phoenix"
     assert card.data_hash and card.code_hash
@@ -85,10 +86,13 @@ def _flip(data: bytes) -> bytes:
 
 
 def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
-    """Stopped after one epoch by its time budget, then resumed: the same run as without the stop."""
+    """Stopped after one epoch by its time budget, then resumed: the same run as without the stop.
+    A kill while epoch 2 was being written (half a weights file in its slot, a staged json) changes nothing."""
     _, _, card = trained
     first = train(replace(TINY, max_minutes=0.0), tmp_path, progress=False)[1]
     assert first.training["epochs"] == 1 and first.training["stopped"] == "time"
+    (tmp_path / "checkpoint-0.eqx").write_bytes((tmp_path / "checkpoint-1.eqx").read_bytes()[:100])
+    (tmp_path / "checkpoint.json.tmp").write_text('{"state": {"epoch": 2')
     _, resumed = train(TINY, tmp_path, resume=True, progress=False)
     assert resumed.training["epochs"] == 3
     np.testing.assert_allclose(np.asarray(resumed.training["history"])[:, 1:],
