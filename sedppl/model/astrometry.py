@@ -103,6 +103,17 @@ def log_distance_prior(u: ArrayLike, config: AstrometricPrior) -> Array:
     return 2.0 * jnp.log(d) - d / scale - jnp.log(2.0 * scale**3) + jnp.log(d * np.log(10.0))
 
 
+def sample_mass_and_distance_prior(key: jax.Array, teff: ArrayLike, logg: ArrayLike, config: AstrometricPrior
+                                   ) -> tuple[Array, Array]:
+    """Draws of log10 M [M_sun] and u = log10(parallax [mas]) from the two priors above, per star:
+    the log-normal about ``median_mass`` and the distance density d^2 exp(-d/L), a Gamma(3, L)."""
+    k_mass, k_distance = jax.random.split(key)
+    teff = jnp.asarray(teff)
+    log10_mass = median_mass(teff, logg, config) + config.mass_sigma_dex * jax.random.normal(k_mass, teff.shape)
+    distance = config.distance_scale_pc * jax.random.gamma(k_distance, 3.0, teff.shape)
+    return log10_mass, jnp.log10(1000.0 / distance)
+
+
 def log_av_given_distance(av: ArrayLike, u: ArrayLike, av_map: ArrayLike, sin_b: ArrayLike,
                           support: tuple[float, float], config: AstrometricPrior) -> Array:
     """log p(A_V | d): the map's A_V to infinity scaled by the dust column out to d, a normal

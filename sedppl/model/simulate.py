@@ -27,7 +27,7 @@ from astropy.table import Table
 from numpyro import handlers
 from numpyro.infer import Predictive
 
-from .astrometry import GAIA_DR3_PARALLAX_ZERO_POINT, AstrometricPrior, median_mass, size_and_distance
+from .astrometry import GAIA_DR3_PARALLAX_ZERO_POINT, AstrometricPrior, sample_mass_and_distance_prior, size_and_distance
 from .forward import PARAMS, dilution_mag
 from .generative import SEDModel, stack_params
 from .priors import SCALE
@@ -195,12 +195,10 @@ def with_parallaxes(key: jax.Array, table: Table, parallax_error, config: Astrom
     if table.meta.get("sedppl_noise_kind", "ideal") != "ideal":
         raise ValueError("with_parallaxes moves magnitudes, so it needs errors blind to the magnitude (ideal noise)")
     n = len(table)
-    k_mass, k_dist, k_plx = jax.random.split(key, 3)
+    k_prior, k_plx = jax.random.split(key)
     teff, logg = np.asarray(table["true_teff"], float), np.asarray(table["true_logg"], float)
-    log10_mass = np.asarray(median_mass(teff, logg, config)) + config.mass_sigma_dex * np.asarray(
-        jax.random.normal(k_mass, (n,)))
-    distance = config.distance_scale_pc * np.asarray(jax.random.gamma(k_dist, 3.0, (n,)))  # d^2 exp(-d/L)
-    u = np.log10(1000.0 / distance)
+    log10_mass, u = (np.asarray(a, float) for a in sample_mass_and_distance_prior(k_prior, teff, logg, config))
+    distance = 1000.0 / 10.0**u
     sizes = {k: np.asarray(v, float) for k, v in size_and_distance(log10_mass, u, logg).items()}
     shift = np.asarray(dilution_mag(sizes["log10_theta"])) - np.asarray(dilution_mag(np.asarray(table[f"true_{SCALE}"])))
     out = table.copy()

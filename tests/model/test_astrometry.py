@@ -111,6 +111,22 @@ def test_dust_prior_is_normalised_for_every_distance():
     assert nearby[0] - nearby[1] > 50  # at 10 pc the map allows almost no dust
 
 
+def test_prior_draws_of_mass_and_distance_follow_the_prior_densities():
+    """What simulations draw is what the log-joint scores: u against ``log_distance_prior`` (a
+    Kolmogorov-Smirnov distance on 20,000 draws), log10 M against ``median_mass`` and its width."""
+    config = astro.AstrometricPrior()
+    teff, logg = np.full(20000, 5800.0), np.full(20000, 4.4)
+    log10_mass, u_draws = (np.asarray(a, float) for a in
+                           astro.sample_mass_and_distance_prior(jax.random.key(3), teff, logg, config))
+    grid = np.linspace(-2.5, 3.0, 200001)
+    cdf = np.cumsum(np.exp(np.asarray(astro.log_distance_prior(grid, config), float)))
+    assert cdf[-1] * (grid[1] - grid[0]) == pytest.approx(1.0, abs=1e-3)
+    ks = np.max(np.abs(np.searchsorted(np.sort(u_draws), grid) / len(u_draws) - cdf / cdf[-1]))
+    assert ks < 1.36 / np.sqrt(len(u_draws))  # 95% critical value
+    assert np.mean(log10_mass) == pytest.approx(float(astro.median_mass(5800.0, 4.4, config)), abs=0.005)
+    assert np.std(log10_mass) == pytest.approx(config.mass_sigma_dex, rel=0.03)
+
+
 def test_mass_and_distance_draws_follow_their_posterior(star):
     """The draws of u = log10 parallax match the brute-force conditional posterior's mean and spread."""
     model, params, surface, mag, err, sigma = star
