@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import shutil
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,6 +214,36 @@ def star_keys(seed: int, ids) -> jax.Array:
     return jax.vmap(lambda d: jax.random.fold_in(jax.random.key(seed), d))(jnp.asarray(data))
 
 
+_SAMPLERS: OrderedDict = OrderedDict()  # process-wide (``_shared_sampler``)
+_MAX_SAMPLERS = 16
+
+
+def _shared_sampler(cls, models: tuple, *args):
+    """``cls(*args)``, built once per process for the same class, models (``models``: their keys) and
+    settings (the other arguments' reprs). Samplers hold no state beyond their compiled programs, so fits
+    of partitions, chunks and runs with the same model and settings reuse them instead of tracing again."""
+    key = (cls, models, tuple(repr(a) for a in args if not isinstance(a, eqx.Module)))
+    if key in _SAMPLERS:
+        _SAMPLERS.move_to_end(key)
+    else:
+        _SAMPLERS[key] = cls(*args)
+        while len(_SAMPLERS) > _MAX_SAMPLERS:
+            _SAMPLERS.popitem(last=False)
+    return _SAMPLERS[key]
+
+
+def _model_key(model) -> tuple:
+    """What defines a model (its forward model is built once per library, bands and path: ``forward_model``)."""
+    return id(model.forward), model.prior.to_toml(), model.marginalize_scale, repr(model.astrometric)
+
+
+def _npe_key(path) -> tuple:
+    """An NPE model on disk: its folder and the state of its weights file."""
+    weights = Path(path).resolve() / "weights.eqx"
+    stat = weights.stat()
+    return str(weights), stat.st_mtime_ns, stat.st_size
+
+
 class Fitter:
     """A fit's fixed parts -- settings, model, NPE, samplers (and so their compilations) -- applied to any
     rows of the catalogue: every chunk of a streamed fit reuses them."""
@@ -297,24 +329,21 @@ class Fitter:
 
     def sampler(self, kind: str, library: str | None = None, **changes):
         """The NUTS, SMC, NPE or NPE-IS sampler of this fit (``library``: the model of that library, for
-        averaging; ``changes``: NUTS/SMC settings of a retry), built once."""
+        averaging; ``changes``: NUTS/SMC settings of a retry), built once per process (``_shared_sampler``)."""
         from ..inference.importance import ImportanceSampler
         from ..inference.npe.estimator import NPEEstimator
 
-        name = (kind, library, tuple(sorted(changes.items())))
         model = self.models[library] if library is not None else self.model
-        if name not in self._samplers:
-            if kind == "nuts":
-                self._samplers[name] = NUTSSampler(model, replace(self.config, **changes))
-            elif kind == "smc":
-                self._samplers[name] = SMCSampler(model, replace(self.smc, **changes))
-            elif kind == "npe":
-                self._samplers[name] = NPEEstimator(self.posterior, self.card.model(marginalize_scale=True),
-                                                    self.importance.draws)
-            else:
-                self._samplers[name] = ImportanceSampler(self.posterior, self.card.model(marginalize_scale=True),
-                                                         model, self.importance)
-        return self._samplers[name]
+        if kind == "nuts":
+            return _shared_sampler(NUTSSampler, _model_key(model), model, replace(self.config, **changes))
+        if kind == "smc":
+            return _shared_sampler(SMCSampler, _model_key(model), model, replace(self.smc, **changes))
+        proposal = self.card.model(marginalize_scale=True)
+        npe = (_npe_key(self.npe_path), _model_key(proposal))
+        if kind == "npe":
+            return _shared_sampler(NPEEstimator, npe, self.posterior, proposal, self.importance.draws)
+        return _shared_sampler(ImportanceSampler, npe + _model_key(model), self.posterior, proposal, model,
+                               self.importance)
 
     def fit_rows(self, rows, progress: bool = True) -> FitResult:
         """The fit of the catalogue's ``rows`` (positions): their summary rows and posterior."""

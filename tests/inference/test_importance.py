@@ -69,22 +69,24 @@ def test_only_unreliable_stars_are_rescued(pretrained, reference_star):
     model = card.model(marginalize_scale=True)
     stars = reference_star(model), reference_star(model, bands=card.bands, err_mag=0.02)
     err, mask, mag = (np.concatenate(column) for column in zip(*stars))
-    small = dict(proposals=200, draws=100, adapt_rounds=1, stars_per_call=2, khat_max=np.inf)
-    first = ImportanceSampler(posterior, model, model, ISConfig(rescue_rounds=0, **small)).sample(
+    # the default sizes throughout: every run below is one compiled program, shared with the next test
+    small = dict(adapt_rounds=1, khat_max=np.inf)
+    first = ImportanceSampler(posterior, model, model, ISConfig(min_ess=0.0, **small)).sample(
         jax.random.key(0), err, mask, mag, progress=False)
+    assert list(first.rounds) == [1, 1]
     assert first.ess[0] != first.ess[1]
     # an ESS threshold between the two stars makes exactly one of them unreliable
-    config = ISConfig(rescue_rounds=3, min_ess=float(first.ess.mean()), **small)
+    config = ISConfig(min_ess=float(first.ess.mean()), **small)
     rescued = ImportanceSampler(posterior, model, model, config).sample(jax.random.key(0), err, mask, mag, progress=False)
     weak, strong = np.argmin(first.ess), np.argmax(first.ess)
-    assert list(rescued.rounds[[weak, strong]]) == [3, 1]
+    assert list(rescued.rounds[[weak, strong]]) == [config.rescue_rounds, 1]
     np.testing.assert_array_equal(rescued.x[strong], first.x[strong])
     np.testing.assert_array_equal(rescued.params["teff"][strong], first.params["teff"][strong])
     assert not np.array_equal(rescued.x[weak], first.x[weak])
     with pytest.raises(ValueError, match="rescue_rounds"):
         ISConfig(adapt_rounds=3, rescue_rounds=2)
     # no adaptation at all: the flow's own draws, the same as the first round of the runs above
-    plain = ImportanceSampler(posterior, model, model, ISConfig(**small | {"adapt_rounds": 0}, rescue_rounds=0)).sample(
+    plain = ImportanceSampler(posterior, model, model, ISConfig(adapt_rounds=0, min_ess=0.0, khat_max=np.inf)).sample(
         jax.random.key(0), err, mask, mag, progress=False)
     np.testing.assert_array_equal(plain.khat, first.khat_npe)
     assert list(plain.rounds) == [0, 0]

@@ -82,16 +82,21 @@ def test_fit_outputs(simulated_fit):
     broken = summary[summary["id"] == "broken"][0]
     assert broken["flag"].startswith("input:") and np.isnan(broken["teff_median"])
     fitted = summary[summary["id"] != "broken"]
-    assert np.all(fitted["teff_p16"] <= fitted["teff_median"]) and np.all(fitted["teff_median"] <= fitted["teff_p84"])
     assert np.all(fitted["seconds"] > 0)
     tree = FitResult.read(out).posterior
+    for p in ("teff", "av", "theta_mas"):  # the summary describes the posterior that was written
+        for name, q in (("p16", 16), ("median", 50), ("p84", 84)):
+            np.testing.assert_allclose(fitted[f"{p}_{name}"], np.percentile(tree["posterior"][p].values[0], q, axis=0),
+                                       rtol=1e-5, err_msg=f"{p}_{name}")
     assert tree["posterior"]["teff"].dims == ("chain", "draw", "star") and tree["posterior"].sizes["star"] == N_FIT
     assert tree["posterior"].sizes["chain"] == 1 and tree["posterior"].sizes["draw"] == 600  # pooled by mode mass
     chains = tree["nuts_chains"]
     assert chains["teff"].dims == ("star", "chain", "draw") and chains.sizes["chain"] == 2
     assert "diverging" in chains and np.isfinite(chains["lp"]).all()
     np.testing.assert_allclose(chains["chain_weight"].values.sum(axis=1), 1.0, rtol=1e-5)
-    assert np.all(fitted["n_modes"] >= 1) and np.all(fitted["major_mode_weight"] > 0.5 - 1e-6)
+    assert np.all(fitted["n_modes"] >= 1)
+    one_mode = fitted["n_modes"] == 1  # then all the mass is that mode's
+    assert np.any(one_mode) and np.allclose(fitted["major_mode_weight"][one_mode], 1.0, rtol=1e-5)
     assert list(fitted["trusted"]) == [not f for f in fitted["flag"]]
     assert np.all(fitted["logp_gap"] >= 0)  # the best chain's own gap is 0
     assert np.all((fitted["chains_restarted"] >= 0) & (fitted["chains_restarted"] < 2))  # never the best chain

@@ -27,7 +27,7 @@ def test_npe_is_summary_and_posterior(catalog, tmp_path):
     assert list(s["method"][:3]) == ["npe-is"] * 3 and s["flag"][3].startswith("input:")
     for name in ("ess", "ess_per_draw", "khat", "khat_npe", "n_rejected", "fallback", "chi2"):
         assert name in s.colnames, name
-    assert np.all(s["ess"][:3] > 0) and np.all(s["ess_per_draw"][:3] <= 1.0) and not np.any(s["fallback"])
+    assert np.all(s["ess"][:3] > 0) and np.allclose(s["ess_per_draw"][:3], s["ess"][:3] / SMALL.proposals) and not np.any(s["fallback"])
     for i in range(3):  # unreliable stars are flagged, never silently kept
         unreliable = s["khat"][i] > SMALL.khat_max or s["ess"][i] < SMALL.min_ess
         assert unreliable == ("npe-is:" in s["flag"][i]), (s["khat"][i], s["ess"][i], s["flag"][i])
@@ -203,6 +203,7 @@ def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypat
 
     monkeypatch.setattr(SMCSampler, "__init__", build)
     monkeypatch.setattr(SMCSampler, "sample", smc)
+    monkeypatch.setattr(fit_module, "_SAMPLERS", type(fit_module._SAMPLERS)())  # stand-ins never reach later tests
     monkeypatch.setattr(fit_module, "valid_prior_mass", lambda model: {"phoenix": 0.5, "kurucz": 0.25}[model.forward.library])
     fit = fit_catalog(_two_library_stars(Prior.default()), "npe-is", library="phoenix,kurucz", fallback="nuts",
                       importance=ISConfig(proposals=100, draws=50), progress=False)
@@ -217,3 +218,23 @@ def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypat
     assert "smc_steps" not in s.colnames and np.isfinite(s["khat"][1])
     teff = fit.posterior["posterior"]["teff"].values[0]  # draw, star: star 1 has SMC's draws, thinned to 50
     assert teff.shape == (50, 2) and abs(np.median(teff[:, 0]) - 5000) < 1 and abs(np.median(teff[:, 1]) - 6000) < 1
+
+
+def test_fits_with_the_same_model_and_settings_share_their_samplers(catalog):
+    """Chunks, partitions and runs in one process reuse a sampler (and its compiled programs) when its
+    model and settings are the same, and only then."""
+    from dataclasses import replace
+
+    from sedppl.io.fit import Fitter
+    from sedppl.model.priors import Prior
+
+    first, again = Fitter(catalog, "nuts"), Fitter(catalog, "nuts")
+    assert first.sampler("nuts") is again.sampler("nuts")
+    assert first.sampler("nuts", draws=50) is not first.sampler("nuts")
+    narrower = replace(Prior.default(), sys_floor=0.03)
+    assert Fitter(catalog, "nuts", prior=narrower).sampler("nuts") is not first.sampler("nuts")
+    assert Fitter(catalog, "nuts", library="kurucz").sampler("nuts") is not first.sampler("nuts")
+    assert Fitter(catalog, "nuts", config=NUTSConfig(chains=2)).sampler("nuts") is not first.sampler("nuts")
+    proposals = Fitter(catalog, "npe-is", importance=SMALL)
+    assert proposals.sampler("npe-is") is Fitter(catalog, "npe-is", importance=SMALL).sampler("npe-is")
+    assert proposals.sampler("npe-is") is not Fitter(catalog, "npe-is").sampler("npe-is")
