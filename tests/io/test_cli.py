@@ -116,24 +116,52 @@ def test_module_entry_point_reports_errors_cleanly(tmp_path):
 
 
 def test_fit_command_writes_summary_and_posterior(tmp_path, capsys):
+    """All survey bands and tests/inference/test_nuts.py's SHORT settings: the same compiled NUTS program."""
+    import csv
+
     from astropy.table import Table
 
     cat = tmp_path / "c.csv"
-    assert main(["simulate", "2", "--seed", "1", "--bands", "gaia_g", "gaia_bp", "gaia_rp", "2mass_ks",
-                 "--out", str(cat)]) == 0
+    assert main(["simulate", "2", "--seed", "1", "--out", str(cat)]) == 0
+    with open(cat) as fh:
+        header = next(csv.reader(fh))
+    row = {name: "nan" for name in header} | {"id": "nan_star", "gaia_rp": "12.0", "gaia_rp_err": "0.01",
+                                             "2mass_ks": "11.0", "2mass_ks_err": "0.02"}
     with open(cat, "a") as fh:
-        fh.write("nan_star,nan,0.01,nan,0.01,12.0,0.01,11.0,0.02" + ",nan" * 7 + "\n")
+        fh.write(",".join(row[name] for name in header) + "\n")
     out = tmp_path / "fit"
-    assert main(["fit", str(cat), "--out", str(out), "--chains", "2", "--draws", "50", "--warmup", "50",
-                 "--no-retry", "--restart-gap", "inf", "--quiet"]) == 0
+    assert main(["fit", str(cat), "--out", str(out), "--chains", "2", "--draws", "300", "--warmup", "300",
+                 "--no-retry", "--quiet"]) == 0
     summary = Table.read(out / "summary.parquet")
     assert list(summary["id"]) == ["sim0", "sim1", "nan_star"]
-    assert list(summary["chains_restarted"]) == [0, 0, -1]  # restarts off; -1: not fitted
+    assert list(summary["chains_restarted"][2:]) == [-1] and set(summary["chains_restarted"][:2]) <= {0, 1}
     assert "only 2 usable band(s)" in summary["flag"][2]
     from sedppl.io.fit import FitResult
 
     assert FitResult.read(out).posterior["posterior"].sizes["star"] == 2
     assert "fitted 2/3 stars" in capsys.readouterr().out
+
+
+def test_fit_options_reach_the_sampler_settings(tmp_path, monkeypatch):
+    import math
+
+    import sedppl.io.run as run
+
+    seen = {}
+
+    def capture(fitter, out, **kw):
+        seen["fitter"] = fitter
+        raise SystemExit(0)
+
+    monkeypatch.setattr(run, "fit_to_folder", capture)
+    cat = tmp_path / "c.csv"
+    assert main(["simulate", "2", "--seed", "1", "--out", str(cat)]) == 0
+    with pytest.raises(SystemExit):
+        main(["fit", str(cat), "--out", str(tmp_path / "fit"), "--chains", "3", "--draws", "70", "--warmup", "60",
+              "--no-retry", "--restart-gap", "inf", "--proposals", "500", "--quiet"])
+    nuts, importance = seen["fitter"].config, seen["fitter"].importance
+    assert (nuts.chains, nuts.draws, nuts.warmup, nuts.retry, nuts.restart_gap) == (3, 70, 60, False, math.inf)
+    assert (importance.proposals, importance.draws) == (500, 70)
 
 
 def test_fit_npe_uses_the_pretrained_model_and_refuses_a_mismatch(tmp_path, capsys):
