@@ -33,6 +33,7 @@ from ..model.likelihood import scale_conditional
 
 N_FREE = 6  # five stellar parameters and the scale
 MISFIT_P = 1e-3  # chi^2 tail probability below which a star is flagged
+MISFIT_BLOCK = 16  # stars per compiled misfit call (``_in_blocks``)
 ERROR_MARGIN = 2.0  # errors this factor outside the training range are flagged
 
 
@@ -68,15 +69,29 @@ def _chi2_stars(model: SEDModel, x, err, mask, mag):
     return jax.vmap(lambda *a: _chi2_star(model, *a))(x, err, mask, mag)
 
 
+def _in_blocks(f, *rows, block: int = MISFIT_BLOCK):
+    """``f`` over rows in blocks of ``block`` stars (the last padded by repeating its first row), so that one
+    compiled program serves every catalogue and chunk size; outputs trimmed back to the rows."""
+    n, parts = len(rows[0]), []
+    if n == 0:
+        return tuple(np.asarray(a) for a in f(*rows))
+    for start in range(0, n, block):
+        take = np.arange(start, start + block)
+        take[take >= n] = start
+        parts.append([np.asarray(a) for a in f(*(r[take] for r in rows))])
+    return tuple(np.concatenate(column)[:n] for column in zip(*parts))
+
+
 def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, max_draws: int = 200
            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per star: best chi^2 over (up to ``max_draws`` of) its posterior draws ``x`` (star, draw, 5),
     its tail probability under chi^2(n_bands - 6), and a reason when that is below ``p_threshold``."""
     x = np.asarray(x)
-    x = x[:, np.unique(np.linspace(0, x.shape[1] - 1, max_draws).round().astype(int))]  # spread over all chains
+    # always max_draws draws, spread over all chains (repeated when fewer: the minimum is the same)
+    x = x[:, np.linspace(0, x.shape[1] - 1, max_draws).round().astype(int)]
     mask = np.asarray(mask, bool)
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
-    chi2, z = (np.asarray(a) for a in _chi2_stars(model, x, err, mask, mag))
+    chi2, z = _in_blocks(lambda *a: _chi2_stars(model, *a), x, err, mask, mag)
     dof = np.maximum(mask.sum(axis=1) - N_FREE, 1)
     p = chi2_dist.sf(chi2, dof)
     reasons = []

@@ -41,6 +41,24 @@ def test_misfit_finds_one_band_off_by_a_magnitude():
     assert all("worst 2mass_j" in r for r in reasons), reasons
 
 
+def test_misfit_is_the_same_star_by_star_and_in_padded_blocks():
+    """Stars go through in fixed blocks and draws are repeated up to max_draws (one compiled program for
+    every chunk): each star's chi^2 is what it is alone, over its own distinct draws."""
+    model = sed_model()
+    table = simulate_catalog(jax.random.key(3), ood.MISFIT_BLOCK + 3, model, NoiseModel(0.01, 0.03, 0.2, 3))
+    cat = read_catalog(table)
+    truth = np.stack([np.asarray(table[f"true_{p}"]) for p in PARAMS], -1)[:, None, :]
+    x = truth + np.array([30.0, 0.05, 0.02, 0.01, 0.02]) * np.arange(-2, 3)[None, :, None]  # 5 draws per star
+    chi2, _, _ = ood.misfit(model, x, cat.err, cat.mask, cat.mag)
+    alone = [ood.misfit(model, x[i:i + 1], cat.err[i:i + 1], cat.mask[i:i + 1], cat.mag[i:i + 1])[0][0]
+             for i in (0, ood.MISFIT_BLOCK, len(x) - 1)]
+    np.testing.assert_allclose(chi2[[0, ood.MISFIT_BLOCK, -1]], alone, rtol=1e-5)
+    err, mag = np.where(cat.mask, cat.err, 1.0), np.where(cat.mask, cat.mag, 0.0)
+    direct = np.asarray(ood._chi2_stars(model, x, err, cat.mask, mag)[0])  # the 5 draws, once each
+    np.testing.assert_allclose(chi2, direct, rtol=1e-3)  # float32 sums in another batch shape
+    assert len(np.unique(chi2)) == len(chi2)  # no star took another's value
+
+
 @pytest.mark.slow  # ~65 s on 2 cores (24 importance-sampled stars); passed 2026-11-22, run with -m slow
 def test_stars_from_another_library_are_flagged():
     """NPE-IS under Phoenix, on stars simulated from Kurucz and from Phoenix at 0.01-0.03 mag."""
