@@ -170,7 +170,7 @@ def test_fit_npe_uses_the_pretrained_model_and_refuses_a_mismatch(tmp_path, caps
     cat = tmp_path / "c.parquet"
     assert main(["simulate", "3", "--seed", "2", "--out", str(cat)]) == 0
     out = tmp_path / "npe"
-    assert main(["fit", str(cat), "--method", "npe", "--out", str(out), "--draws", "100", "--quiet"]) == 0
+    assert main(["fit", str(cat), "--method", "npe", "--out", str(out), "--draws", "300", "--quiet"]) == 0
     summary = Table.read(out / "summary.parquet")
     assert list(summary["method"]) == ["npe"] * 3 and "n_rejected" in summary.colnames
     prior = tmp_path / "p.toml"

@@ -36,7 +36,7 @@ def _same(a: FitResult, b: FitResult) -> None:
 def test_two_dask_workers_give_one_process_answer_star_for_star(stars, tmp_path):
     parts = partition_catalog(stars, 4, tmp_path / "parts")
     assert [p.name for p in parts] == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
-    settings = {"method": "npe", "draws": 64, "chunk": 3, "progress": False}
+    settings = {"method": "npe", "draws": 300, "chunk": 3, "progress": False}
     one = fit_catalog(tmp_path / "parts", out=tmp_path / "one", **settings)
     two = fit_catalog(tmp_path / "parts", out=tmp_path / "two", workers=2, **settings)
     single = fit_catalog(stars, out=tmp_path / "single", **settings)  # the file itself, chunked differently
@@ -48,18 +48,18 @@ def test_two_dask_workers_give_one_process_answer_star_for_star(stars, tmp_path)
 def test_a_dataset_run_resumes_and_refuses_changed_inputs(stars, tmp_path):
     partition_catalog(stars, 5, tmp_path / "parts")
     out = tmp_path / "fit"
-    first = fit_catalog(tmp_path / "parts", "npe", out=out, draws=64, chunk=3, progress=False)  # as above: cached
+    first = fit_catalog(tmp_path / "parts", "npe", out=out, draws=300, chunk=3, progress=False)  # as above: cached
     (out / "chunks" / "000001.parquet").unlink()  # as if killed before that chunk finished
     (out / "run.json").write_text((out / "run.json").read_text().replace('"complete"', '"running"'))
     with pytest.raises(Exception, match="unfinished"):
         FitResult.read(out)
-    again = fit_catalog(tmp_path / "parts", "npe", out=out, draws=64, chunk=3, progress=False)
+    again = fit_catalog(tmp_path / "parts", "npe", out=out, draws=300, chunk=3, progress=False)
     _same(first, again)
     table = Table.read(tmp_path / "parts" / "part-000001.parquet")
     table["gaia_g"][0] += 0.01
     table.write(tmp_path / "parts" / "part-000001.parquet", overwrite=True)
     with pytest.raises(RunFolderError, match="already holds another run"):
-        fit_catalog(tmp_path / "parts", "npe", out=out, draws=64, chunk=3, progress=False)
+        fit_catalog(tmp_path / "parts", "npe", out=out, draws=300, chunk=3, progress=False)
 
 
 def test_hats_layout_and_file_order(tmp_path):
@@ -94,7 +94,7 @@ def test_a_catalogue_written_by_hats_import_fits_as_one_file_of_its_rows(tmp_pat
     check_hats_rows(HATS_IMPORT, plan(files, 4))  # hats_nrows=12
     rows = vstack([Table.read(f) for f in files])
     assert sorted(rows["id"]) == [f"sim{i:02d}" for i in range(12)]
-    settings = {"method": "npe", "draws": 64, "chunk": 3, "progress": False}  # the shapes of the tests above
+    settings = {"method": "npe", "draws": 300, "chunk": 3, "progress": False}  # the shapes of the tests above
     hats = fit_catalog(HATS_IMPORT, out=tmp_path / "hats", **settings)
     single = fit_catalog(write_table(rows, tmp_path / "rows.parquet"), out=tmp_path / "single", **settings)
     _same(hats, single)
@@ -139,7 +139,7 @@ def test_cli_partition_and_its_refusals(stars, tmp_path, capsys):
     assert main(["fit", str(stars), "--out", str(tmp_path / "f"), "--workers", "2", "--method", "npe"]) == 2
     assert "sedppl partition" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()  # refused before any work
-    assert main(["fit", str(tmp_path / "p"), "--method", "npe", "--draws", "64", "--chunk", "3", "--out",
+    assert main(["fit", str(tmp_path / "p"), "--method", "npe", "--draws", "300", "--chunk", "3", "--out",
                  str(tmp_path / "f"), "--quiet"]) == 0
     assert "fitted 10/10 stars" in capsys.readouterr().out
     assert len(FitResult.read(tmp_path / "f").summary) == 10

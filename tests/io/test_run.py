@@ -18,7 +18,7 @@ from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, Fitter, fit_ca
 from sedppl.io.run import RunFolder, RunFolderError, StaleChunkError, UnfinishedRunError, fit_to_folder
 from sedppl.model.simulate import NoiseModel, simulate_catalog
 
-DRAWS = 100
+DRAWS = 300  # as every NPE fit in the tests: one compiled NPE program
 
 
 @pytest.fixture(scope="module")

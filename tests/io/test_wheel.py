@@ -59,7 +59,7 @@ def test_wheel_ships_the_default_model_and_fits_with_it(installed, tmp_path):
 
     table = simulate_catalog(jax.random.key(5), 3, read_card(ROOT / "models" / "default").model())
     table.write(tmp_path / "stars.ecsv")
-    run = subprocess.run([python, "-m", "sedppl", "fit", "stars.ecsv", "--method", "npe", "--draws", "200",
+    run = subprocess.run([python, "-m", "sedppl", "fit", "stars.ecsv", "--method", "npe", "--draws", "300",
                           "--out", "fit", "--quiet"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     from astropy.table import Table
