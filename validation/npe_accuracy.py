@@ -71,6 +71,9 @@ def held_out_nll(posterior, sims: dict[str, np.ndarray], size: int = 1000) -> fl
 def evaluate(model_dir: Path, n: int, draws: int, simulations_from: Path | None = None) -> tuple[dict, list[str]]:
     posterior, card = load_npe(model_dir)
     source = read_card(simulations_from) if simulations_from else card
+    if (tuple(source.bands), source.library) != (tuple(card.bands), card.library):
+        raise SystemExit(f"--simulations-from {simulations_from}: its bands or library differ from {model_dir}'s; "
+                         "the two models must read the same photometry")
     sims = held_out(source, n)
     nll = held_out_nll(posterior, sims)
     estimator = NPEEstimator(posterior, card.model(marginalize_scale=True), draws=draws, stars_per_call=250)

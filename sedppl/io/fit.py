@@ -237,11 +237,10 @@ def _model_key(model) -> tuple:
     return id(model.forward), model.prior.to_toml(), model.marginalize_scale, repr(model.astrometric)
 
 
-def _npe_key(path) -> tuple:
-    """An NPE model on disk: its folder and the state of its weights file."""
-    weights = Path(path).resolve() / "weights.eqx"
-    stat = weights.stat()
-    return str(weights), stat.st_mtime_ns, stat.st_size
+def _npe_key(path, card) -> tuple:
+    """The NPE model this fit loaded: its folder and the weights' checksum its card carries (checked on
+    loading), so that a model retrained in place is never served by a sampler of the old weights."""
+    return str(Path(path).resolve()), card.checksums.get("weights.eqx"), card.checksums.get("card")
 
 
 class Fitter:
@@ -339,7 +338,7 @@ class Fitter:
         if kind == "smc":
             return _shared_sampler(SMCSampler, _model_key(model), model, replace(self.smc, **changes))
         proposal = self.card.model(marginalize_scale=True)
-        npe = (_npe_key(self.npe_path), _model_key(proposal))
+        npe = (_npe_key(self.npe_path, self.card), _model_key(proposal))
         if kind == "npe":
             return _shared_sampler(NPEEstimator, npe, self.posterior, proposal, self.importance.draws)
         return _shared_sampler(ImportanceSampler, npe + _model_key(model), self.posterior, proposal, model,

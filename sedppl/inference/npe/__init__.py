@@ -2,7 +2,7 @@
 
 - ``simulations``: training stars from the model's prior predictive, with the training noise model
 - ``encoder``: the permutation-invariant set transformer over band tokens
-- ``posterior``: encoder + masked autoregressive flow + fixed map onto the prior's box
+- ``posterior``: encoder + masked autoregressive or coupling flow + fixed map onto the prior's box
 - ``train``: the training loop (``sedppl train``)
 - ``card``: model cards, saving and checked loading
 - ``estimator``: posterior draws for a catalog, with grid-hole rejection and the exact scale

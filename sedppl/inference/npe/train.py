@@ -12,8 +12,10 @@ resumes where it stopped, with the same random stream.
 ``[train] init_from = "DIR"`` starts from a trained model's weights instead of
 random ones (fine-tuning: a further schedule, or another prior or noise model
 on the same bands, library and architecture, to which a conditional affine
-layer may be added). The starting weights count as epoch 0, so the result is
-never worse on the validation set than its parent.
+layer may be added; or another kind of flow, which starts afresh on the
+parent's encoder). The starting weights count as epoch 0, so the result is
+never worse on the validation set than its parent -- except into another kind
+of flow, whose epoch 0 is the fresh flow's.
 """
 
 from __future__ import annotations
@@ -233,6 +235,8 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "history": []}
     val = trainer.validation_set
     resuming = resume and (out / "checkpoint.json").exists()
+    if not resuming:  # a fresh run never writes into the slots a stale checkpoint names
+        (out / "checkpoint.json").unlink(missing_ok=True)
     if config.init_from and not resuming:  # a resumed fine-tune has its start in the checkpoint
         posterior, lineage = warm_start(posterior, config)
         state.update(best_val=float(trainer.validation_loss(posterior, val)), parent=lineage)
@@ -240,7 +244,9 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     best = posterior
     if resuming:
         saved = json.loads((out / "checkpoint.json").read_text())
-        if {k: v for k, v in saved["config"].items() if k != "max_minutes"} != config.run_definition():
+        written = {k: v for k, v in saved["config"].items() if k != "max_minutes"}
+        written["architecture"] = Architecture(**written["architecture"]).to_dict()  # keys added since: defaults
+        if written != config.run_definition():
             raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
         weights = out / saved.get("weights", "checkpoint.eqx")  # checkpoints before 2026-12-01: one file
         posterior, opt_state, best = eqx.tree_deserialise_leaves(weights, (posterior, opt_state, best))

@@ -93,6 +93,9 @@ def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
     assert first.training["epochs"] == 1 and first.training["stopped"] == "time"
     (tmp_path / "checkpoint-0.eqx").write_bytes((tmp_path / "checkpoint-1.eqx").read_bytes()[:100])
     (tmp_path / "checkpoint.json.tmp").write_text('{"state": {"epoch": 2')
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())  # as written before Architecture.flow existed
+    del saved["config"]["architecture"]["flow"]
+    (tmp_path / "checkpoint.json").write_text(json.dumps(saved))
     _, resumed = train(TINY, tmp_path, resume=True, progress=False)
     assert resumed.training["epochs"] == 3
     np.testing.assert_allclose(np.asarray(resumed.training["history"])[:, 1:],
