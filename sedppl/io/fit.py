@@ -16,6 +16,7 @@ sampled, their sampler statistics, weights and mode labels are in the group
 from __future__ import annotations
 
 import shutil
+import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -215,6 +216,7 @@ def star_keys(seed: int, ids) -> jax.Array:
 
 
 _SAMPLERS: OrderedDict = OrderedDict()  # process-wide (``_shared_sampler``)
+_SAMPLERS_LOCK = threading.Lock()
 _MAX_SAMPLERS = 16
 
 
@@ -223,13 +225,14 @@ def _shared_sampler(cls, models: tuple, *args):
     settings (the other arguments' reprs). Samplers hold no state beyond their compiled programs, so fits
     of partitions, chunks and runs with the same model and settings reuse them instead of tracing again."""
     key = (cls, models, tuple(repr(a) for a in args if not isinstance(a, eqx.Module)))
-    if key in _SAMPLERS:
-        _SAMPLERS.move_to_end(key)
-    else:
-        _SAMPLERS[key] = cls(*args)
-        while len(_SAMPLERS) > _MAX_SAMPLERS:
-            _SAMPLERS.popitem(last=False)
-    return _SAMPLERS[key]
+    with _SAMPLERS_LOCK:  # threads of one process (a threaded Dask worker) share the cache
+        if key in _SAMPLERS:
+            _SAMPLERS.move_to_end(key)
+        else:
+            _SAMPLERS[key] = cls(*args)
+            while len(_SAMPLERS) > _MAX_SAMPLERS:
+                _SAMPLERS.popitem(last=False)
+        return _SAMPLERS[key]
 
 
 def _model_key(model) -> tuple:
