@@ -27,6 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.stats import chi2 as chi2_dist
 
+from ..inference.batching import chunks
 from ..model import astrometry as astro
 from ..model.generative import SEDModel
 from ..model.likelihood import scale_conditional
@@ -70,16 +71,13 @@ def _chi2_stars(model: SEDModel, x, err, mask, mag):
 
 
 def _in_blocks(f, *rows, block: int = MISFIT_BLOCK):
-    """``f`` over rows in blocks of ``block`` stars (the last padded by repeating its first row), so that one
-    compiled program serves every catalogue and chunk size; outputs trimmed back to the rows."""
-    n, parts = len(rows[0]), []
-    if n == 0:
+    """``f`` over rows in chunks of ``block`` stars (``batching.chunks``: padded, so that one compiled program
+    serves every catalogue and chunk size); outputs in row order."""
+    if len(rows[0]) == 0:
         return tuple(np.asarray(a) for a in f(*rows))
-    for start in range(0, n, block):
-        take = np.arange(start, start + block)
-        take[take >= n] = start
-        parts.append([np.asarray(a) for a in f(*(r[take] for r in rows))])
-    return tuple(np.concatenate(column)[:n] for column in zip(*parts))
+    parts = [[np.asarray(a)[positions] for a in f(*(r[slots] for r in rows))]
+             for _, slots, _, positions in chunks(len(rows[0]), block)]
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, max_draws: int = 200
