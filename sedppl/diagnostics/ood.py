@@ -38,15 +38,17 @@ MISFIT_BLOCK = 16  # stars per compiled misfit call (``_in_blocks``)
 ERROR_MARGIN = 2.0  # errors this factor outside the training range are flagged
 
 
-def error_range(err, mask, bands, err_min: float, err_max: float, margin: float = ERROR_MARGIN) -> list[str]:
-    """Per star: the bands whose error is more than ``margin`` times outside [err_min, err_max]."""
+def error_range(err, mask, bands, err_min, err_max, margin: float = ERROR_MARGIN) -> list[str]:
+    """Per star: the bands whose error is more than ``margin`` times outside the training range
+    [err_min, err_max] (numbers, or one per band)."""
     err, mask = np.asarray(err), np.asarray(mask, bool)
-    low, high = mask & (err < err_min / margin), mask & (err > err_max * margin)
+    lo, hi = np.broadcast_to(err_min, err.shape[1:]), np.broadcast_to(err_max, err.shape[1:])
+    low, high = mask & (err < lo / margin), mask & (err > hi * margin)
     reasons = []
     for i in range(len(err)):
-        bad = [f"{bands[j]} err {err[i, j]:.2g}" for j in np.nonzero(low[i] | high[i])[0]]
-        reasons.append(f"errors outside the NPE training range [{err_min:g}, {err_max:g}]: {', '.join(bad)}"
-                       if bad else "")
+        bad = [f"{bands[j]} err {err[i, j]:.2g} (trained on {lo[j]:.2g}-{hi[j]:.2g})"
+               for j in np.nonzero(low[i] | high[i])[0]]
+        reasons.append(f"errors outside the NPE training range: {', '.join(bad)}" if bad else "")
     return reasons
 
 

@@ -12,7 +12,14 @@ performance (``data/surveys.toml``, with its sources):
   calibration floor;
 - detection: probability sigmoid((faint - m) / w) sigmoid((m - bright) / w), edges of
   width w = ``edge_mag``, in the true magnitude;
-- footprint: each survey covers the star with its sky fraction, all its bands together.
+- footprint: each survey covers the star with its sky fraction, all its bands together;
+- scatter: at one magnitude, catalogue errors differ from star to star (the
+  number of observations, the background, crowding); each star's error is the
+  median relation times a log-normal factor of ln-sd ``error_scatter``, and its
+  magnitude is drawn with that error, so the Gaussian likelihood with the
+  catalogue's error is exact. Without the scatter an error would be a function
+  of the true magnitude, and a network could read the magnitude from it more
+  precisely than from the measurement itself, which no real catalogue allows.
 
 A star keeps at least ``min_bands`` bands; simulations redraw stars with fewer
 (a catalogue only holds stars it detected). The likelihood treats absent bands
@@ -121,6 +128,9 @@ class SurveyNoise:
 
     min_bands: int = 3
     edge_mag: float = 0.1  # width of the saturation and detection edges [mag]
+    # ln-sd of a star's error about the median relation (ours: Gaia's errors scale as N_obs^-1/2, and the
+    # scan law gives stars of one magnitude several times more or fewer observations)
+    error_scatter: float = 0.25
 
     kind = "survey"
 
@@ -129,15 +139,28 @@ class SurveyNoise:
             raise ValueError(f"min_bands must be a whole number >= 1, got {self.min_bands!r}")
         if isinstance(self.edge_mag, bool) or not isinstance(self.edge_mag, (int, float)) or not self.edge_mag > 0:
             raise ValueError(f"edge_mag must be a positive number of magnitudes, got {self.edge_mag!r}")
+        if (isinstance(self.error_scatter, bool) or not isinstance(self.error_scatter, (int, float))
+                or not 0 <= self.error_scatter <= 2):
+            raise ValueError(f"error_scatter must be a ln-sd between 0 and 2, got {self.error_scatter!r}")
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "min_bands": self.min_bands, "edge_mag": self.edge_mag}
+        return {"kind": self.kind, "min_bands": self.min_bands, "edge_mag": self.edge_mag,
+                "error_scatter": self.error_scatter}
+
+    def error_range(self, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Per band, the errors a simulation draws, to 3 sd of the scatter: from the saturation limit to
+        five edge widths past the detection limit (out-of-range errors are flagged)."""
+        t = band_performance(tuple(bands))
+        spread = np.exp(3.0 * self.error_scatter)
+        return (np.asarray(survey_error(bands, jnp.asarray(t["bright"]))) / spread,
+                np.asarray(survey_error(bands, jnp.asarray(t["faint"] + 5.0 * self.edge_mag))) * spread)
 
     def draw(self, key: jax.Array, bands: tuple[str, ...], mag: Float[Array, " nb"]
              ) -> tuple[Float[Array, " nb"], Bool[Array, " nb"]]:
         """One star's errors and presence mask given its true magnitudes (enough bands is the caller's test)."""
         t = band_performance(tuple(bands))
-        k_footprint, k_detect = jax.random.split(key)
+        k_footprint, k_detect, k_scatter = jax.random.split(key, 3)
         covered = jax.random.bernoulli(k_footprint, t["coverage"])[t["survey"]]
         detected = jax.random.uniform(k_detect, mag.shape) < detection_probability(bands, mag, self.edge_mag)
-        return survey_error(bands, mag), covered & detected
+        factor = jnp.exp(self.error_scatter * jax.random.normal(k_scatter, mag.shape))
+        return survey_error(bands, mag) * factor, covered & detected

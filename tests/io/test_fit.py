@@ -245,3 +245,25 @@ def test_fits_with_the_same_model_and_settings_share_their_samplers(catalog):
     proposals = Fitter(catalog, "npe-is", importance=SMALL)
     assert proposals.sampler("npe-is") is Fitter(catalog, "npe-is", importance=SMALL).sampler("npe-is")
     assert proposals.sampler("npe-is") is not Fitter(catalog, "npe-is").sampler("npe-is")
+
+
+def test_errors_outside_a_cards_training_range_are_flagged_per_band_for_either_noise_model():
+    """The out-of-range flag reads the training range from the card's noise model: one range for the
+    idealised noise, one per band for the survey model (whose card has no err_min or err_max)."""
+    from types import SimpleNamespace
+
+    from sedppl.inference.npe.simulations import TrainingNoise
+    from sedppl.io.columns import Verdict
+    from sedppl.io.fit import _flag_errors_outside_training
+    from sedppl.model.surveys import SurveyNoise
+
+    bands = ("gaia_g", "2mass_j")
+    catalog = SimpleNamespace(bands=bands, err=np.array([[1e-4, 0.03], [0.003, 0.03]]), mask=np.ones((2, 2), bool))
+    for noise, flagged in ((TrainingNoise(), [True, False]), (SurveyNoise(), [False, False])):
+        result = SimpleNamespace(verdicts=[Verdict(), Verdict()])
+        _flag_errors_outside_training(result, catalog, np.arange(2), SimpleNamespace(noise=noise.to_dict()))
+        assert ["gaia_g err 0.0001" in v.flag for v in result.verdicts] == flagged, noise
+    result = SimpleNamespace(verdicts=[Verdict(), Verdict()])
+    catalog.err[1, 0] = 0.2  # a G error the survey model never draws (its faint end is 0.043)
+    _flag_errors_outside_training(result, catalog, np.arange(2), SimpleNamespace(noise=SurveyNoise().to_dict()))
+    assert "gaia_g err 0.2" in result.verdicts[1].flag and result.verdicts[0].flag == ""

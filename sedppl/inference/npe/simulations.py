@@ -61,6 +61,10 @@ class TrainingNoise:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def error_range(self, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Per band, the smallest and largest error training draws (out-of-range errors are flagged)."""
+        return np.full(len(bands), self.err_min), np.full(len(bands), self.err_max)
+
     def draw(self, key: jax.Array, surveys: np.ndarray) -> tuple[Float[Array, " nb"], Bool[Array, " nb"]]:
         """Errors and presence mask of one star; ``surveys`` (NumPy) gives each band's survey index."""
         nb = len(surveys)

@@ -61,8 +61,9 @@ def test_survey_training_stars_are_detected_with_their_own_errors(model):
     assert len(np.unique(params[:, 0])) == 256  # enough candidates pass: no star repeated
     assert mask.sum(1).min() >= 3
     true = jax.vmap(model.forward.magnitudes)(jnp.asarray(params), batch["log10_theta"])
-    # float32 magnitudes differ by ~1e-5 mag between compiled programs; a faint error doubles that
-    np.testing.assert_allclose(err, jax.vmap(lambda m: survey_error(model.bands, m))(true), rtol=2e-4)
+    # errors scatter about the median relation of the true magnitudes (ln-sd 0.25)
+    ratio = np.log(err / np.asarray(jax.vmap(lambda m: survey_error(model.bands, m))(true)))
+    assert abs(ratio.mean()) < 4 * 0.25 / np.sqrt(ratio.size) and abs(ratio.std() / 0.25 - 1) < 0.05
 
 
 def test_a_noise_table_names_its_kind():
