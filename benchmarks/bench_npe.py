@@ -22,7 +22,7 @@ import jax
 from sedppl.inference.npe.card import load_npe
 from sedppl.inference.npe.estimator import NPEEstimator
 from sedppl.inference.npe.posterior import Architecture
-from sedppl.inference.npe.simulations import TrainingNoise
+from sedppl.inference.npe.simulations import card_noise
 from sedppl.inference.npe.train import TrainConfig, Trainer
 from sedppl.io.catalog import read_catalog
 from sedppl.model.simulate import simulate_catalog
@@ -50,7 +50,7 @@ def main() -> None:
               "rejected_fraction": round(float(out.n_rejected.sum() / (out.n_rejected.sum() + args.stars * args.draws)), 4)}
 
     training = card.training.get("config", {})
-    config = replace(TrainConfig(), architecture=Architecture.from_card(card.architecture), noise=TrainingNoise(**card.noise),
+    config = replace(TrainConfig(), architecture=Architecture.from_card(card.architecture), noise=card_noise(card.noise),
                      batch_size=training.get("batch_size", 256), steps_per_epoch=training.get("steps_per_epoch", 100))
     trainer = Trainer(config)
     state, opt_state = trainer.initial_state()

@@ -28,7 +28,7 @@ from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values,
 from sedppl.inference.npe.card import load_npe, read_card, save_npe
 from sedppl.inference.npe.estimator import NPEEstimator
 from sedppl.inference.npe.posterior import negative_log_likelihood
-from sedppl.inference.npe.simulations import simulate_batch, training_noise
+from sedppl.inference.npe.simulations import card_noise, simulate_batch
 from sedppl.model.forward import PARAMS
 
 HELD_OUT_SEED = 20261122  # not a training or validation stream (those derive from the config's seed)
@@ -36,7 +36,7 @@ HELD_OUT_SEED = 20261122  # not a training or validation stream (those derive fr
 
 def held_out(card, n: int, seed: int = HELD_OUT_SEED) -> dict[str, np.ndarray]:
     model = card.model()
-    draw = jax.jit(lambda k: simulate_batch(k, model, training_noise(card.noise), 1000))
+    draw = jax.jit(lambda k: simulate_batch(k, model, card_noise(card.noise), 1000))
     chunks = [draw(k) for k in jax.random.split(jax.random.key(seed), -(-n // 1000))]
     return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
 
@@ -106,7 +106,7 @@ def evaluate(model_dir: Path, n: int, draws: int, simulations_from: Path | None 
         f"{' --simulations-from ' + shown_path(simulations_from) if simulations_from else ''}` on "
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}).", "",
         f"{n} stars drawn from {'the model of ' + shown_path(simulations_from) if simulations_from else 'the model'} "
-        f"with {'its' if simulations_from else 'the card' + chr(39) + 's'} training noise ({training_noise(source.noise)}), "
+        f"with {'its' if simulations_from else 'the card' + chr(39) + 's'} training noise ({card_noise(source.noise)}), "
         f"from a random stream not used in training; {draws} NPE draws per star.", "",
         f"Held-out NLL (mean -log q of the true parameters over these {n} stars): **{nll:.4f}**.", "",
         validation_nll(card.training), "",

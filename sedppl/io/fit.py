@@ -636,9 +636,9 @@ def _load_npe(path: Path, catalog: Catalog, library: str, prior: Prior | None):
 
 
 def _flag_errors_outside_training(result: _Fitted, catalog, rows, card) -> None:
-    from ..inference.npe.simulations import training_noise
+    from ..inference.npe.simulations import card_noise
 
-    low, high = training_noise(card.noise).error_range(tuple(catalog.bands))
+    low, high = card_noise(card.noise).error_range(tuple(catalog.bands))
     reasons = ood.error_range(catalog.err[rows], catalog.mask[rows], catalog.bands, low, high)
     _add_flags(result, reasons)
 

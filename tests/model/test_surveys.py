@@ -121,7 +121,10 @@ def test_errors_scatter_about_the_median_relation_and_stay_in_the_training_range
     err, _ = jax.vmap(lambda k: SurveyNoise().draw(k, bands, mag))(keys)
     ratio = np.log(np.asarray(err) / np.asarray(err0))
     assert np.all(np.abs(ratio.mean(0)) < 4 * 0.25 / np.sqrt(4000)) and np.all(np.abs(ratio.std(0) / 0.25 - 1) < 0.05)
-    low, high = SurveyNoise().error_range(bands)
+    low, high = SurveyNoise().error_range(bands)  # 3 sd of the scatter about the median at the two edges
+    t = band_performance(bands)
+    np.testing.assert_allclose(low, survey_error(bands, jnp.asarray(t["bright"])) * np.exp(-0.75), rtol=1e-6)
+    np.testing.assert_allclose(high, survey_error(bands, jnp.asarray(t["faint"]) + 0.5) * np.exp(0.75), rtol=1e-6)
     for m in (jnp.array([3.0, 5.0, 15.0]), jnp.array([21.5, 16.5, 20.8]) + 0.5):  # the saturation and faint edges
         e = np.asarray(jax.vmap(lambda k: SurveyNoise().draw(k, bands, m))(keys)[0])
         assert np.mean((e >= low) & (e <= high)) > 0.99  # the range is 3 sd of the scatter wide

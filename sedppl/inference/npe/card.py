@@ -25,7 +25,7 @@ from ...model.generative import SEDModel, sed_model
 from ...model.passbands import ab_minus_catalogue
 from ...model.priors import Prior
 from .posterior import Architecture, NPEPosterior
-from .simulations import training_noise
+from .simulations import card_noise
 
 CARD_VERSION = 1
 
@@ -107,7 +107,7 @@ class ModelCard:
         return cls(**data | {"bands": tuple(data["bands"])})
 
     def markdown(self) -> str:
-        noise = training_noise(self.noise)
+        noise = card_noise(self.noise)
         lines = [
             "# NPE model card", "",
             f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`), forward path `{self.forward}`; "

@@ -128,6 +128,17 @@ def simulate_batch(key: jax.Array, model: SEDModel, noise: TrainingNoise | Surve
     return {"params": params[keep], "log10_theta": latent[SCALE], "err": err, "mask": mask, "mag": mag}
 
 
+ADDED_SINCE = {"survey": {"error_scatter": 0.0}}  # keys a noise model gained, and what a card without one meant
+
+
+def card_noise(settings: dict) -> TrainingNoise | SurveyNoise:
+    """The noise model a card (or checkpoint) records: as ``training_noise``, except that a key added to the
+    model since the card was written means what the code did then (a survey card without ``error_scatter``
+    was trained on errors without scatter), not today's default."""
+    kind = settings.get("kind", "ideal")
+    return training_noise(ADDED_SINCE.get(kind, {}) | dict(settings))
+
+
 def training_noise(settings: dict) -> TrainingNoise | SurveyNoise:
     """The noise model of a ``[noise]`` table or a model card: ``kind = "survey"`` or "ideal" (the default,
     and what a card written before the survey model means)."""

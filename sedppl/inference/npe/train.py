@@ -44,7 +44,7 @@ from ...model.priors import LIBRARY_FLOOR, Prior
 from .card import ModelCard, code_hash, current_zero_points, data_hash, load_npe, save_npe
 from .posterior import Architecture, NPEPosterior, negative_log_likelihood
 from ...model.surveys import SurveyNoise
-from .simulations import TrainingNoise, simulate_batch, training_noise
+from .simulations import ADDED_SINCE, TrainingNoise, simulate_batch, training_noise
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,16 @@ def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosteri
     return eqx.tree_at(layers, posterior, layers(parent)), lineage
 
 
+def _run_definition_as_written(written: dict, config: TrainConfig) -> dict:
+    """A checkpoint's run definition with the keys added since it was written filled in as they were then:
+    architecture keys by their defaults, a survey noise's ``error_scatter`` by 0 (no scatter before it)."""
+    written = {k: v for k, v in written.items() if k != "max_minutes"}
+    written["architecture"] = Architecture(**written["architecture"]).to_dict()
+    if isinstance(config.noise, SurveyNoise):
+        written["noise"] = ADDED_SINCE["survey"] | written["noise"]
+    return written
+
+
 def _checkpoint(out: Path, weights, saved: dict) -> None:
     """Write an epoch's checkpoint so that a kill at any moment leaves the last complete one readable.
 
@@ -244,9 +254,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     best = posterior
     if resuming:
         saved = json.loads((out / "checkpoint.json").read_text())
-        written = {k: v for k, v in saved["config"].items() if k != "max_minutes"}
-        written["architecture"] = Architecture(**written["architecture"]).to_dict()  # keys added since: defaults
-        if written != config.run_definition():
+        if _run_definition_as_written(saved["config"], config) != config.run_definition():
             raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
         weights = out / saved.get("weights", "checkpoint.eqx")  # checkpoints before 2026-12-01: one file
         posterior, opt_state, best = eqx.tree_deserialise_leaves(weights, (posterior, opt_state, best))

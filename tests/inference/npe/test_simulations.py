@@ -75,5 +75,12 @@ def test_a_noise_table_names_its_kind():
     assert training_noise(SurveyNoise(min_bands=4).to_dict()) == SurveyNoise(min_bands=4)
     with pytest.raises(ValueError, match="kind"):
         training_noise({"kind": "lsst"})
+    # a key added since: a [noise] table without it takes today's default, a card without it what the code did
+    from sedppl.inference.npe.simulations import card_noise
+
+    before = {"kind": "survey", "min_bands": 3, "edge_mag": 0.1}  # a survey card written before error_scatter
+    assert training_noise(before).error_scatter == 0.25 and card_noise(before).error_scatter == 0.0
+    assert card_noise(SurveyNoise(error_scatter=0.1).to_dict()) == SurveyNoise(error_scatter=0.1)
+    assert card_noise({}) == TrainingNoise()
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['err_min'\]"):
         training_noise({"kind": "survey", "err_min": 0.01})

@@ -104,6 +104,19 @@ def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
         train(replace(TINY, seed=5), tmp_path, resume=True, progress=False)
 
 
+def test_a_checkpoint_from_before_the_error_scatter_resumes_only_without_scatter():
+    """A survey-noise checkpoint written before ``error_scatter`` existed was trained without scatter: it
+    resumes under ``error_scatter = 0`` and is refused under today's default (another run)."""
+    from sedppl.inference.npe.train import _run_definition_as_written
+    from sedppl.model.surveys import SurveyNoise
+
+    before = replace(TINY, noise=SurveyNoise(error_scatter=0.0)).to_dict()
+    del before["noise"]["error_scatter"]
+    for scatter, same in ((0.0, True), (0.25, False)):
+        config = replace(TINY, noise=SurveyNoise(error_scatter=scatter))
+        assert (_run_definition_as_written(before, config) == config.run_definition()) == same
+
+
 @pytest.mark.slow  # ~85 s on 2 cores (three trainings); fine-tuning is for model builders: `make test-all`
 def test_fine_tuning_starts_from_the_parent_and_never_ends_worse(trained, tmp_path):
     """init_from: epoch 0 is the parent's weights (its own validation NLL, same seed), the result is
