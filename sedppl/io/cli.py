@@ -133,15 +133,17 @@ def _cmd_simulate(args) -> int:
     prior = Prior.load(args.prior) if args.prior else Prior.default()
     model = sed_model(args.library, args.bands, prior, path=args.forward)
     ideal_options = {"--err-min": args.err_min, "--err-max": args.err_max, "--p-missing": args.p_missing}
-    if args.noise == "ideal" and args.error_scatter is not None:
-        raise ValueError("--error-scatter belongs to the survey noise model (--noise survey)")
+    survey_options = {"--error-scatter": args.error_scatter, "--dropout": args.dropout}
+    if args.noise == "ideal" and any(v is not None for v in survey_options.values()):
+        given = [name for name, value in survey_options.items() if value is not None]
+        raise ValueError(f"{', '.join(given)} belong(s) to the survey noise model (--noise survey)")
     if args.noise == "survey":
         given = [name for name, value in ideal_options.items() if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} set the idealised noise model (--noise ideal); the survey model "
                              "takes each band's errors and limits from sedppl/model/data/surveys.toml")
-        noise = SurveyNoise(min_bands=args.min_bands, **({} if args.error_scatter is None
-                                                          else {"error_scatter": args.error_scatter}))
+        noise = SurveyNoise(min_bands=args.min_bands, **{k: v for k, v in (("error_scatter", args.error_scatter),
+                                                                          ("dropout", args.dropout)) if v is not None})
     else:
         defaults = NoiseModel()
         noise = NoiseModel(args.err_min or defaults.err_min, args.err_max or defaults.err_max,
@@ -371,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-bands", type=_number(int, 1, 26), default=3, help="fewest bands a simulated star keeps")
     p.add_argument("--error-scatter", type=_number(float, 0, 2), help="survey noise: ln-sd of each error about "
                    "its survey's median error at the star's magnitude (default 0.25)")
+    p.add_argument("--dropout", type=_number(float, 0, 0.99), help="survey noise: chance that a band the survey "
+                   "measured is missing all the same (quality cuts, blends; default 0.03)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("ingest", help="turn a survey table into a sedppl catalog with a TOML column mapping")

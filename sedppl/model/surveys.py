@@ -13,6 +13,10 @@ performance (``data/surveys.toml``, with its sources):
 - detection: probability sigmoid((faint - m) / w) sigmoid((m - bright) / w), edges of
   width w = ``edge_mag``, in the true magnitude;
 - footprint: each survey covers the star with its sky fraction, all its bands together;
+- dropout: a band the survey measured is still missing with probability ``dropout``
+  (quality cuts, blends, a failed cross-match): real catalogues have such holes
+  (3.2% of the M dwarfs in ../shared/data/mdwarfs have G but no BP), and a network
+  that never saw one would read a missing BP as a star below BP's detection limit;
 - scatter: at one magnitude, catalogue errors differ from star to star (the
   number of observations, the background, crowding); each star's error is the
   median relation times a log-normal factor of ln-sd ``error_scatter``, and its
@@ -131,6 +135,7 @@ class SurveyNoise:
     # ln-sd of a star's error about the median relation (ours: Gaia's errors scale as N_obs^-1/2, and the
     # scan law gives stars of one magnitude several times more or fewer observations)
     error_scatter: float = 0.25
+    dropout: float = 0.03  # chance that a measured band is missing all the same (ours: the M dwarfs' BP)
 
     kind = "survey"
 
@@ -142,10 +147,12 @@ class SurveyNoise:
         if (isinstance(self.error_scatter, bool) or not isinstance(self.error_scatter, (int, float))
                 or not 0 <= self.error_scatter <= 2):
             raise ValueError(f"error_scatter must be a ln-sd between 0 and 2, got {self.error_scatter!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "min_bands": self.min_bands, "edge_mag": self.edge_mag,
-                "error_scatter": self.error_scatter}
+                "error_scatter": self.error_scatter, "dropout": self.dropout}
 
     def error_range(self, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Per band, the errors a simulation draws, to 3 sd of the scatter: from the saturation limit to
@@ -159,8 +166,9 @@ class SurveyNoise:
              ) -> tuple[Float[Array, " nb"], Bool[Array, " nb"]]:
         """One star's errors and presence mask given its true magnitudes (enough bands is the caller's test)."""
         t = band_performance(tuple(bands))
-        k_footprint, k_detect, k_scatter = jax.random.split(key, 3)
+        k_footprint, k_detect, k_scatter, k_dropout = jax.random.split(key, 4)
         covered = jax.random.bernoulli(k_footprint, t["coverage"])[t["survey"]]
         detected = jax.random.uniform(k_detect, mag.shape) < detection_probability(bands, mag, self.edge_mag)
         factor = jnp.exp(self.error_scatter * jax.random.normal(k_scatter, mag.shape))
-        return survey_error(bands, mag) * factor, covered & detected
+        kept = ~jax.random.bernoulli(k_dropout, self.dropout, mag.shape)
+        return survey_error(bands, mag) * factor, covered & detected & kept

@@ -94,13 +94,29 @@ def test_bands_appear_only_between_saturation_and_the_detection_limit():
 
 
 def test_a_survey_covers_all_of_its_bands_or_none_at_its_sky_fraction():
-    noise, bands = SurveyNoise(), ("ps1_g", "ps1_r", "galex_nuv", "gaia_g")
+    noise, bands = SurveyNoise(dropout=0.0), ("ps1_g", "ps1_r", "galex_nuv", "gaia_g")
     mag = jnp.array([18.0, 18.0, 18.0, 18.0])  # inside every window
     _, mask = jax.vmap(lambda k: noise.draw(k, bands, mag))(jax.random.split(jax.random.key(0), 4000))
     mask = np.asarray(mask)
     np.testing.assert_array_equal(mask[:, 0], mask[:, 1])
     for column, coverage in ((0, 0.75), (2, 0.52), (3, 1.0)):
         assert abs(mask[:, column].mean() - coverage) < 4 * np.sqrt(coverage * (1 - coverage) / 4000) + 1e-9
+
+
+def test_a_measured_band_drops_out_at_the_dropout_rate_independently_of_its_survey():
+    """Inside the footprint and the magnitude window a band is still missing with probability ``dropout``
+    (3%), band by band: Gaia G without BP happens, as in real catalogues; without dropout, never."""
+    bands, mag = ("gaia_g", "gaia_bp", "gaia_rp"), jnp.array([15.0, 15.3, 14.6])
+    keys = jax.random.split(jax.random.key(3), 20000)
+    mask = np.asarray(jax.vmap(lambda k: SurveyNoise().draw(k, bands, mag))(keys)[1])
+    missing = 1.0 - mask.mean(0)
+    assert np.all(np.abs(missing - 0.03) < 4 * np.sqrt(0.03 * 0.97 / 20000))
+    both = np.mean(~mask[:, 0] & ~mask[:, 1])  # independent: G and BP both missing at 0.03^2
+    assert abs(both - 0.0009) < 4 * np.sqrt(0.0009 / 20000)
+    assert np.all(np.asarray(jax.vmap(lambda k: SurveyNoise(dropout=0.0).draw(k, bands, mag))(keys)[1]))
+    for bad in (-0.01, 1.0, True):
+        with pytest.raises(ValueError, match="dropout"):
+            SurveyNoise(dropout=bad)
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def simulate_batch(key: jax.Array, model: SEDModel, noise: TrainingNoise | Surve
     return {"params": params[keep], "log10_theta": latent[SCALE], "err": err, "mask": mask, "mag": mag}
 
 
-ADDED_SINCE = {"survey": {"error_scatter": 0.0}}  # keys a noise model gained, and what a card without one meant
+ADDED_SINCE = {"survey": {"error_scatter": 0.0, "dropout": 0.0}}  # keys a noise model gained, and what a card without one meant
 
 
 def card_noise(settings: dict) -> TrainingNoise | SurveyNoise:

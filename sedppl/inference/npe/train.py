@@ -149,7 +149,8 @@ def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosteri
 
 def _run_definition_as_written(written: dict, config: TrainConfig) -> dict:
     """A checkpoint's run definition with the keys added since it was written filled in as they were then:
-    architecture keys by their defaults, a survey noise's ``error_scatter`` by 0 (no scatter before it)."""
+    architecture keys by their defaults, a survey noise's ``error_scatter`` and ``dropout`` by 0 (what the
+    code did before them)."""
     written = {k: v for k, v in written.items() if k != "max_minutes"}
     written["architecture"] = Architecture(**written["architecture"]).to_dict()
     if isinstance(config.noise, SurveyNoise):

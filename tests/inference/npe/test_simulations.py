@@ -79,7 +79,7 @@ def test_a_noise_table_names_its_kind():
     from sedppl.inference.npe.simulations import card_noise
 
     before = {"kind": "survey", "min_bands": 3, "edge_mag": 0.1}  # a survey card written before error_scatter
-    assert training_noise(before).error_scatter == 0.25 and card_noise(before).error_scatter == 0.0
+    assert training_noise(before) == SurveyNoise() and card_noise(before) == SurveyNoise(error_scatter=0.0, dropout=0.0)
     assert card_noise(SurveyNoise(error_scatter=0.1).to_dict()) == SurveyNoise(error_scatter=0.1)
     assert card_noise({}) == TrainingNoise()
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['err_min'\]"):

@@ -105,15 +105,15 @@ def test_resume_continues_exactly_and_refuses_another_config(trained, tmp_path):
 
 
 def test_a_checkpoint_from_before_the_error_scatter_resumes_only_without_scatter():
-    """A survey-noise checkpoint written before ``error_scatter`` existed was trained without scatter: it
-    resumes under ``error_scatter = 0`` and is refused under today's default (another run)."""
+    """A survey-noise checkpoint written before ``error_scatter`` and ``dropout`` existed was trained without
+    them: it resumes with both at 0 and is refused under either's default (another run)."""
     from sedppl.inference.npe.train import _run_definition_as_written
     from sedppl.model.surveys import SurveyNoise
 
-    before = replace(TINY, noise=SurveyNoise(error_scatter=0.0)).to_dict()
-    del before["noise"]["error_scatter"]
-    for scatter, same in ((0.0, True), (0.25, False)):
-        config = replace(TINY, noise=SurveyNoise(error_scatter=scatter))
+    before = replace(TINY, noise=SurveyNoise(error_scatter=0.0, dropout=0.0)).to_dict()
+    del before["noise"]["error_scatter"], before["noise"]["dropout"]
+    for scatter, dropout, same in ((0.0, 0.0, True), (0.25, 0.0, False), (0.0, 0.03, False)):
+        config = replace(TINY, noise=SurveyNoise(error_scatter=scatter, dropout=dropout))
         assert (_run_definition_as_written(before, config) == config.run_definition()) == same
 
 
