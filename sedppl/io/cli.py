@@ -136,7 +136,8 @@ def _cmd_simulate(args) -> int:
     survey_options = {"--error-scatter": args.error_scatter, "--dropout": args.dropout}
     if args.noise == "ideal" and any(v is not None for v in survey_options.values()):
         given = [name for name, value in survey_options.items() if value is not None]
-        raise ValueError(f"{', '.join(given)} belong(s) to the survey noise model (--noise survey)")
+        raise ValueError(f"{' and '.join(given)} {'belongs' if len(given) == 1 else 'belong'} to the survey noise "
+                         "model (--noise survey)")
     if args.noise == "survey":
         given = [name for name, value in ideal_options.items() if value is not None]
         if given:

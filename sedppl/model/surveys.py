@@ -3,8 +3,8 @@
 Real catalogues are not a random subset of bands with errors drawn blindly: a
 band is missing because the star is fainter than the survey's detection limit,
 brighter than its saturation limit, or outside its footprint, and errors grow
-with magnitude. ``SurveyNoise`` draws all three from each survey's published
-performance (``data/surveys.toml``, with its sources):
+with magnitude. ``SurveyNoise`` draws errors and presence from each survey's
+published performance (``data/surveys.toml``, with its sources):
 
 - error: sigma^2(m) = c0 + c1 10^(0.4 (m - m_ref)) + c2 10^(0.8 (m - m_ref)), a floor
   plus source- and background-limited terms, fitted to published (magnitude,
@@ -13,10 +13,13 @@ performance (``data/surveys.toml``, with its sources):
 - detection: probability sigmoid((faint - m) / w) sigmoid((m - bright) / w), edges of
   width w = ``edge_mag``, in the true magnitude;
 - footprint: each survey covers the star with its sky fraction, all its bands together;
-- dropout: a band the survey measured is still missing with probability ``dropout``
-  (quality cuts, blends, a failed cross-match): real catalogues have such holes
-  (3.2% of the M dwarfs in ../shared/data/mdwarfs have G but no BP), and a network
-  that never saw one would read a missing BP as a star below BP's detection limit;
+- dropout: a band the survey measured is still missing with probability ``dropout``,
+  band by band (quality cuts, blends, a failed cross-match). Real catalogues have
+  such holes: 84 of the 2634 stars of shared/data/mdwarfs (3.2%) have Gaia G without
+  BP, 83 of them without RP too, all in multiple systems. Independent dropout makes
+  holes of every pattern appear in training (a network that never saw one would read
+  a missing BP as a star below BP's limit), the correlated BP-and-RP hole more
+  rarely (0.09%) than in that table;
 - scatter: at one magnitude, catalogue errors differ from star to star (the
   number of observations, the background, crowding); each star's error is the
   median relation times a log-normal factor of ln-sd ``error_scatter``, and its
@@ -135,7 +138,7 @@ class SurveyNoise:
     # ln-sd of a star's error about the median relation (ours: Gaia's errors scale as N_obs^-1/2, and the
     # scan law gives stars of one magnitude several times more or fewer observations)
     error_scatter: float = 0.25
-    dropout: float = 0.03  # chance that a measured band is missing all the same (ours: the M dwarfs' BP)
+    dropout: float = 0.03  # chance that a measured band is missing all the same (ours; see the module docstring)
 
     kind = "survey"
 
@@ -170,5 +173,5 @@ class SurveyNoise:
         covered = jax.random.bernoulli(k_footprint, t["coverage"])[t["survey"]]
         detected = jax.random.uniform(k_detect, mag.shape) < detection_probability(bands, mag, self.edge_mag)
         factor = jnp.exp(self.error_scatter * jax.random.normal(k_scatter, mag.shape))
-        kept = ~jax.random.bernoulli(k_dropout, self.dropout, mag.shape)
+        kept = ~jax.random.bernoulli(k_dropout, float(self.dropout), mag.shape)
         return survey_error(bands, mag) * factor, covered & detected & kept

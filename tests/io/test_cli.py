@@ -71,7 +71,9 @@ def test_simulate_with_survey_noise_and_its_refusals(tmp_path, capsys):
     assert main(["simulate", "30", "--noise", "survey", "--error-scatter", "0", "--out", str(out)]) == 0
     assert Table.read(out).meta["sedppl_noise_error_scatter"] == 0.0
     assert main(["simulate", "3", "--error-scatter", "0.1", "--out", str(out)]) == 2
-    assert "--error-scatter belong(s) to the survey noise model" in capsys.readouterr().err
+    assert "--error-scatter belongs to the survey noise model" in capsys.readouterr().err
+    assert main(["simulate", "3", "--dropout", "0", "--error-scatter", "0", "--out", str(out)]) == 2
+    assert "--error-scatter and --dropout belong to the survey noise model" in capsys.readouterr().err
     assert main(["simulate", "30", "--noise", "survey", "--dropout", "0.1", "--out", str(out)]) == 0
     assert Table.read(out).meta["sedppl_noise_dropout"] == 0.1
 

@@ -105,7 +105,7 @@ def test_a_survey_covers_all_of_its_bands_or_none_at_its_sky_fraction():
 
 def test_a_measured_band_drops_out_at_the_dropout_rate_independently_of_its_survey():
     """Inside the footprint and the magnitude window a band is still missing with probability ``dropout``
-    (3%), band by band: Gaia G without BP happens, as in real catalogues; without dropout, never."""
+    (3%), band by band (G and BP both missing at 0.03^2); without dropout, never."""
     bands, mag = ("gaia_g", "gaia_bp", "gaia_rp"), jnp.array([15.0, 15.3, 14.6])
     keys = jax.random.split(jax.random.key(3), 20000)
     mask = np.asarray(jax.vmap(lambda k: SurveyNoise().draw(k, bands, mag))(keys)[1])
@@ -113,7 +113,7 @@ def test_a_measured_band_drops_out_at_the_dropout_rate_independently_of_its_surv
     assert np.all(np.abs(missing - 0.03) < 4 * np.sqrt(0.03 * 0.97 / 20000))
     both = np.mean(~mask[:, 0] & ~mask[:, 1])  # independent: G and BP both missing at 0.03^2
     assert abs(both - 0.0009) < 4 * np.sqrt(0.0009 / 20000)
-    assert np.all(np.asarray(jax.vmap(lambda k: SurveyNoise(dropout=0.0).draw(k, bands, mag))(keys)[1]))
+    assert np.all(np.asarray(jax.vmap(lambda k: SurveyNoise(dropout=0).draw(k, bands, mag))(keys)[1]))  # an int too
     for bad in (-0.01, 1.0, True):
         with pytest.raises(ValueError, match="dropout"):
             SurveyNoise(dropout=bad)
