@@ -361,10 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", nargs="+", default=list(SURVEY_BANDS), metavar="BAND")
     p.add_argument("--library", default="phoenix", choices=("phoenix", "kurucz", "bosz"))
     _add_forward(p)
-    p.add_argument("--noise", default="ideal", choices=("ideal", "survey"),
-                   help="ideal: errors log-uniform and bands missing at random, blind to the star (what the shipped "
-                   "NPE model was trained on); survey: each band's error, saturation and detection limits and "
-                   "footprint from its survey's published performance, at the star's own magnitude")
+    p.add_argument("--noise", default="survey", choices=("survey", "ideal"),
+                   help="survey (default; what the default NPE model was trained on): each band's error, saturation "
+                   "and detection limits and footprint from its survey's published performance, at the star's own "
+                   "magnitude; ideal: errors log-uniform and bands missing at random, blind to the star (models/ideal)")
     p.add_argument("--err-min", type=_number(float, above=0), help="ideal noise: smallest per-band error [mag] "
                    "(log-uniform; default 0.005)")
     p.add_argument("--err-max", type=_number(float, above=0), help="ideal noise: largest per-band error [mag] "

@@ -11,7 +11,7 @@ import numpy as np
 from ..model.forward import forward_model
 from ..model.generative import sed_model
 from ..model.passbands import SURVEY_BANDS, effective_wavelength
-from ..model.simulate import NoiseModel, simulate_catalog
+from ..model.simulate import simulate_catalog
 from .catalog import read_catalog, write_table
 
 DEMO_STARS = {"M dwarf 3500 K": (3500.0, 4.8, 0.0), "Sun 5772 K": (5772.0, 4.44, 0.0), "A star 9000 K": (9000.0, 4.0, 0.0)}
@@ -54,7 +54,8 @@ def plot_extinction_seds(path: Path, library: str = "phoenix", av: float = 1.0) 
 
 def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4, seed: int = 0,
              library: str = "phoenix") -> dict:
-    """Simulate ``n_stars`` with the default prior and draw the SED figure; compare NPE and NPE-IS with
+    """Simulate ``n_stars`` with the default prior and the noise the pretrained model was trained under
+    (survey-like) and draw the SED figure; compare NPE and NPE-IS with
     the cross-checked NUTS and SMC reference on ``n_fit`` of them (report in ``out/compare``); fit all of
     them with the pretrained NPE
     model; and draw a corner plot of the first star: every method against the truth.
@@ -62,13 +63,14 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     For a library the pretrained model does not know, only NUTS runs on the ``n_fit`` stars."""
     from ..diagnostics.corner import corner
     from ..inference.npe.card import read_card
+    from ..inference.npe.simulations import card_noise
     from ..inference.nuts import NUTSConfig
     from .compare import compare_catalog
     from .fit import DEFAULT_NPE_MODEL, REPORTED, fit_catalog
 
     out = Path(out)
     model = sed_model(library)
-    table = simulate_catalog(jax.random.key(seed), n_stars, model, NoiseModel())
+    table = simulate_catalog(jax.random.key(seed), n_stars, model, card_noise(read_card(DEFAULT_NPE_MODEL).noise))
     catalog_path = write_table(table, out / "catalog.parquet")
     catalog = read_catalog(catalog_path)
     figure = plot_extinction_seds(out / "sed_extinction.png", library)

@@ -31,8 +31,8 @@ range). The model further restricts the prior to the grid's validity region.
     high = 3.0
 
     [likelihood]
-    sys_floor = 0.02             # mag, added in quadrature to every band's error; or "libraries":
-                                 # per band and Teff, from the libraries' disagreement (library_floor.py)
+    sys_floor = "libraries"      # added in quadrature to every band's error: per band and Teff, the
+                                 # atmosphere libraries' disagreement (library_floor.py); or a number [mag]
 
 ``sedppl prior`` prints the default file.
 """
@@ -205,7 +205,7 @@ class Prior:
 
     params: tuple[ParameterPrior, ...]
     scale: ParameterPrior
-    sys_floor: float | str = 0.02  # mag, or "libraries" (``library_floor``)
+    sys_floor: float | str = LIBRARY_FLOOR  # ``library_floor``, or one number [mag]
     source: str = field(default="default", compare=False)
 
     def __post_init__(self):
@@ -233,7 +233,7 @@ class Prior:
         return cls(
             params=tuple(ParameterPrior.from_dict(p, tables[p]) for p in PARAMS),
             scale=ParameterPrior.from_dict(SCALE, tables[SCALE]),
-            sys_floor=_floor(likelihood.get("sys_floor", 0.02), source),
+            sys_floor=_floor(likelihood.get("sys_floor", LIBRARY_FLOOR), source),
             source=source,
         )
 
@@ -333,6 +333,6 @@ low = -6.0
 high = 3.0
 
 [likelihood]
-sys_floor = 0.02  # mag, in quadrature with each band's error; "libraries": per band and Teff, from the
-                  # atmosphere libraries' disagreement (sedppl/model/library_floor.py)
+sys_floor = "libraries"  # in quadrature with each band's error: per band and Teff, the atmosphere libraries'
+                         # disagreement (sedppl/model/library_floor.py); or one number [mag], e.g. 0.02
 """

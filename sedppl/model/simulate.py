@@ -1,8 +1,8 @@
 """Simulated catalogs from the model's prior predictive.
 
 Two noise models, recorded in the table's metadata (``sedppl_noise_kind``): the
-survey model (``surveys.SurveyNoise``: errors, detection and footprint from the
-star's own magnitudes) and the idealised one, ``NoiseModel``:
+survey model (``surveys.SurveyNoise``, the default: errors, detection and
+footprint from the star's own magnitudes) and the idealised one, ``NoiseModel``:
 
 - each band's error is drawn per star from a log-uniform distribution on
   [err_min, err_max] (default 0.005 to 0.1 mag), the range of most survey
@@ -147,11 +147,12 @@ def noise_settings(noise: NoiseModel | SurveyNoise) -> dict:
     return noise.to_dict() if isinstance(noise, SurveyNoise) else {"kind": "ideal", **asdict(noise)}
 
 
-def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel | SurveyNoise = NoiseModel()) -> Table:
+def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel | SurveyNoise = SurveyNoise()) -> Table:
     """A catalog of n simulated stars (input format of ``read_catalog``) with ``true_*`` columns.
 
-    ``noise``: ``NoiseModel`` (idealised: errors and missing bands drawn blind to the star) or
-    ``surveys.SurveyNoise`` (errors, detection and footprint from the star's magnitudes)."""
+    ``noise``: ``surveys.SurveyNoise`` (the default, as the default NPE model was trained: errors,
+    detection and footprint from the star's magnitudes) or ``NoiseModel`` (idealised: errors and
+    missing bands drawn blind to the star)."""
     if n < 1:
         raise ValueError(f"need at least one star, got n={n}")
     k_noise, k_draw = jax.random.split(key)

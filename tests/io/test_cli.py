@@ -70,9 +70,14 @@ def test_simulate_with_survey_noise_and_its_refusals(tmp_path, capsys):
     assert Table.read(out).meta["sedppl_noise_error_scatter"] == 0.25
     assert main(["simulate", "30", "--noise", "survey", "--error-scatter", "0", "--out", str(out)]) == 0
     assert Table.read(out).meta["sedppl_noise_error_scatter"] == 0.0
-    assert main(["simulate", "3", "--error-scatter", "0.1", "--out", str(out)]) == 2
+    assert main(["simulate", "3", "--error-scatter", "0.1", "--out", str(out)]) == 0  # survey is the default
+    assert Table.read(out).meta["sedppl_noise_kind"] == "survey"
+    assert Table.read(out).meta["sedppl_noise_error_scatter"] == 0.1
+    assert main(["simulate", "3", "--p-missing", "0.1", "--out", str(out)]) == 2
+    assert "--p-missing set the idealised noise model (--noise ideal)" in capsys.readouterr().err
+    assert main(["simulate", "3", "--noise", "ideal", "--error-scatter", "0.1", "--out", str(out)]) == 2
     assert "--error-scatter belongs to the survey noise model" in capsys.readouterr().err
-    assert main(["simulate", "3", "--dropout", "0", "--error-scatter", "0", "--out", str(out)]) == 2
+    assert main(["simulate", "3", "--noise", "ideal", "--dropout", "0", "--error-scatter", "0", "--out", str(out)]) == 2
     assert "--error-scatter and --dropout belong to the survey noise model" in capsys.readouterr().err
     assert main(["simulate", "30", "--noise", "survey", "--dropout", "0.1", "--out", str(out)]) == 0
     assert Table.read(out).meta["sedppl_noise_dropout"] == 0.1

@@ -103,8 +103,9 @@ class TrainConfig:
         return out
 
     def run_definition(self) -> dict:
-        """What defines the training run; a resumed run may change only its budget (max_minutes)."""
-        out = self.to_dict()
+        """What defines the training run; a resumed run may change only its budget (max_minutes).
+        The prior enters by its content, so that "default" means the prior the run started under."""
+        out = self.to_dict() | {"prior": self.load_prior().to_toml()}
         out.pop("max_minutes")
         return out
 
@@ -150,8 +151,13 @@ def warm_start(posterior: NPEPosterior, config: TrainConfig) -> tuple[NPEPosteri
 def _run_definition_as_written(written: dict, config: TrainConfig) -> dict:
     """A checkpoint's run definition with the keys added since it was written filled in as they were then:
     architecture keys by their defaults, a survey noise's ``error_scatter`` and ``dropout`` by 0 (what the
-    code did before them)."""
+    code did before them), a prior named rather than stored by its content read as the name meant then
+    ("default": the default prior, whose floor was 0.02 mag before 2026-12-02)."""
     written = {k: v for k, v in written.items() if k != "max_minutes"}
+    if written["prior"] == "default":
+        written["prior"] = replace(Prior.default(), sys_floor=0.02).to_toml()
+    elif not written["prior"].lstrip().startswith("["):
+        written["prior"] = Prior.load(written["prior"]).to_toml() if Path(written["prior"]).exists() else written["prior"]
     written["architecture"] = Architecture(**written["architecture"]).to_dict()
     if isinstance(config.noise, SurveyNoise):
         written["noise"] = ADDED_SINCE["survey"] | written["noise"]
@@ -274,7 +280,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             state.update(best_val=val_loss, best_epoch=state["epoch"])
             best = posterior
         stale = state["epoch"] - state["best_epoch"]
-        _checkpoint(out, (posterior, opt_state, best), {"config": config.to_dict(), "state": state})
+        _checkpoint(out, (posterior, opt_state, best), {"config": config.run_definition(), "state": state})
         bar.set_postfix(train=f"{float(train_loss):.3f}", val=f"{val_loss:.3f}", best=f"{state['best_val']:.3f}")
         bar.update(1)
         if state["seconds"] > 60 * config.max_minutes:

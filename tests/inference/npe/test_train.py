@@ -110,11 +110,31 @@ def test_a_checkpoint_from_before_the_error_scatter_resumes_only_without_scatter
     from sedppl.inference.npe.train import _run_definition_as_written
     from sedppl.model.surveys import SurveyNoise
 
-    before = replace(TINY, noise=SurveyNoise(error_scatter=0.0, dropout=0.0)).to_dict()
+    before = replace(TINY, noise=SurveyNoise(error_scatter=0.0, dropout=0.0)).run_definition()
     del before["noise"]["error_scatter"], before["noise"]["dropout"]
     for scatter, dropout, same in ((0.0, 0.0, True), (0.25, 0.0, False), (0.0, 0.03, False)):
         config = replace(TINY, noise=SurveyNoise(error_scatter=scatter, dropout=dropout))
         assert (_run_definition_as_written(before, config) == config.run_definition()) == same
+
+
+def test_a_checkpoint_naming_the_default_prior_resumes_under_the_prior_it_meant(tmp_path):
+    """Before 2026-12-02 a checkpoint named its prior ("default", whose floor was then 0.02 mag) instead of
+    storing it: it resumes under a file holding that prior and is refused under today's default (another run).
+    A checkpoint naming a file is read by its content, so a moved or rewritten file of the same prior resumes."""
+    from sedppl.inference.npe.train import _run_definition_as_written
+
+    fixed = tmp_path / "fixed.toml"
+    fixed.write_text(replace(Prior.default(), sys_floor=0.02).to_toml())
+    before = TINY.to_dict()
+    assert before["prior"] == "default" and Prior.default().sys_floor == "libraries"
+    for config, same in ((replace(TINY, prior=str(fixed)), True), (TINY, False)):
+        assert (_run_definition_as_written(before, config) == config.run_definition()) == same
+    named = replace(TINY, prior=str(fixed)).to_dict()
+    moved = tmp_path / "moved.toml"
+    moved.write_text(fixed.read_text())
+    assert _run_definition_as_written(named, replace(TINY, prior=str(moved))) == replace(
+        TINY, prior=str(moved)).run_definition()
+    assert TINY.run_definition()["prior"] == Prior.default().to_toml()  # what a checkpoint stores now
 
 
 @pytest.mark.slow  # ~85 s on 2 cores (three trainings); fine-tuning is for model builders: `make test-all`
