@@ -2,12 +2,12 @@
 single 0.02 mag floor and under the library floor (``sedppl.model.library_floor``).
 
     python validation/cross_library.py [--n 200] [--method npe-is] [--out validation/results/cross_library]
-    python validation/cross_library.py --pairs [--n 100] [--method smc|nuts|npe-is]
+    python validation/cross_library.py --pairs [--n 100] [--method smc|nuts|npe-is] [--floor 0.02|libraries]
 
 Each row simulates ``--n`` stars with ``sedppl simulate``'s defaults from one library (Kurucz, BOSZ, or
 Phoenix as the control), keeps those inside the Phoenix grid, and fits them with the default Phoenix model under one floor.
 ``--pairs`` runs every ordered pair of Phoenix, Kurucz and BOSZ (simulated with one, fitted with another,
-both at the 0.02 mag floor) and the average of Phoenix and Kurucz (``fit --library phoenix,kurucz``; smc and
+both at ``--floor``: 0.02 mag, or the libraries' floor of the default prior) and the average of Phoenix and Kurucz (``fit --library phoenix,kurucz``; smc and
 npe-is) on stars of each; every library then has one prior, bounded to the range all of them and the
 Phoenix NPE cover (``averaging.shared_prior``), and only stars inside every fitted library's validity
 region are kept. npe-is fits another library with the Phoenix NPE as its proposal. Coverage is of
@@ -69,10 +69,10 @@ PAIRS = tuple((simulated, fitted, 0.02, 0.02) for simulated in LIBRARIES for fit
     (simulated, "phoenix,kurucz", 0.02, 0.02) for simulated in ("phoenix", "kurucz"))  # (simulated, fitted, floors)
 
 
-def simulate_inside(library: str, fitted: tuple[str, ...], n: int, seed: int):
+def simulate_inside(library: str, fitted: tuple[str, ...], n: int, seed: int, floor=0.02):
     """``n`` stars from ``library`` under the one prior of ``pair_prior``, keeping those whose true parameters
     every fitted library's model holds (its log prior is finite there)."""
-    prior = pair_prior(0.02)
+    prior = pair_prior(floor)
     table = simulate_catalog(jax.random.key(seed), 3 * n, sed_model(library, prior=prior))
     truth = {p: jnp.asarray(np.asarray(table[f"true_{p}"], float), jnp.float32) for p in PARAMETERS}
     inside = np.ones(len(table), bool)
@@ -92,7 +92,7 @@ def pair_prior(floor) -> Prior:
 def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, out: Path,
             fallback: str | None = None, fitted: str = "phoenix", pairs: bool = False) -> dict:
     if pairs:
-        table = simulate_inside(library, tuple(fitted.split(",")), n, seed)
+        table = simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor)
     else:
         table = simulate_inside_phoenix(library, sim_floor, n, seed)
     catalog = read_catalog(table)
@@ -119,14 +119,17 @@ def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, 
     return row
 
 
-def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback: str | None, pairs: bool) -> str:
+def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback: str | None, pairs: bool,
+           floor=0.02) -> str:
     lo, hi = binomial_band(0.68, n)
+    floor_said = "the 0.02 mag floor" if floor == 0.02 else "the libraries' floor"
     what = ("every ordered pair of libraries (and Phoenix + Kurucz averaged by evidence), fitted under one prior "
-            "bounded to the range all three libraries cover, at the 0.02 mag floor" if pairs else
+            f"bounded to the range all three libraries cover, simulated and fitted at {floor_said}" if pairs else
             "fitted with the default Phoenix model under the single 0.02 mag floor or the library floor "
             "(`sys_floor = \"libraries\"`)")
     lines = [f"# Cross-library fits ({date.today()})", "",
              f"`python validation/cross_library.py{' --pairs' if pairs else ''} --n {n} --method {method} --seed {seed}"
+             f"{f' --floor {floor}' if pairs and floor != 0.02 else ''}"
              f"{f' --fallback {fallback}' if fallback else ''}`: stars simulated "
              f"from one library with `simulate`'s defaults, {what}. Coverage over the "
              f"stars the misfit check does not flag; in brackets over all stars. Calibrated: 68% coverage in "
@@ -169,10 +172,14 @@ def main(argv=None) -> None:
                     help="every ordered pair of libraries and the Phoenix + Kurucz average (PAIRS) instead of ROWS")
     ap.add_argument("--rows", nargs="+", type=int, default=None,
                     help="which rows to run (indices into ROWS, or PAIRS with --pairs; default all)")
+    ap.add_argument("--floor", default="0.02", choices=("0.02", "libraries"),
+                    help="--pairs: the floor stars are simulated and fitted at (default 0.02 mag, as first run)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cross_library")
     args = ap.parse_args(argv)
+    floor = 0.02 if args.floor == "0.02" else args.floor
     args.out.mkdir(parents=True, exist_ok=True)
-    table = PAIRS if args.pairs else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS)
+    table = (tuple((sim, fitted, floor, floor) for sim, fitted, _, _ in PAIRS) if args.pairs
+             else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS))
     rows = []
     for i in args.rows if args.rows is not None else range(len(table)):
         library, fitted, sim_floor, fit_floor = table[i]
@@ -181,7 +188,7 @@ def main(argv=None) -> None:
         rows.append(run_row(library, sim_floor, fit_floor, args.n, args.method, args.seed, args.out, args.fallback,
                             fitted, args.pairs))
         print(rows[-1], flush=True)
-    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs)
+    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor)
     (args.out / f"cross_library{'_pairs' if args.pairs else ''}_{args.method}.md").write_text(text)
     print(text)
 

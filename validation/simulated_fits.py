@@ -19,6 +19,7 @@ import numpy as np
 
 from sedppl.inference.importance import ISConfig
 from sedppl.inference.npe.card import read_card
+from sedppl.inference.npe.simulations import card_noise
 from sedppl.inference.nuts import NUTSConfig
 from sedppl.io.catalog import Catalog, read_catalog, write_table
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
@@ -27,7 +28,7 @@ from sedppl.model.simulate import NoiseModel, simulate_catalog
 from sedppl.model.surveys import SurveyNoise
 
 METHODS = ("npe", "npe-is", "nuts", "smc")
-NOISE = {"ideal": "simulate's default noise", "survey": "the surveys' noise model, `--noise survey`"}
+NOISE = {"ideal": "the idealised noise, `--noise ideal`", "survey": "the surveys' noise model (simulate's default)"}
 EXACT = ("nuts", "smc")  # the slow ones on a CPU: they fit the first nuts_n stars
 
 
@@ -41,7 +42,7 @@ class Study:
     warmup: int = 1000
     proposals: int = 1000
     model: str = str(DEFAULT_NPE_MODEL)
-    noise: str = "ideal"  # simulate's idealised noise, or "survey": errors, depths and footprints of the surveys
+    noise: str = "survey"  # the surveys' errors, depths and footprints (the default model's), or "ideal"
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -79,7 +80,10 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
     card = read_card(study.model)
     if study.noise not in ("ideal", "survey"):
         raise ValueError(f"noise must be 'ideal' or 'survey', got {study.noise!r}")
-    noise = SurveyNoise() if study.noise == "survey" else NoiseModel()
+    if study.noise == "survey":  # the model's own survey settings where it was trained under them
+        noise = card_noise(card.noise) if card.noise.get("kind") == "survey" else SurveyNoise()
+    else:
+        noise = NoiseModel()
     table = simulate_catalog(jax.random.key(study.seed), study.n, card.model(), noise)
     write_table(table, out / "catalog.parquet")
     catalog = read_catalog(table)
