@@ -51,6 +51,7 @@ def main() -> None:
 
     training = card.training.get("config", {})
     config = replace(TrainConfig(), architecture=Architecture.from_card(card.architecture), noise=card_noise(card.noise),
+                     forward=card.forward, prior=str(Path(args.model) / "prior.toml"),
                      batch_size=training.get("batch_size", 256), steps_per_epoch=training.get("steps_per_epoch", 100))
     trainer = Trainer(config)
     state, opt_state = trainer.initial_state()

@@ -101,7 +101,8 @@ def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, 
     fit = fit_catalog(catalog, method, prior=pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor),
                       seed=seed, progress=False, fallback=fallback, library=fitted)
     seconds = time.perf_counter() - t0
-    fit.write(out / (f"{library}_{fitted.replace(',', '+')}_{method}" if pairs else f"{library}_{sim_floor}_{fit_floor}"))
+    suffix = "" if fit_floor == 0.02 else f"_{fit_floor}"  # pairs at the libraries' floor do not overwrite 0.02's
+    fit.write(out / (f"{library}_{fitted.replace(',', '+')}_{method}{suffix}" if pairs else f"{library}_{sim_floor}_{fit_floor}"))
     draws, truth, rows = draws_and_truths(fit, truths, catalog)
     flags = np.asarray(fit.summary["flag"][rows]).astype(str)
     misfit = np.char.find(flags, MISFIT) >= 0
@@ -177,6 +178,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cross_library")
     args = ap.parse_args(argv)
     floor = 0.02 if args.floor == "0.02" else args.floor
+    if floor != 0.02 and not args.pairs:
+        ap.error("--floor is for --pairs (ROWS name each row's floors)")
     args.out.mkdir(parents=True, exist_ok=True)
     table = (tuple((sim, fitted, floor, floor) for sim, fitted, _, _ in PAIRS) if args.pairs
              else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS))
@@ -189,7 +192,8 @@ def main(argv=None) -> None:
                             fitted, args.pairs))
         print(rows[-1], flush=True)
     text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor)
-    (args.out / f"cross_library{'_pairs' if args.pairs else ''}_{args.method}.md").write_text(text)
+    (args.out / f"cross_library{'_pairs' if args.pairs else ''}_{args.method}{'' if floor == 0.02 else '_' + floor}.md"
+     ).write_text(text)
     print(text)
 
 

@@ -337,7 +337,7 @@ def _cmd_demo(args) -> int:
 def _add_forward(p) -> None:
     p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
                    help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
-                   "or multilinear (sedppl 0.4's, which the shipped NPE model was trained on)")
+                   "or multilinear (sedppl 0.4's, which models/ideal was trained on)")
 
 
 def build_parser() -> argparse.ArgumentParser:

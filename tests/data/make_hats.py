@@ -4,7 +4,7 @@ the reader of sedppl.io.partitions is tested on the layout the LSDB tools write,
     pip install hats-import==0.11.1   # not a dependency of sedppl: only to regenerate the folder
     python tests/data/make_hats.py
 
-The stars are ``simulate_catalog(jax.random.key(12), 12, sed_model())`` with positions spread over the sky
+The stars are ``simulate_catalog(jax.random.key(12), 12, sed_model(prior=<0.02 mag floor>), NoiseModel())`` with positions spread over the sky
 (seeded), small partitions (``pixel_threshold=3``) so that the catalogue has several.
 """
 
@@ -17,14 +17,16 @@ import numpy as np
 
 from sedppl.io.catalog import write_table
 from sedppl.model.generative import sed_model
-from sedppl.model.simulate import simulate_catalog
+from sedppl.model.priors import Prior
+from sedppl.model.simulate import NoiseModel, simulate_catalog
 
 HERE = Path(__file__).parent
 NAME = "hats_sim12"
 
 
 def stars():
-    table = simulate_catalog(jax.random.key(12), 12, sed_model())
+    fixed_floor = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.02}})
+    table = simulate_catalog(jax.random.key(12), 12, sed_model(prior=fixed_floor), NoiseModel())  # as first made
     rng = np.random.default_rng(12)
     table["ra"] = rng.uniform(0.0, 360.0, len(table))
     table["dec"] = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, len(table))))

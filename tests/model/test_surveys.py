@@ -125,6 +125,15 @@ def survey_catalog():
     return model, simulate_catalog(jax.random.key(4), 300, model, SurveyNoise())
 
 
+def test_survey_noise_is_the_default_as_the_default_model_was_trained(survey_catalog):
+    """``simulate_catalog`` without a noise model draws the surveys' noise, draw for draw."""
+    model, table = survey_catalog
+    default = simulate_catalog(jax.random.key(4), 300, model)
+    assert default.meta["sedppl_noise_kind"] == "survey" and model.prior.sys_floor == "libraries"
+    for column in ("gaia_g", "gaia_g_err", "wise_w2", "true_teff"):
+        np.testing.assert_array_equal(np.asarray(default[column]), np.asarray(table[column]))
+
+
 def test_errors_scatter_about_the_median_relation_and_stay_in_the_training_range():
     """At one true magnitude the errors are the median relation times exp(error_scatter z): exact without the
     scatter, an ln-sd of 0.25 by default (so an error no longer gives away the true magnitude). At the saturation

@@ -251,6 +251,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     posterior, opt_state = trainer.initial_state()
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "history": []}
     val = trainer.validation_set
+    definition = config.run_definition()  # read once: the prior the trainer was built with, whatever its file does later
     resuming = resume and (out / "checkpoint.json").exists()
     if not resuming:  # a fresh run never writes into the slots a stale checkpoint names
         (out / "checkpoint.json").unlink(missing_ok=True)
@@ -261,7 +262,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     best = posterior
     if resuming:
         saved = json.loads((out / "checkpoint.json").read_text())
-        if _run_definition_as_written(saved["config"], config) != config.run_definition():
+        if _run_definition_as_written(saved["config"], config) != definition:
             raise ValueError(f"{out}/checkpoint.json was written by another configuration; refusing to resume")
         weights = out / saved.get("weights", "checkpoint.eqx")  # checkpoints before 2026-12-01: one file
         posterior, opt_state, best = eqx.tree_deserialise_leaves(weights, (posterior, opt_state, best))
@@ -280,7 +281,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
             state.update(best_val=val_loss, best_epoch=state["epoch"])
             best = posterior
         stale = state["epoch"] - state["best_epoch"]
-        _checkpoint(out, (posterior, opt_state, best), {"config": config.run_definition(), "state": state})
+        _checkpoint(out, (posterior, opt_state, best), {"config": definition, "state": state})
         bar.set_postfix(train=f"{float(train_loss):.3f}", val=f"{val_loss:.3f}", best=f"{state['best_val']:.3f}")
         bar.update(1)
         if state["seconds"] > 60 * config.max_minutes:
