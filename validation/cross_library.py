@@ -3,6 +3,7 @@ single 0.02 mag floor and under the library floor (``sedppl.model.library_floor`
 
     python validation/cross_library.py [--n 200] [--method npe-is] [--out validation/results/cross_library]
     python validation/cross_library.py --pairs [--n 100] [--method smc|nuts|npe-is] [--floor 0.02|libraries]
+                                       [--noise survey|ideal]
 
 Each row simulates ``--n`` stars with ``sedppl simulate``'s defaults from one library (Kurucz, BOSZ, or
 Phoenix as the control), keeps those inside the Phoenix grid, and fits them with the default Phoenix model under one floor.
@@ -35,7 +36,8 @@ from sedppl.io.fit import REPORTED, fit_catalog
 from sedppl.inference.averaging import shared_prior
 from sedppl.model.generative import log_prior, sed_model
 from sedppl.model.priors import Prior
-from sedppl.model.simulate import simulate_catalog
+from sedppl.model.simulate import NoiseModel, simulate_catalog
+from sedppl.model.surveys import SurveyNoise
 from npe_accuracy import shown_path  # a sibling script (validation/ is on sys.path)
 from simulated_fits import draws_and_truths
 
@@ -69,11 +71,13 @@ PAIRS = tuple((simulated, fitted, 0.02, 0.02) for simulated in LIBRARIES for fit
     (simulated, "phoenix,kurucz", 0.02, 0.02) for simulated in ("phoenix", "kurucz"))  # (simulated, fitted, floors)
 
 
-def simulate_inside(library: str, fitted: tuple[str, ...], n: int, seed: int, floor=0.02):
+def simulate_inside(library: str, fitted: tuple[str, ...], n: int, seed: int, floor=0.02, noise: str = "survey"):
     """``n`` stars from ``library`` under the one prior of ``pair_prior``, keeping those whose true parameters
-    every fitted library's model holds (its log prior is finite there)."""
+    every fitted library's model holds (its log prior is finite there). ``noise``: simulate's survey noise
+    (its default) or the idealised one (many-band stars, on which NUTS is fast)."""
     prior = pair_prior(floor)
-    table = simulate_catalog(jax.random.key(seed), 3 * n, sed_model(library, prior=prior))
+    table = simulate_catalog(jax.random.key(seed), 3 * n, sed_model(library, prior=prior),
+                             NoiseModel() if noise == "ideal" else SurveyNoise())
     truth = {p: jnp.asarray(np.asarray(table[f"true_{p}"], float), jnp.float32) for p in PARAMETERS}
     inside = np.ones(len(table), bool)
     for name in fitted:
@@ -90,9 +94,9 @@ def pair_prior(floor) -> Prior:
 
 
 def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, out: Path,
-            fallback: str | None = None, fitted: str = "phoenix", pairs: bool = False) -> dict:
+            fallback: str | None = None, fitted: str = "phoenix", pairs: bool = False, noise: str = "survey") -> dict:
     if pairs:
-        table = simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor)
+        table = simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor, noise)
     else:
         table = simulate_inside_phoenix(library, sim_floor, n, seed)
     catalog = read_catalog(table)
@@ -101,7 +105,7 @@ def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, 
     fit = fit_catalog(catalog, method, prior=pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor),
                       seed=seed, progress=False, fallback=fallback, library=fitted)
     seconds = time.perf_counter() - t0
-    suffix = "" if fit_floor == 0.02 else f"_{fit_floor}"  # pairs at the libraries' floor do not overwrite 0.02's
+    suffix = ("" if fit_floor == 0.02 else f"_{fit_floor}") + ("_ideal" if noise == "ideal" else "")  # no overwriting
     fit.write(out / (f"{library}_{fitted.replace(',', '+')}_{method}{suffix}" if pairs else f"{library}_{sim_floor}_{fit_floor}"))
     draws, truth, rows = draws_and_truths(fit, truths, catalog)
     flags = np.asarray(fit.summary["flag"][rows]).astype(str)
@@ -121,7 +125,7 @@ def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, 
 
 
 def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback: str | None, pairs: bool,
-           floor=0.02) -> str:
+           floor=0.02, noise: str = "survey") -> str:
     lo, hi = binomial_band(0.68, n)
     floor_said = "the 0.02 mag floor" if floor == 0.02 else "the libraries' floor"
     what = ("every ordered pair of libraries (and Phoenix + Kurucz averaged by evidence), fitted under one prior "
@@ -130,9 +134,9 @@ def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback
             "(`sys_floor = \"libraries\"`)")
     lines = [f"# Cross-library fits ({date.today()})", "",
              f"`python validation/cross_library.py{' --pairs' if pairs else ''} --n {n} --method {method} --seed {seed}"
-             f"{f' --floor {floor}' if pairs and floor != 0.02 else ''}"
+             f"{f' --floor {floor}' if pairs and floor != 0.02 else ''}{' --noise ideal' if noise == 'ideal' else ''}"
              f"{f' --fallback {fallback}' if fallback else ''}`: stars simulated "
-             f"from one library with `simulate`'s defaults, {what}. Coverage over the "
+             f"from one library with `simulate`'s {'idealised noise' if noise == 'ideal' else 'defaults'}, {what}. Coverage over the "
              f"stars the misfit check does not flag; in brackets over all stars. Calibrated: 68% coverage in "
              f"[{lo:.2f}, {hi:.2f}] (3σ, {n} stars).", "",
              "| simulated | fitted | fitted floor | misfit flagged | trusted | "
@@ -175,11 +179,13 @@ def main(argv=None) -> None:
                     help="which rows to run (indices into ROWS, or PAIRS with --pairs; default all)")
     ap.add_argument("--floor", default="0.02", choices=("0.02", "libraries"),
                     help="--pairs: the floor stars are simulated and fitted at (default 0.02 mag, as first run)")
+    ap.add_argument("--noise", default="survey", choices=("survey", "ideal"),
+                    help="--pairs: simulate's noise (default survey; ideal gives many-band stars, fast for NUTS)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cross_library")
     args = ap.parse_args(argv)
     floor = 0.02 if args.floor == "0.02" else args.floor
-    if floor != 0.02 and not args.pairs:
-        ap.error("--floor is for --pairs (ROWS name each row's floors)")
+    if (floor != 0.02 or args.noise != "survey") and not args.pairs:
+        ap.error("--floor and --noise are for --pairs (ROWS name each row's floors)")
     args.out.mkdir(parents=True, exist_ok=True)
     table = (tuple((sim, fitted, floor, floor) for sim, fitted, _, _ in PAIRS) if args.pairs
              else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS))
@@ -189,11 +195,11 @@ def main(argv=None) -> None:
         if "," in fitted and args.method == "nuts":
             continue  # NUTS yields no evidence to average by
         rows.append(run_row(library, sim_floor, fit_floor, args.n, args.method, args.seed, args.out, args.fallback,
-                            fitted, args.pairs))
+                            fitted, args.pairs, args.noise))
         print(rows[-1], flush=True)
-    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor)
-    (args.out / f"cross_library{'_pairs' if args.pairs else ''}_{args.method}{'' if floor == 0.02 else '_' + floor}.md"
-     ).write_text(text)
+    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor, args.noise)
+    name = f"cross_library{'_pairs' if args.pairs else ''}_{args.method}{'' if floor == 0.02 else '_' + floor}"
+    (args.out / f"{name}{'_ideal' if args.noise == 'ideal' else ''}.md").write_text(text)
     print(text)
 
 
