@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +255,10 @@ class Prior:
         return cls.from_dict(read_toml(path, "prior file", PriorError), source=str(path))
 
     @classmethod
-    def default(cls) -> Prior:
-        return cls.from_dict(tomllib.loads(DEFAULT_PRIOR_TOML), source="default")
+    def default(cls, sys_floor: float | str = LIBRARY_FLOOR) -> Prior:
+        """The default prior; ``sys_floor=0.02`` gives the default before 2026-12-02 (``models/ideal``'s)."""
+        prior = cls.from_dict(tomllib.loads(DEFAULT_PRIOR_TOML), source="default")
+        return prior if sys_floor == LIBRARY_FLOOR else replace(prior, sys_floor=sys_floor)
 
     def to_dict(self) -> dict:
         tables = {p.name: p.to_dict() for p in self.params}

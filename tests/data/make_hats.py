@@ -25,7 +25,7 @@ NAME = "hats_sim12"
 
 
 def stars():
-    fixed_floor = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.02}})
+    fixed_floor = Prior.default(sys_floor=0.02)
     table = simulate_catalog(jax.random.key(12), 12, sed_model(prior=fixed_floor), NoiseModel())  # as first made
     rng = np.random.default_rng(12)
     table["ra"] = rng.uniform(0.0, 360.0, len(table))

@@ -55,7 +55,7 @@ def model():
     """The default model under the single 0.02 mag floor, in which sim0's numbers below were measured. Under
     the libraries' floor (the default prior since 2026-12-02) sim0 is another star: its giant mode holds
     35-49% of the mass and one SMC run's log Z has sd 0.6 (5 SMC fits of 2 runs, 2026-12-02)."""
-    return sed_model(prior=Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.02}}))
+    return sed_model(prior=Prior.default(sys_floor=0.02))
 
 
 def _rows(table, bands, i):

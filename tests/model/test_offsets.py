@@ -18,7 +18,7 @@ EXTRA = np.array([0.0, 0.08, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 
 @pytest.fixture(scope="module")
 def labelled():
-    fixed_floor = Prior.from_dict(Prior.default().to_dict() | {"likelihood": {"sys_floor": 0.02}})
+    fixed_floor = Prior.default(sys_floor=0.02)
     model = sed_model(bands=BANDS, prior=fixed_floor)  # the libraries' floor (0.1 mag in BP when cool) blurs 0.006
     table = simulate_catalog(jax.random.key(7), 300, model, NoiseModel(0.01, 0.02, p_missing=0.1))
     rng = np.random.default_rng(0)

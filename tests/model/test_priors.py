@@ -1,4 +1,5 @@
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,6 +151,9 @@ def test_priors_are_hashable_values_and_name_their_floor():
     assert Prior(Prior.default().params, Prior.default().scale).sys_floor == "libraries"  # the documented default
     assert Prior.from_dict({k: v for k, v in _tables().items() if k != "likelihood"}).sys_floor == "libraries"
     assert Prior.default().sys_floor == "libraries" and 'sys_floor = "libraries"' in DEFAULT_PRIOR_TOML
+    models = Path(__file__).resolve().parents[2] / "models"  # the default before 2026-12-02, as models/ideal has it
+    assert Prior.default(sys_floor=0.02) == Prior.load(models / "ideal" / "prior.toml") == Prior.load(
+        models / "prior_fixed_floor.toml") != Prior.default()
     params = Prior.default().params
     for order in (params[::-1], (params[0], params[2], params[1]) + params[3:]):
         with pytest.raises(PriorError, match="must define"):

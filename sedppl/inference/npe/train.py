@@ -155,7 +155,7 @@ def _run_definition_as_written(written: dict, config: TrainConfig) -> dict:
     ("default": the default prior, whose floor was 0.02 mag before 2026-12-02)."""
     written = {k: v for k, v in written.items() if k != "max_minutes"}
     if written["prior"] == "default":
-        written["prior"] = replace(Prior.default(), sys_floor=0.02).to_toml()
+        written["prior"] = Prior.default(sys_floor=0.02).to_toml()
     elif not written["prior"].lstrip().startswith("["):
         written["prior"] = Prior.load(written["prior"]).to_toml() if Path(written["prior"]).exists() else written["prior"]
     written["architecture"] = Architecture(**written["architecture"]).to_dict()

@@ -124,7 +124,7 @@ def test_a_checkpoint_naming_the_default_prior_resumes_under_the_prior_it_meant(
     from sedppl.inference.npe.train import _run_definition_as_written
 
     fixed = tmp_path / "fixed.toml"
-    fixed.write_text(replace(Prior.default(), sys_floor=0.02).to_toml())
+    fixed.write_text(Prior.default(sys_floor=0.02).to_toml())
     before = TINY.to_dict()
     assert before["prior"] == "default" and Prior.default().sys_floor == "libraries"
     for config, same in ((replace(TINY, prior=str(fixed)), True), (TINY, False)):
