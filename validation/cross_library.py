@@ -15,13 +15,16 @@ region are kept. npe-is fits another library with the Phoenix NPE as its proposa
 the central 68% and 95% intervals, over the stars the misfit check does not flag (``diagnostics.ood.misfit``:
 "photometry not fitted by the model") and over all. "Phoenix, libraries floor" simulates with that floor too, so its model is the
 fitted one exactly and its coverage must sit in the binomial band: the floor's own calibration.
-Writes ``cross_library_<method>.md``; the targets are issue 25's (Kurucz -> Phoenix, unflagged stars: 68%
+Each row also counts the wrong answers (some parameter's truth outside its central 99% interval) and how many
+of them the misfit check flags. A finished row is kept beside its fit (``row.json``): a stopped study, run
+again, fits only the rows it had not finished. Writes ``cross_library_<method>.md``; the targets are issue 25's (Kurucz -> Phoenix, unflagged stars: 68%
 coverage >= 0.60 for every parameter, at most 20% flagged).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import date
 from pathlib import Path
@@ -32,7 +35,7 @@ import numpy as np
 
 from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
 from sedppl.io.catalog import read_catalog
-from sedppl.io.fit import REPORTED, fit_catalog
+from sedppl.io.fit import REPORTED, FitResult, fit_catalog
 from sedppl.inference.averaging import shared_prior
 from sedppl.model.generative import log_prior, sed_model
 from sedppl.model.priors import Prior
@@ -95,27 +98,52 @@ def pair_prior(floor) -> Prior:
 
 def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, out: Path,
             fallback: str | None = None, fitted: str = "phoenix", pairs: bool = False, noise: str = "survey") -> dict:
-    if pairs:
-        table = simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor, noise)
-    else:
-        table = simulate_inside_phoenix(library, sim_floor, n, seed)
-    catalog = read_catalog(table)
-    truths = {p: np.asarray(table[f"true_{p}"], float) for p in REPORTED}
+    """One row: simulate, fit, score. A finished row is kept beside its fit (``row.json``) and read back by a
+    later run with the same settings, so a stopped study loses no finished row; a row saved before a score
+    existed is scored again from its fit when the fit is there."""
+    suffix = ("" if fit_floor == 0.02 else f"_{fit_floor}") + ("_ideal" if noise == "ideal" else "")  # no overwriting
+    folder = out / (f"{library}_{fitted.replace(',', '+')}_{method}{suffix}" if pairs else f"{library}_{sim_floor}_{fit_floor}")
+    settings = {"n": n, "method": method, "seed": seed, "fallback": fallback, "noise": noise}
+    saved = folder / "row.json"
+    simulate = (lambda: simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor, noise)) if pairs else (
+        lambda: simulate_inside_phoenix(library, sim_floor, n, seed))
+    if saved.exists():
+        row = json.loads(saved.read_text())
+        if row.pop("settings", None) == settings:
+            print(f"{folder.name}: finished before, read back from {saved}", flush=True)
+            if "wrong" in row or not (folder / "summary.parquet").exists():
+                return row
+            row = score(FitResult.read(folder), simulate(), row)
+            saved.write_text(json.dumps({**row, "settings": settings}, indent=1))
+            return row
+    table = simulate()
     t0 = time.perf_counter()
-    fit = fit_catalog(catalog, method, prior=pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor),
+    fit = fit_catalog(read_catalog(table), method, prior=pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor),
                       seed=seed, progress=False, fallback=fallback, library=fitted)
     seconds = time.perf_counter() - t0
-    suffix = ("" if fit_floor == 0.02 else f"_{fit_floor}") + ("_ideal" if noise == "ideal" else "")  # no overwriting
-    fit.write(out / (f"{library}_{fitted.replace(',', '+')}_{method}{suffix}" if pairs else f"{library}_{sim_floor}_{fit_floor}"))
+    fit.write(folder)
+    row = score(fit, table, {"library": library, "fitted": fitted, "sim_floor": sim_floor, "fit_floor": fit_floor,
+                             "seconds": seconds})
+    saved.write_text(json.dumps({**row, "settings": settings}, indent=1))
+    return row
+
+
+def score(fit: FitResult, table, row: dict) -> dict:
+    """``row`` with the fit's misfit and trust counts, coverage and bias per parameter, and the wrong answers:
+    stars with some parameter's truth outside its central 99% interval (under 5% of stars for a calibrated
+    fit), and how many of those the misfit check flags."""
+    catalog = read_catalog(table)
+    truths = {p: np.asarray(table[f"true_{p}"], float) for p in REPORTED}
     draws, truth, rows = draws_and_truths(fit, truths, catalog)
     flags = np.asarray(fit.summary["flag"][rows]).astype(str)
     misfit = np.char.find(flags, MISFIT) >= 0
     trusted = np.asarray(fit.summary["trusted"][rows], bool)
-    row = {"library": library, "fitted": fitted, "sim_floor": sim_floor, "fit_floor": fit_floor, "n": len(rows),
-           "misfit": int(misfit.sum()), "trusted": int(trusted.sum()),
-           "n_trusted_unflagged": int((trusted & ~misfit).sum()), "seconds": seconds}
-    for p in PARAMETERS:
-        pit = pit_values(draws[p], truth[p])
+    pits = {p: pit_values(draws[p], truth[p]) for p in PARAMETERS}
+    wrong = np.any([~((pit > 0.005) & (pit < 0.995)) for pit in pits.values()], axis=0)
+    row = {**row, "n": len(rows), "misfit": int(misfit.sum()), "trusted": int(trusted.sum()),
+           "n_trusted_unflagged": int((trusted & ~misfit).sum()), "wrong": int(wrong.sum()),
+           "wrong_flagged": int((wrong & misfit).sum())}
+    for p, pit in pits.items():
         row[f"{p}_cov68"] = interval_coverage(pit[~misfit], 0.68)
         row[f"{p}_cov95"] = interval_coverage(pit[~misfit], 0.95)
         row[f"{p}_cov68_all"] = interval_coverage(pit, 0.68)
@@ -161,6 +189,14 @@ def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback
     for r in rows:
         lines.append(f"| {r['library']} | {r['fitted']} | {r['fit_floor']} | " + " | ".join(
             f"{r[f'{p}_bias']:+.3g}" for p in PARAMETERS) + " |")
+    lines += ["", "Wrong answers caught: stars with some parameter's truth outside its central 99% interval (under 5% "
+              "of stars for a calibrated fit), and how many of them the misfit check flags (– : a row scored before "
+              "this count existed whose fit was not kept):", "",
+              "| simulated | fitted | fitted floor | wrong | of which flagged | flagged, not wrong |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        counts = (f"{r['wrong']}/{r['n']} | {r['wrong_flagged']} | {r['misfit'] - r['wrong_flagged']}" if "wrong" in r
+                  else f"– | – | {r['misfit']} flagged")
+        lines.append(f"| {r['library']} | {r['fitted']} | {r['fit_floor']} | {counts} |")
     folders = "<simulated>_<fitted>_<method>" if pairs else "<library>_<simulated floor>_<fitted floor>"
     lines += ["", f"Fits: `{shown_path(out)}/{folders}/`."]
     return "\n".join(lines) + "\n"

@@ -28,6 +28,19 @@ def reference_star(model: SEDModel, bands=GAIA_2MASS_WISE, err_mag: float = 0.05
     return err[None], mask[None], mag[None]
 
 
+def survey_star(model: SEDModel, seed: int = 0, theta_dex: float = 0.0):
+    """The same Sun-like dwarf as the surveys would catalogue it: each band's presence and error drawn from
+    its magnitude (``SurveyNoise``, the default model's training noise), ``theta_dex`` dex larger in
+    angular diameter (-0.4 dex is 1 magnitude fainter). Returns (err, mask, mag) like ``reference_star``."""
+    from ..model.surveys import SurveyNoise
+
+    k_survey, k_noise = jax.random.split(jax.random.key(seed))
+    mu = model.forward.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA + theta_dex)
+    err, mask = SurveyNoise().draw(k_survey, model.bands, mu)
+    mag = mu + jax.random.normal(k_noise, mu.shape) * model.sigma(err, jnp.asarray(SUN_LIKE))
+    return np.asarray(err)[None], np.asarray(mask)[None], np.asarray(mag)[None]
+
+
 def nuts_reference(model: SEDModel, err, mask, mag, max_rhat: float = 1.05) -> StarDraws:
     """NUTS on one star (4 chains x (500 warm-up + 500 draws)); refuses to serve as a reference unless
     its chains agree (with 2 chains, one once sat in a minor mode)."""

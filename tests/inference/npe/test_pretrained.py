@@ -91,7 +91,7 @@ def test_npe_agrees_with_nuts_on_a_typical_star(ideal, nuts_reference, reference
     half-widths 0.84-1.20x, 0.1% of draws spurious. models/base failed it (Teff median +0.58 half-widths),
     as did the 200-epoch model before it (+2.4). The default model since 2026-12-02 (survey noise, the
     libraries' floor) fails it on this star, outside its training noise: Teff median -0.86 half-widths
-    (2026-12-02); an agreement test on survey-like stars is still to be written."""
+    (2026-12-02); on survey-noise stars it is judged by test_default_npe_agrees_with_nuts_on_survey_stars."""
     _assert_agree(*_npe_and_nuts(ideal, nuts_reference, reference_star))
 
 
@@ -104,6 +104,56 @@ def test_npe_agrees_with_nuts_on_a_bright_star(ideal, nuts_reference, reference_
     stars"). The default model since 2026-12-02 fails it: Teff median -1.74 half-widths (2026-12-02)."""
     all_bands = functools.partial(reference_star, bands=ideal[1].bands, err_mag=0.02)
     _assert_agree(*_npe_and_nuts(ideal, nuts_reference, all_bands))
+
+
+# The Sun-like dwarf as the default model's training noise would catalogue it (``survey_star``): seed 1,
+# 1 mag fainter, 11 bands (Gaia BP/RP, GALEX NUV, PS1 g z y, 2MASS, WISE W1/W2); seed 3, 14 bands (Gaia,
+# NUV, SkyMapper u v r i z, 2MASS, WISE).
+PLAIN_NPE_MISSES = "plain NPE's [M/H] median is -0.83 NUTS half-widths from NUTS's (2026-12-02); NPE-IS agrees"
+SURVEY_STARS = [pytest.param(1, -0.4, id="ps1-north"), pytest.param(3, 0.0, id="skymapper-south")]
+
+
+@pytest.fixture(scope="module")
+def survey_reference(pretrained, nuts_reference):
+    """Per survey star: the default model (scale marginalised), its photometry and a converged NUTS run."""
+    from sedppl.diagnostics.reference import survey_star
+
+    model = pretrained[1].model(marginalize_scale=True)
+
+    @functools.cache
+    def reference(seed, theta_dex):
+        photometry = survey_star(model, seed, theta_dex)
+        return model, photometry, nuts_reference(model, *photometry)
+
+    return reference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed, theta_dex", [
+    pytest.param(1, -0.4, id="ps1-north", marks=pytest.mark.xfail(strict=True, reason=PLAIN_NPE_MISSES)),
+    pytest.param(3, 0.0, id="skymapper-south")])
+def test_default_npe_agrees_with_nuts_on_survey_stars(pretrained, survey_reference, seed, theta_dex):
+    """Plain NPE, default model, survey-noise stars (2026-12-02): skymapper-south within 0.40 half-widths
+    (A_V +0.40, Teff +0.34), half-widths 0.99-1.10x; ps1-north misses on [M/H] (strict xfail: a pass
+    turns it red, so the note is updated when the model is)."""
+    model, photometry, nuts = survey_reference(seed, theta_dex)
+    npe = NPEEstimator(pretrained[0], model, draws=2000, stars_per_call=1).sample(
+        jax.random.key(1), *photometry, progress=False)
+    _assert_agree(model, photometry, nuts, npe)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed, theta_dex", SURVEY_STARS)
+def test_default_npe_is_agrees_with_nuts_on_survey_stars(pretrained, survey_reference, seed, theta_dex):
+    """NPE-IS with the default model at its defaults: the exact posterior by another route. 2026-12-02: k̂
+    -0.38 / -0.35, ESS 441 / 474; medians within 0.14 NUTS half-widths, half-widths 0.93-1.07x."""
+    from sedppl.inference.importance import ImportanceSampler, ISConfig
+
+    model, photometry, nuts = survey_reference(seed, theta_dex)
+    res = ImportanceSampler(pretrained[0], model, model, ISConfig()).sample(
+        jax.random.key(2), *photometry, progress=False)
+    assert res.reliable[0], (res.khat, res.ess)
+    _assert_agree(model, photometry, nuts, res)
 
 
 def test_fit_catalog_with_npe(pretrained, tmp_path):

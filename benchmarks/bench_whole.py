@@ -1,0 +1,84 @@
+"""Whole-process time per star, `sedppl fit` from catalogue to written outputs, for every method at its defaults.
+
+    python benchmarks/bench_whole.py [--stars 10000] [--nuts-stars 32] [--methods npe npe-is nuts]
+
+Issue 22's end-to-end comparison: the command a user types, in a subprocess, timed from its start to its
+exit (start-up, reading, compiling, fitting, rescue or retry passes, writing): ``sedppl fit CATALOG
+--method M --out DIR --quiet`` and nothing else, so each method runs at its defaults (NUTS: 4 chains ×
+(1000 warm-up + 1000 draws), with the retry of flagged stars; npe-is: 3 adaptation rounds, the rescue pass
+and the NUTS fallback for stars still unreliable). npe and npe-is fit all ``--stars`` simulated stars
+(``bench_catalog``'s cached catalogue: simulate's default noise, the default NPE's prior and bands); NUTS,
+far slower, fits the first ``--nuts-stars`` of the same catalogue, and its seconds per star are what the
+others are compared with. Results are appended to ``benchmarks/results/whole.json`` and a Markdown table
+is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from bench_catalog import RESULTS, catalogue, peak_run  # a sibling script (benchmarks/ is on sys.path)
+
+
+def first_rows(single: Path, n: int) -> Path:
+    """The first ``n`` stars of a catalogue as their own Parquet file (cached beside it)."""
+    path = single.parent / f"first{n}.parquet"
+    if not path.exists():
+        Table.read(single)[:n].write(path, format="parquet")
+    return path
+
+
+def fitted(out: Path) -> dict:
+    """Trusted and flagged counts from a finished run's summary."""
+    summary = Table.read(out / "summary.parquet")
+    flags = np.asarray(summary["flag"]).astype(str)
+    return {"trusted": int(np.sum(np.asarray(summary["trusted"], bool))), "flagged": int(np.sum(flags != ""))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stars", type=int, default=10000)
+    parser.add_argument("--nuts-stars", type=int, default=32)
+    parser.add_argument("--methods", nargs="+", default=["npe", "npe-is", "nuts"], choices=("npe", "npe-is", "nuts"))
+    parser.add_argument("--timeout", type=float, default=7200.0, help="seconds per run before it is stopped")
+    args = parser.parse_args()
+    single = catalogue(args.stars) / "stars.parquet"
+    rows = []
+    for method in args.methods:
+        n = args.nuts_stars if method == "nuts" else args.stars
+        source = first_rows(single, n) if n < args.stars else single
+        out = single.parent / f"whole-{method}-{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak, code = peak_run([sys.executable, "-m", "sedppl", "fit", str(source), "--method", method,
+                                        "--out", str(out), "--quiet"], args.timeout)
+        row = {"method": method, "stars": n, "seconds": round(seconds, 1), "seconds_per_star": seconds / n,
+               "peak_gib": round(peak, 2), "exit": code, **(fitted(out) if code == 0 else {})}
+        print(row, flush=True)
+        rows.append(row)
+    record = {"date": date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores", "command": " ".join(["python benchmarks/bench_whole.py", *sys.argv[1:]]),
+              "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with (RESULTS / "whole.json").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    nuts = next((r["seconds_per_star"] for r in rows if r["method"] == "nuts" and r["exit"] == 0), None)
+    print("\n| method | stars | wall (s) | s/star | NUTS s/star ÷ this | trusted | flagged | exit |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{nuts / r['seconds_per_star']:.0f}×" if nuts and r["exit"] == 0 else "–"
+        print(f"| {r['method']} | {r['stars']:,} | {r['seconds']:.0f} | {r['seconds_per_star']:.3g} | {ratio} | "
+              f"{r.get('trusted', '–')} | {r.get('flagged', '–')} | {r['exit']} |")
+
+
+if __name__ == "__main__":
+    main()
