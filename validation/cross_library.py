@@ -6,24 +6,30 @@ single 0.02 mag floor and under the library floor (``sedppl.model.library_floor`
                                        [--noise survey|ideal]
 
 Each row simulates ``--n`` stars with ``sedppl simulate``'s defaults from one library (Kurucz, BOSZ, or
-Phoenix as the control), keeps those inside the Phoenix grid, and fits them with the default Phoenix model under one floor.
-``--pairs`` runs every ordered pair of Phoenix, Kurucz and BOSZ (simulated with one, fitted with another,
-both at ``--floor``: 0.02 mag, or the libraries' floor of the default prior) and the average of Phoenix and Kurucz (``fit --library phoenix,kurucz``; smc and
-npe-is) on stars of each; every library then has one prior, bounded to the range all of them and the
-Phoenix NPE cover (``averaging.shared_prior``), and only stars inside every fitted library's validity
-region are kept. npe-is fits another library with the Phoenix NPE as its proposal. Coverage is of
-the central 68% and 95% intervals, over the stars the misfit check does not flag (``diagnostics.ood.misfit``:
-"photometry not fitted by the model") and over all. "Phoenix, libraries floor" simulates with that floor too, so its model is the
-fitted one exactly and its coverage must sit in the binomial band: the floor's own calibration.
-Each row also counts the wrong answers (some parameter's truth outside its central 99% interval) and how many
-of them the misfit check flags. A finished row is kept beside its fit (``row.json``): a stopped study, run
-again, fits only the rows it had not finished. Writes ``cross_library_<method>.md``; the targets are issue 25's (Kurucz -> Phoenix, unflagged stars: 68%
+Phoenix as the control), keeps those inside the Phoenix grid, and fits them with the default Phoenix model
+under one floor. ``--pairs`` runs every ordered pair of Phoenix, Kurucz and BOSZ (simulated with one,
+fitted with another, both at ``--floor``: 0.02 mag, or the libraries' floor of the default prior) and the
+average of Phoenix and Kurucz (``fit --library phoenix,kurucz``; smc and npe-is) on stars of each; every
+library then has one prior, bounded to the range all of them and the Phoenix NPE cover
+(``averaging.shared_prior``), and only stars inside every fitted library's validity region are kept.
+npe-is fits another library with the Phoenix NPE as its proposal. Coverage is of the central 68% and 95%
+intervals, over the stars the misfit check does not flag (``diagnostics.ood.misfit``: "photometry not
+fitted by the model") and over all. "Phoenix, libraries floor" simulates with that floor too, so its model
+is the fitted one exactly and its coverage must sit in the binomial band: the floor's own calibration.
+Each row also counts the wrong answers (some parameter's truth outside its central 99% interval) and how
+many of them the misfit check flags.
+
+A finished row is kept beside its fit (``row.json``, with the options, prior and proposal it was run
+with): a stopped study, run again, fits only the rows it had not finished, and ``--rows`` runs some rows
+while the report still shows every finished one and names those not run. Writes
+``cross_library_<method>.md``; the targets are issue 25's (Kurucz -> Phoenix, unflagged stars: 68%
 coverage >= 0.60 for every parameter, at most 20% flagged).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from datetime import date
@@ -33,9 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
+from sedppl.diagnostics.sbc import binomial_band, interval_coverage, outside_interval, pit_values
 from sedppl.io.catalog import read_catalog
-from sedppl.io.fit import REPORTED, FitResult, fit_catalog
+from sedppl.inference.npe.card import read_card
+from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
 from sedppl.inference.averaging import shared_prior
 from sedppl.model.generative import log_prior, sed_model
 from sedppl.model.priors import Prior
@@ -96,35 +103,70 @@ def pair_prior(floor) -> Prior:
     return shared_prior(prior_with_floor(floor), LIBRARIES)
 
 
+def row_folder(out: Path, library: str, fitted: str, sim_floor, fit_floor, method: str, pairs: bool,
+               noise: str) -> Path:
+    """Where a row's fit and ``row.json`` live; each floor and noise setting has its own folder."""
+    if not pairs:
+        return out / f"{library}_{sim_floor}_{fit_floor}"
+    suffix = ("" if fit_floor == 0.02 else f"_{fit_floor}") + ("_ideal" if noise == "ideal" else "")
+    return out / f"{library}_{fitted.replace(',', '+')}_{method}{suffix}"
+
+
+def row_settings(n: int, method: str, seed: int, fallback, noise: str, prior: Prior) -> dict:
+    """What a saved row must have been run with to be read back: the options, the fitted prior's content
+    and, for npe-is, the proposal's weights (a retrained default makes old rows stale)."""
+    content = json.dumps(prior.to_dict(), sort_keys=True, default=str).encode()
+    settings = {"n": n, "method": method, "seed": seed, "fallback": fallback, "noise": noise,
+                "prior": hashlib.sha256(content).hexdigest()[:16]}
+    if method == "npe-is":
+        settings["npe"] = read_card(DEFAULT_NPE_MODEL).checksums["weights.eqx"][:16]
+    return settings
+
+
+def saved_row(folder: Path, settings: dict) -> dict | None:
+    """The row a run with these settings finished before, or None."""
+    saved = folder / "row.json"
+    if not saved.exists():
+        return None
+    row = json.loads(saved.read_text())
+    return row if row.pop("settings", None) == settings else None
+
+
 def run_row(library: str, sim_floor, fit_floor, n: int, method: str, seed: int, out: Path,
             fallback: str | None = None, fitted: str = "phoenix", pairs: bool = False, noise: str = "survey") -> dict:
     """One row: simulate, fit, score. A finished row is kept beside its fit (``row.json``) and read back by a
-    later run with the same settings, so a stopped study loses no finished row; a row saved before a score
-    existed is scored again from its fit when the fit is there."""
-    suffix = ("" if fit_floor == 0.02 else f"_{fit_floor}") + ("_ideal" if noise == "ideal" else "")  # no overwriting
-    folder = out / (f"{library}_{fitted.replace(',', '+')}_{method}{suffix}" if pairs else f"{library}_{sim_floor}_{fit_floor}")
-    settings = {"n": n, "method": method, "seed": seed, "fallback": fallback, "noise": noise}
-    saved = folder / "row.json"
-    simulate = (lambda: simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor, noise)) if pairs else (
-        lambda: simulate_inside_phoenix(library, sim_floor, n, seed))
-    if saved.exists():
-        row = json.loads(saved.read_text())
-        if row.pop("settings", None) == settings:
-            print(f"{folder.name}: finished before, read back from {saved}", flush=True)
-            if "wrong" in row or not (folder / "summary.parquet").exists():
-                return row
-            row = score(FitResult.read(folder), simulate(), row)
-            saved.write_text(json.dumps({**row, "settings": settings}, indent=1))
+    later run with the same settings, so a stopped study loses no finished row; a row saved before the
+    wrong-answer count existed is scored again from its fit when the fit is there."""
+    folder = row_folder(out, library, fitted, sim_floor, fit_floor, method, pairs, noise)
+    prior = pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor)
+    settings = row_settings(n, method, seed, fallback, noise, prior)
+
+    def simulate():
+        if pairs:
+            return simulate_inside(library, tuple(fitted.split(",")), n, seed, sim_floor, noise)
+        return simulate_inside_phoenix(library, sim_floor, n, seed)
+
+    row = saved_row(folder, settings)
+    if row is not None:
+        print(f"{folder.name}: finished before, read back", flush=True)
+        if "wrong" in row or not (folder / "summary.parquet").exists():
             return row
-    table = simulate()
-    t0 = time.perf_counter()
-    fit = fit_catalog(read_catalog(table), method, prior=pair_prior(fit_floor) if pairs else prior_with_floor(fit_floor),
-                      seed=seed, progress=False, fallback=fallback, library=fitted)
-    seconds = time.perf_counter() - t0
-    fit.write(folder)
-    row = score(fit, table, {"library": library, "fitted": fitted, "sim_floor": sim_floor, "fit_floor": fit_floor,
-                             "seconds": seconds})
-    saved.write_text(json.dumps({**row, "settings": settings}, indent=1))
+        again = score(FitResult.read(folder), simulate(), row)
+        changed = [k for k, v in row.items() if again[k] != v]
+        if changed:  # the simulation no longer reproduces the fitted stars
+            raise RuntimeError(f"{folder}: rescoring changes {changed}; refit (delete row.json)")
+        row = again
+    else:
+        (folder / "row.json").unlink(missing_ok=True)  # a stale row must not outlive a refit
+        table = simulate()
+        t0 = time.perf_counter()
+        fit = fit_catalog(read_catalog(table), method, prior=prior, seed=seed, progress=False, fallback=fallback,
+                          library=fitted)
+        seconds = time.perf_counter() - t0
+        fit.write(folder)
+        row = score(fit, table, {"library": library, "fitted": fitted, "sim_floor": sim_floor,
+                                 "fit_floor": fit_floor, "seconds": seconds})
+    (folder / "row.json").write_text(json.dumps({**row, "settings": settings}, indent=1))
     return row
 
 
@@ -139,7 +181,7 @@ def score(fit: FitResult, table, row: dict) -> dict:
     misfit = np.char.find(flags, MISFIT) >= 0
     trusted = np.asarray(fit.summary["trusted"][rows], bool)
     pits = {p: pit_values(draws[p], truth[p]) for p in PARAMETERS}
-    wrong = np.any([~((pit > 0.005) & (pit < 0.995)) for pit in pits.values()], axis=0)
+    wrong = np.any([outside_interval(pit, 0.99) for pit in pits.values()], axis=0)
     row = {**row, "n": len(rows), "misfit": int(misfit.sum()), "trusted": int(trusted.sum()),
            "n_trusted_unflagged": int((trusted & ~misfit).sum()), "wrong": int(wrong.sum()),
            "wrong_flagged": int((wrong & misfit).sum())}
@@ -153,10 +195,12 @@ def score(fit: FitResult, table, row: dict) -> dict:
 
 
 def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback: str | None, pairs: bool,
-           floor=0.02, noise: str = "survey") -> str:
+           floor=0.02, noise: str = "survey", missing: list[str] = ()) -> str:
+    """The study's Markdown report; rows of the table that have not been run are named under its title."""
     lo, hi = binomial_band(0.68, n)
     floor_said = "the 0.02 mag floor" if floor == 0.02 else "the libraries' floor"
-    what = ("every ordered pair of libraries (and Phoenix + Kurucz averaged by evidence), fitted under one prior "
+    averaged = "" if method == "nuts" else " (and Phoenix + Kurucz averaged by evidence)"  # NUTS yields no evidence
+    what = (f"every ordered pair of libraries{averaged}, fitted under one prior "
             f"bounded to the range all three libraries cover, simulated and fitted at {floor_said}" if pairs else
             "fitted with the default Phoenix model under the single 0.02 mag floor or the library floor "
             "(`sys_floor = \"libraries\"`)")
@@ -167,6 +211,7 @@ def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback
              f"from one library with `simulate`'s {'idealised noise' if noise == 'ideal' else 'defaults'}, {what}. Coverage over the "
              f"stars the misfit check does not flag; in brackets over all stars. Calibrated: 68% coverage in "
              f"[{lo:.2f}, {hi:.2f}] (3σ, {n} stars).", "",
+             *([f"**Incomplete: not run yet: {', '.join(missing)}.**", ""] if missing else []),
              "| simulated | fitted | fitted floor | misfit flagged | trusted | "
              + " | ".join(f"{p} 68% (all)" for p in PARAMETERS)
              + " | " + " | ".join(f"{p} 95%" for p in PARAMETERS) + " | s/star |",
@@ -192,12 +237,14 @@ def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback
     lines += ["", "Wrong answers caught: stars with some parameter's truth outside its central 99% interval (under 5% "
               "of stars for a calibrated fit), and how many of them the misfit check flags (– : a row scored before "
               "this count existed whose fit was not kept):", "",
-              "| simulated | fitted | fitted floor | wrong | of which flagged | flagged, not wrong |", "|---|---|---|---|---|---|"]
+              "| simulated | fitted | fitted floor | wrong | of which flagged | flagged, not wrong |",
+              "|---|---|---|---|---|---|"]
     for r in rows:
         counts = (f"{r['wrong']}/{r['n']} | {r['wrong_flagged']} | {r['misfit'] - r['wrong_flagged']}" if "wrong" in r
                   else f"– | – | {r['misfit']} flagged")
         lines.append(f"| {r['library']} | {r['fitted']} | {r['fit_floor']} | {counts} |")
-    folders = "<simulated>_<fitted>_<method>" if pairs else "<library>_<simulated floor>_<fitted floor>"
+    suffix = ("" if floor == 0.02 else f"_{floor}") + ("_ideal" if noise == "ideal" else "")
+    folders = f"<simulated>_<fitted>_{method}{suffix}" if pairs else "<library>_<simulated floor>_<fitted floor>"
     lines += ["", f"Fits: `{shown_path(out)}/{folders}/`."]
     return "\n".join(lines) + "\n"
 
@@ -225,15 +272,22 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table = (tuple((sim, fitted, floor, floor) for sim, fitted, _, _ in PAIRS) if args.pairs
              else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS))
-    rows = []
-    for i in args.rows if args.rows is not None else range(len(table)):
-        library, fitted, sim_floor, fit_floor = table[i]
+    rows, missing = [], []
+    for i, (library, fitted, sim_floor, fit_floor) in enumerate(table):
         if "," in fitted and args.method == "nuts":
             continue  # NUTS yields no evidence to average by
-        rows.append(run_row(library, sim_floor, fit_floor, args.n, args.method, args.seed, args.out, args.fallback,
-                            fitted, args.pairs, args.noise))
-        print(rows[-1], flush=True)
-    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor, args.noise)
+        if args.rows is None or i in args.rows:
+            rows.append(run_row(library, sim_floor, fit_floor, args.n, args.method, args.seed, args.out,
+                                args.fallback, fitted, args.pairs, args.noise))
+            print(rows[-1], flush=True)
+            continue
+        prior = pair_prior(fit_floor) if args.pairs else prior_with_floor(fit_floor)
+        row = saved_row(row_folder(args.out, library, fitted, sim_floor, fit_floor, args.method, args.pairs,
+                                   args.noise), row_settings(args.n, args.method, args.seed, args.fallback,
+                                                             args.noise, prior))
+        rows.append(row) if row is not None else missing.append(f"{library} → {fitted}")  # the report says so
+    text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor, args.noise,
+                  missing)
     name = f"cross_library{'_pairs' if args.pairs else ''}_{args.method}{'' if floor == 0.02 else '_' + floor}"
     (args.out / f"{name}{'_ideal' if args.noise == 'ideal' else ''}.md").write_text(text)
     print(text)

@@ -28,15 +28,20 @@ def reference_star(model: SEDModel, bands=GAIA_2MASS_WISE, err_mag: float = 0.05
     return err[None], mask[None], mag[None]
 
 
-def survey_star(model: SEDModel, seed: int = 0, theta_dex: float = 0.0):
+def reference_survey_star(model: SEDModel, seed: int = 0, theta_dex: float = 0.0, noise=None):
     """The same Sun-like dwarf as the surveys would catalogue it: each band's presence and error drawn from
-    its magnitude (``SurveyNoise``, the default model's training noise), ``theta_dex`` dex larger in
-    angular diameter (-0.4 dex is 1 magnitude fainter). Returns (err, mask, mag) like ``reference_star``."""
+    its magnitude by ``noise`` (default ``SurveyNoise()``, the default model's training noise), its angular
+    diameter ``theta_dex`` dex larger (-0.4 dex: 2 mag fainter). Returns (err, mask, mag) like
+    ``reference_star``; refuses a draw with fewer bands than the noise model's ``min_bands``."""
     from ..model.surveys import SurveyNoise
 
+    noise = SurveyNoise() if noise is None else noise
     k_survey, k_noise = jax.random.split(jax.random.key(seed))
     mu = model.forward.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA + theta_dex)
-    err, mask = SurveyNoise().draw(k_survey, model.bands, mu)
+    err, mask = noise.draw(k_survey, model.bands, mu)
+    if int(mask.sum()) < noise.min_bands:
+        raise ValueError(f"seed {seed}, theta_dex {theta_dex}: {int(mask.sum())} bands catalogued, "
+                         f"fewer than {noise.min_bands}; choose another seed")
     mag = mu + jax.random.normal(k_noise, mu.shape) * model.sigma(err, jnp.asarray(SUN_LIKE))
     return np.asarray(err)[None], np.asarray(mask)[None], np.asarray(mag)[None]
 

@@ -18,10 +18,15 @@ def pit_values(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.mean(flat < np.asarray(truth)[:, None], axis=1)
 
 
+def outside_interval(pit: np.ndarray, level: float) -> np.ndarray:
+    """Per truth, whether it lies outside its central ``level`` credible interval."""
+    lo = (1 - level) / 2
+    return ~((pit > lo) & (pit < 1 - lo))
+
+
 def interval_coverage(pit: np.ndarray, level: float) -> float:
     """Fraction of truths inside the central ``level`` credible interval."""
-    lo = (1 - level) / 2
-    return float(np.mean((pit > lo) & (pit < 1 - lo)))
+    return float(np.mean(~outside_interval(pit, level)))
 
 
 def binomial_band(level: float, n: int, z: float = 3.0) -> tuple[float, float]:
