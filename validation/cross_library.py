@@ -272,6 +272,8 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table = (tuple((sim, fitted, floor, floor) for sim, fitted, _, _ in PAIRS) if args.pairs
              else tuple((library, "phoenix", sim, fit) for library, sim, fit in ROWS))
+    if args.rows is not None and not set(args.rows) <= set(range(len(table))):
+        ap.error(f"--rows: indices 0-{len(table) - 1} ({len(table)} rows), got {sorted(args.rows)}")
     rows, missing = [], []
     for i, (library, fitted, sim_floor, fit_floor) in enumerate(table):
         if "," in fitted and args.method == "nuts":
