@@ -32,13 +32,12 @@ from sedppl.diagnostics.comparison import sliced_wasserstein_per_star
 from sedppl.diagnostics.convergence import star_diagnostics
 from sedppl.inference.importance import ImportanceSampler, ISConfig
 from sedppl.inference.npe.card import load_npe
-from sedppl.inference.npe.simulations import card_noise
+from sedppl.inference.npe.simulations import catalog_noise
 from sedppl.inference.nuts import NUTSConfig, NUTSSampler
 from sedppl.io.catalog import read_catalog
 from sedppl.io.fit import REPORTED
 from sedppl.model.forward import PARAMS
-from sedppl.model.simulate import NoiseModel, simulate_catalog
-from sedppl.model.surveys import SurveyNoise
+from sedppl.model.simulate import simulate_catalog
 
 EFFECTIVE = 400  # effective draws per star that count as "converged" for NUTS
 
@@ -66,10 +65,7 @@ def main() -> None:
 
     posterior, card = load_npe(args.model)
     proposal = card.model(marginalize_scale=True)
-    noise = card_noise(card.noise)
-    if not isinstance(noise, SurveyNoise):  # an idealised-noise model: simulate's idealised catalogue noise
-        noise = NoiseModel()
-    cat = read_catalog(simulate_catalog(jax.random.key(7), args.stars, card.model(), noise))
+    cat = read_catalog(simulate_catalog(jax.random.key(7), args.stars, card.model(), catalog_noise(card.noise)))
     device = jax.devices()[0]
     result = {"date": date.today().isoformat(), "device": f"{device.platform}:{device.device_kind}",
               "jax": jax.__version__, "stars": args.stars, "proposals_per_round": args.proposals, "npe_is": []}

@@ -27,8 +27,8 @@ from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values
 from sedppl.inference.importance import ISConfig
 from sedppl.inference.npe.card import read_card
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, SIZES, fit_catalog
-from sedppl.inference.npe.simulations import card_noise
-from sedppl.model.simulate import NoiseModel, simulate_catalog, with_parallaxes
+from sedppl.inference.npe.simulations import catalog_noise
+from sedppl.model.simulate import simulate_catalog, with_parallaxes
 
 HERE = Path(__file__).parent
 
@@ -59,8 +59,7 @@ def main() -> None:
     t0 = time.time()
     card = read_card(args.model)
     key_sim, key_plx, key_err = jax.random.split(jax.random.key(args.seed), 3)
-    noise = card_noise(card.noise) if card.noise.get("kind") == "survey" else NoiseModel()  # the model's own noise
-    table = simulate_catalog(key_sim, args.n, card.model(), noise)
+    table = simulate_catalog(key_sim, args.n, card.model(), catalog_noise(card.noise))  # the model's own noise
     errors = np.exp(np.asarray(jax.random.uniform(key_err, (args.n,), minval=np.log(0.01), maxval=np.log(0.3))))
     table = with_parallaxes(key_plx, table, errors)
     without = table[[c for c in table.colnames if not c.startswith("parallax")]]

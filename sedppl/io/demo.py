@@ -63,14 +63,14 @@ def run_demo(out: str | Path = "sedppl-demo", n_stars: int = 50, n_fit: int = 4,
     For a library the pretrained model does not know, only NUTS runs on the ``n_fit`` stars."""
     from ..diagnostics.corner import corner
     from ..inference.npe.card import read_card
-    from ..inference.npe.simulations import card_noise
+    from ..inference.npe.simulations import catalog_noise
     from ..inference.nuts import NUTSConfig
     from .compare import compare_catalog
     from .fit import DEFAULT_NPE_MODEL, REPORTED, fit_catalog
 
     out = Path(out)
     model = sed_model(library)
-    table = simulate_catalog(jax.random.key(seed), n_stars, model, card_noise(read_card(DEFAULT_NPE_MODEL).noise))
+    table = simulate_catalog(jax.random.key(seed), n_stars, model, catalog_noise(read_card(DEFAULT_NPE_MODEL).noise))
     catalog_path = write_table(table, out / "catalog.parquet")
     catalog = read_catalog(catalog_path)
     figure = plot_extinction_seds(out / "sed_extinction.png", library)

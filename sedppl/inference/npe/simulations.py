@@ -24,7 +24,7 @@ from ...model.forward import PARAMS
 from ...model.generative import SEDModel, stack_params
 from ...model.likelihood import total_sigma
 from ...model.priors import SCALE
-from ...model.simulate import observed_magnitudes, survey_star
+from ...model.simulate import NoiseModel, observed_magnitudes, survey_star
 from ...model.surveys import SurveyNoise, survey_of
 
 SURVEY_OVERDRAW = 4  # candidates per training star under the survey noise model
@@ -137,6 +137,14 @@ def card_noise(settings: dict) -> TrainingNoise | SurveyNoise:
     was trained on errors without scatter), not today's default."""
     kind = settings.get("kind", "ideal")
     return training_noise(ADDED_SINCE.get(kind, {}) | dict(settings))
+
+
+def catalog_noise(settings: dict) -> NoiseModel | SurveyNoise:
+    """The noise ``simulate_catalog`` draws for stars like a card's training stars: its survey noise, or for
+    a model trained on idealised noise ``simulate``'s idealised ``NoiseModel`` (``TrainingNoise`` draws
+    training batches only, not catalogues)."""
+    noise = card_noise(settings)
+    return noise if isinstance(noise, SurveyNoise) else NoiseModel()
 
 
 def training_noise(settings: dict) -> TrainingNoise | SurveyNoise:

@@ -84,3 +84,15 @@ def test_a_noise_table_names_its_kind():
     assert card_noise({}) == TrainingNoise()
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['err_min'\]"):
         training_noise({"kind": "survey", "err_min": 0.01})
+
+
+def test_catalog_noise_is_what_simulate_catalog_draws():
+    """A survey card's catalogues carry its survey noise; an idealised card's, simulate's NoiseModel (the
+    training-batch TrainingNoise cannot draw a catalogue)."""
+    from sedppl.inference.npe.simulations import catalog_noise
+    from sedppl.model.simulate import NoiseModel
+    from sedppl.model.surveys import SurveyNoise
+
+    assert catalog_noise(SurveyNoise(error_scatter=0.1).to_dict()) == SurveyNoise(error_scatter=0.1)
+    assert catalog_noise(TrainingNoise().to_dict()) == NoiseModel() and catalog_noise({}) == NoiseModel()
+
