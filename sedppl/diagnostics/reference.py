@@ -35,6 +35,8 @@ def reference_survey_star(model: SEDModel, seed: int = 0, theta_dex: float = 0.0
     ``reference_star``; refuses a draw with fewer bands than the noise model's ``min_bands``."""
     from ..model.surveys import SurveyNoise
 
+    if not np.isfinite(theta_dex):
+        raise ValueError(f"theta_dex must be finite, got {theta_dex}")
     noise = SurveyNoise() if noise is None else noise
     k_survey, k_noise = jax.random.split(jax.random.key(seed))
     mu = model.forward.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA + theta_dex)

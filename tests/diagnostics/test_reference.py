@@ -48,3 +48,5 @@ def test_survey_star_scatter_is_the_likelihoods_sigma(model):
 def test_survey_star_refuses_too_few_bands(model):
     with pytest.raises(ValueError, match="bands catalogued"):
         reference_survey_star(model, seed=0, theta_dex=-4.0)
+    with pytest.raises(ValueError, match="theta_dex must be finite"):
+        reference_survey_star(model, seed=0, theta_dex=float("nan"))
