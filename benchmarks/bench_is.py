@@ -4,9 +4,10 @@
 
 NPE-IS: ``stars`` stars simulated from the model (``--model``, default models/default) under its card's
 survey noise, or for a model trained on idealised noise under ``simulate``'s idealised ``NoiseModel``
-(narrower errors than its training noise, as the stars it was evaluated on before survey noise existed), ``proposals`` per round: the NPE's draws alone, the default adaptation rounds, the NPE's draws with
-only the unreliable stars rescued, and the default adaptation plus the rescue of unreliable stars (the
-default, which is compared with NUTS).
+(narrower errors than its training noise, as the stars it was evaluated on before survey noise existed),
+``proposals`` per round: the NPE's draws alone, 3 adaptation rounds, 3 rounds with the rescue of the
+unreliable stars (the default until 2026-12-02), and the default, the NPE's draws with only the unreliable
+stars rescued, which is compared with NUTS.
 NUTS then samples the first ``nuts-stars`` of them. Each timed run follows a
 compiling run (NPE-IS: on all stars, so that a rescue is compiled too; NUTS: on one chunk). "Equal quality" is per star the time to 400
 effective draws (the NUTS convergence criterion): seconds / ESS x 400, with
@@ -71,9 +72,9 @@ def main() -> None:
               "jax": jax.__version__, "stars": args.stars, "proposals_per_round": args.proposals, "npe_is": []}
     runs = {}
     default = ISConfig()
-    for name, rounds, rescue in (("npe proposals", 0, 0), ("adapted", default.adapt_rounds, 0),
-                                 ("npe proposals + rescue", 0, default.rescue_rounds),
-                                 ("default: adapted + rescue", default.adapt_rounds, default.rescue_rounds)):
+    for name, rounds, rescue in (("npe proposals", 0, 0), ("3 adaptation rounds", 3, 0),
+                                 ("3 rounds + rescue (the default until 2026-12-02)", 3, default.rescue_rounds),
+                                 ("default: npe proposals + rescue", default.adapt_rounds, default.rescue_rounds)):
         cfg = ISConfig(proposals=args.proposals, adapt_rounds=rounds, rescue_rounds=rescue,
                        stars_per_call=args.stars_per_call)
         sampler = ImportanceSampler(posterior, proposal, proposal, cfg)
@@ -106,7 +107,7 @@ def main() -> None:
     nuts_per_star = nuts_seconds / m
     nuts_cost = np.array([nuts_per_star / max(d["ess_bulk_min"], 1.0) * EFFECTIVE for d in diags])
 
-    res, is_seconds = runs["default: adapted + rescue"]
+    res, is_seconds = runs["default: npe proposals + rescue"]
     is_per_star = is_seconds / args.stars
     is_cost = is_per_star / np.maximum(res.ess[:m], 1.0) * EFFECTIVE
     both = mixed & res.reliable[:m]

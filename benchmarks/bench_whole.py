@@ -5,8 +5,8 @@
 Issue 22's end-to-end comparison: the command a user types, in a subprocess, timed from its start to its
 exit (start-up, reading, compiling, fitting, rescue or retry passes, writing): ``sedppl fit CATALOG
 --method M --out DIR --quiet`` and nothing else, so each method runs at its defaults (NUTS: 4 chains ×
-(1000 warm-up + 1000 draws), with the retry of flagged stars; npe-is: 3 adaptation rounds, the rescue pass
-and the NUTS fallback for stars still unreliable). npe and npe-is fit all ``--stars`` simulated stars
+(1000 warm-up + 1000 draws), with the retry of flagged stars; npe-is: the NPE's draws, the rescue pass
+and the SMC fallback for stars still unreliable). npe and npe-is fit all ``--stars`` simulated stars
 (``bench_catalog``'s cached catalogue: simulate's default noise, the default NPE's prior and bands); NUTS,
 far slower, fits the first ``--nuts-stars`` of the same catalogue, and its seconds per star are what the
 others are compared with. Each run's start-up and compilation are spread over its own stars, so NUTS's
@@ -43,7 +43,12 @@ def fitted(out: Path) -> dict:
     """Trusted and flagged counts from a finished run's summary."""
     summary = Table.read(out / "summary.parquet")
     flags = np.asarray(summary["flag"]).astype(str)
-    return {"trusted": int(np.sum(np.asarray(summary["trusted"], bool))), "flagged": int(np.sum(flags != ""))}
+    counts = {"trusted": int(np.sum(np.asarray(summary["trusted"], bool))), "flagged": int(np.sum(flags != ""))}
+    if "fallback" in summary.colnames:  # npe-is: the stars refitted by the fallback engine, and their seconds
+        refitted = np.asarray(summary["fallback"], bool)
+        counts.update(fallback=int(refitted.sum()),
+                      fallback_seconds=round(float(np.sum(np.asarray(summary["seconds"])[refitted])), 1))
+    return counts
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from sedppl.diagnostics.coverage import (
     LEVELS, coverage_curve, max_coverage_error, plot_coverage, tarp_coverage, tarp_credibility,
 )
 from sedppl.diagnostics.sbc import binomial_band, interval_coverage, pit_values, plot_sbc, uniformity_pvalue
+from sedppl.inference.importance import ISConfig
 from sedppl.io.fit import REPORTED
 
 KS_ALPHA = 0.01  # a parameter "fails" SBC when the KS test of its PIT values rejects uniformity at this level
@@ -115,7 +116,8 @@ def main() -> None:
         f"({NOISE[study.noise]}); NUTS fits the first {study.nuts_n} at "
         f"{study.chains} × ({study.warmup} + {study.draws}) with its retry (flagged stars refitted once with twice "
         f"the warm-up); SMC with its defaults (and retry); NPE-IS uses {study.proposals} "
-        "proposals per round and no NUTS fallback. θ is compared as log10.", "",
+        f"proposals per round, {ISConfig().adapt_rounds} adaptation rounds ({ISConfig().rescue_rounds} for the stars "
+        "it rescues) and no fallback. θ is compared as log10.", "",
         "Fit minutes (sampling time, compile included): "
         + ", ".join(f"{m} {v:.1f}" for m, v in minutes.items()) + ".", "",
         "Trusted stars (an exact method whose own diagnostics pass; `summary.trusted`): "

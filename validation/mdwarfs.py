@@ -160,7 +160,7 @@ def main() -> None:
         f"({', '.join(f'{m} {v:.1f}' for m, v in minutes.items())} min).", "",
         f"{len(table)} single M dwarfs ({args.stars}; Cifuentes et al. photometry, Mas-Buitrago et al. 2024 labels), "
         f"{int(np.sum(table['dropped'] != ''))} with bands dropped by their quality flags. "
-        f"Priors: npe its training prior; npe-is and nuts `{args.prior.name}`. NPE-IS without NUTS fallback; "
+        f"Priors: npe its training prior; npe-is and nuts `{args.prior.name}`. NPE-IS without fallback; "
         f"NUTS on the first {args.nuts_n} stars, {args.chains} × ({args.warmup} + {args.draws}). "
         f"Parallaxes used: " + ", ".join(f"{m} {v}/{len(f.summary)}" for (m, v), f in zip(used.items(), fits.values()))
         + f" (dust map: {args.dust_map}; plain npe cannot use them).", "",

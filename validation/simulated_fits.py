@@ -73,7 +73,7 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
                    ) -> tuple[Catalog, dict[str, np.ndarray], dict[str, FitResult], dict[str, float]]:
     """The catalog, its truths (param -> (star,)), each method's fit, and each method's minutes.
 
-    NPE-IS runs without the NUTS fallback, so that what is measured is importance sampling;
+    NPE-IS runs without its fallback, so that what is measured is importance sampling;
     its unreliable stars are kept and counted.
     """
     out.mkdir(parents=True, exist_ok=True)

@@ -217,7 +217,7 @@ def _cmd_fit(args) -> int:
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
-                          rescue_rounds=args.rescue_rounds)
+                          adapt_rounds=args.adapt_rounds, rescue_rounds=args.rescue_rounds)
     settings = {"method": args.method, "prior": args.prior, "library": args.library, "forward": args.forward,
                 "config": config,
                 "seed": args.seed, "npe_model": args.model, "draws": args.draws, "importance": importance,
@@ -409,12 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
     p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="npe-is: NPE proposals per star")
-    p.add_argument("--khat-max", type=_number(float, above=0), default=0.7, help="npe-is: refit stars above this Pareto k with NUTS")
-    p.add_argument("--min-ess", type=_number(float, 1), default=100.0, help="npe-is: refit stars below this ESS with NUTS")
+    p.add_argument("--khat-max", type=_number(float, above=0), default=0.7, help="npe-is: refit stars above this Pareto k (--fallback)")
+    p.add_argument("--min-ess", type=_number(float, 1), default=100.0, help="npe-is: refit stars below this ESS (--fallback)")
+    p.add_argument("--adapt-rounds", type=_number(int, 0, 100), default=0, metavar="N",
+                   help="npe-is: adaptation rounds after the NPE's own draws (0: those draws are the proposals)")
     p.add_argument("--rescue-rounds", type=_number(int, 0, 100), default=8, metavar="N",
-                   help="npe-is: stars unreliable after 3 adaptation rounds start again with N (0: never)")
+                   help="npe-is: stars unreliable after --adapt-rounds start again with N rounds (0: never)")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
-    p.add_argument("--fallback", default="nuts", choices=("nuts", "smc"),
+    p.add_argument("--fallback", default="smc", choices=("smc", "nuts"),
                    help="npe-is: the exact method that refits unreliable stars (averaging over libraries: always "
                    "smc, the engine that yields evidences)")
     p.add_argument("--particles", type=_number(int, 16, 100_000), default=512, help="smc: particles per star")

@@ -136,7 +136,7 @@ def fit_catalog(
     catalog, method: str = "nuts", out: str | Path | None = None, prior: Prior | str | Path | None = None,
     library: str = "phoenix", config: NUTSConfig = NUTSConfig(), seed: int = 0, progress: bool = True,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model: str | Path | None = None,
-    draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts",
+    draws: int | None = None, importance: ISConfig = ISConfig(), fallback: str | bool | None = "smc",
     smc: SMCConfig = SMCConfig(), nuts_init: str = "prior", chunk: int | None = None, overwrite: bool = False,
     keep_draws: int | None = None, workers: int | None = None, scheduler: str | None = None, forward: str = "fast",
     parallax_zero_point: float = astro.GAIA_DR3_PARALLAX_ZERO_POINT, dust_map: str | None = "SFD",
@@ -156,8 +156,9 @@ def fit_catalog(
     - ``npe-is``: NPE proposals importance-weighted to the model under ``prior`` (None: the
       training prior), as ``importance``; a different prior is fine while the proposals cover it, and so
       is another library's model (``library``): its evidence is the mean raw weight, so several libraries
-      are averaged as with smc. Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("nuts"
-      or "smc"; None or False: flagged only; when averaging, SMC averaging).
+      are averaged as with smc. Stars with k̂ or ESS out of bounds are refitted with ``fallback`` ("smc",
+      the default: faster than NUTS and trusted more often on the hard stars that reach it; "nuts"; None or
+      False: flagged only; when averaging, SMC averaging).
 
     A catalogue with ``parallax`` and ``parallax_error`` columns [mas] (and ``ra``, ``dec`` [deg]) is fitted
     with the astrometric model (``model.astrometry``): the parallax less ``parallax_zero_point``, and an
@@ -253,7 +254,7 @@ class Fitter:
     def __init__(self, catalog, method: str = "nuts", prior=None, library: str = "phoenix",
                  config: NUTSConfig = NUTSConfig(), seed: int = 0,
                  criteria: ConvergenceCriteria = ConvergenceCriteria(), npe_model=None, draws: int | None = None,
-                 importance: ISConfig = ISConfig(), fallback: str | bool | None = "nuts", smc: SMCConfig = SMCConfig(),
+                 importance: ISConfig = ISConfig(), fallback: str | bool | None = "smc", smc: SMCConfig = SMCConfig(),
                  nuts_init: str = "prior", forward: str = "fast",
                  parallax_zero_point: float = astro.GAIA_DR3_PARALLAX_ZERO_POINT, dust_map: str | None = "SFD",
                  offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True):
@@ -261,7 +262,7 @@ class Fitter:
             raise ValueError(f"unknown method {method!r}; available: {METHODS}")
         if nuts_init not in INITS:
             raise ValueError(f"unknown nuts_init {nuts_init!r}; available: {INITS}")
-        fallback = "nuts" if fallback is True else (fallback or None)
+        fallback = "smc" if fallback is True else (fallback or None)
         if fallback is not None and fallback not in FALLBACKS:
             raise ValueError(f"unknown fallback {fallback!r}; available: {FALLBACKS} or None")
         catalog = catalog if isinstance(catalog, Catalog) else read_catalog(catalog)

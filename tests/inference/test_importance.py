@@ -10,7 +10,8 @@ import pytest
 from arviz_stats.base import array_stats
 
 from sedppl.diagnostics.comparison import half_width
-from sedppl.inference.importance import INFLATE, ImportanceSampler, ISConfig, _BaseMixture, smoothed_weights
+from sedppl.inference.importance import (INFLATE, ImportanceSampler, ISConfig, _BaseMixture, resample,
+                                       smoothed_weights)
 from sedppl.inference.npe.card import ModelMismatchError, load_npe
 from sedppl.model.generative import sed_model
 from sedppl.model.priors import Prior
@@ -39,6 +40,25 @@ def test_smoothed_weights_of_proposals_outside_the_support():
     # three finite ratios: too few for the tail fit, so k̂ says unreliable rather than nan
     _, khat, ess = smoothed_weights(jnp.where(jnp.arange(500) < 3, jnp.arange(500.0), -jnp.inf))
     assert float(khat) == np.inf and 1.0 <= float(ess) <= 3.0
+
+
+def test_resample_draws_each_index_with_its_weight_in_random_order():
+    """Inverse-CDF resampling draws what ``jax.random.categorical`` draws: frequencies within 4 sigma of the
+    weights, never an index of zero weight (leading, inner or trailing), and no order (the draws are i.i.d.)."""
+    weights = np.array([0.0, 0.0, 0.1, 0.3, 0.0, 0.05, 0.25, 0.3, 0.0, 0.0])
+    log_w = jnp.asarray(np.log(weights) + 40.0)  # unnormalised, far from 0: only ratios may matter
+    n = 200_000
+    picks = np.asarray(resample(jax.random.key(3), log_w, n))
+    counts = np.bincount(picks, minlength=len(weights))
+    assert np.all(counts[weights == 0] == 0)
+    sigma = np.sqrt(n * weights * (1 - weights))
+    assert np.all(np.abs(counts - n * weights) <= 4 * sigma + 1e-9), counts / n
+    assert abs(np.corrcoef(np.arange(n), picks)[0, 1]) < 0.01  # sorted draws would correlate ~0.9
+    # every weight but the last zero, and rounding cannot push a draw past it
+    one = np.asarray(resample(jax.random.key(4), jnp.where(jnp.arange(1000) == 999, 0.0, -jnp.inf), 1000))
+    assert np.all(one == 999)
+    first = np.asarray(resample(jax.random.key(5), jnp.where(jnp.arange(1000) == 0, 0.0, -jnp.inf), 1000))
+    assert np.all(first == 0)
 
 
 def test_adapted_mixture_density_is_exact():

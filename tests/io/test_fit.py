@@ -48,12 +48,23 @@ def test_npe_is_summary_and_posterior(catalog, tmp_path):
 def test_unreliable_stars_fall_back_to_nuts(catalog):
     strict = ISConfig(proposals=300, draws=200, adapt_rounds=1, min_ess=1e9)  # nothing passes
     nuts = NUTSConfig(chains=1, draws=50, warmup=50, retry=False)
-    result = fit_catalog(catalog, "npe-is", importance=strict, config=nuts, progress=False)
+    result = fit_catalog(catalog, "npe-is", importance=strict, config=nuts, fallback="nuts", progress=False)
     s = result.summary
     assert list(s["method"][:3]) == ["nuts"] * 3 and np.all(s["fallback"][:3])
     assert np.all(s["n_divergent"][:3] >= 0) and np.all(np.isfinite(s["khat"][:3]))  # NUTS diagnostics filled
     assert list(result.posterior["posterior"]["method"].values) == ["nuts"] * 3
     assert result.posterior["posterior"]["teff"].shape == (1, 200, 3)  # NUTS draws thinned to the IS length
+
+
+def test_the_default_fallback_is_smc_in_the_api_and_the_cli():
+    """SMC refits unreliable npe-is stars unless told otherwise, and the CLI says the same as the API."""
+    import inspect
+
+    from sedppl.io.cli import build_parser
+
+    assert inspect.signature(fit_catalog).parameters["fallback"].default == "smc"
+    fit = build_parser().parse_args(["fit", "stars.parquet", "--method", "npe-is", "--out", "x"])
+    assert fit.fallback == "smc" and fit.adapt_rounds == ISConfig().adapt_rounds == 0
 
 
 def test_unknown_fallback_and_init_are_refused_before_any_work(catalog):
