@@ -23,6 +23,7 @@ ONE_RUN = """
 import time, json
 t0 = time.perf_counter()
 import jax
+from sedppl.inference.importance import ISConfig
 from sedppl.inference.npe.card import read_card
 from sedppl.io.catalog import read_catalog
 from sedppl.io.fit import DEFAULT_NPE_MODEL, fit_catalog
@@ -32,7 +33,7 @@ catalog = read_catalog(simulate_catalog(jax.random.key(5), {n}, card.model(), No
 t1 = time.perf_counter()
 fit = fit_catalog(catalog, "npe-is", prior=card.prior(), draws=400, fallback=False, progress=False)
 t2 = time.perf_counter()
-rescued = int((fit.summary["adapt_rounds"] > 3).sum()) if "adapt_rounds" in fit.summary.colnames else -1
+rescued = int((fit.summary["adapt_rounds"] > ISConfig().adapt_rounds).sum()) if "adapt_rounds" in fit.summary.colnames else -1
 print(json.dumps({{"stars": {n}, "setup_s": t1 - t0, "first_fit_s": t2 - t1, "rescued": rescued}}))
 """
 

@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import numpy as np
 
 from sedppl.diagnostics.sbc import binomial_band, interval_coverage, outside_interval, pit_values
 from sedppl.io.catalog import read_catalog
+from sedppl.inference.importance import ISConfig
 from sedppl.inference.npe.card import read_card
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
 from sedppl.inference.averaging import shared_prior
@@ -120,6 +122,7 @@ def row_settings(n: int, method: str, seed: int, fallback, noise: str, prior: Pr
                 "prior": hashlib.sha256(content).hexdigest()[:16]}
     if method == "npe-is":
         settings["npe"] = read_card(DEFAULT_NPE_MODEL).checksums["weights.eqx"][:16]
+        settings["importance"] = asdict(ISConfig())  # the fits' (fit_catalog's default): a new default is a new row
     return settings
 
 

@@ -47,7 +47,7 @@ class ISConfig:
 
     proposals: int = 1000  # per round
     draws: int = 1000  # equal-weight draws resampled from the final round
-    # 0: the NPE's own draws, reliable for ~96% of survey stars (BENCHMARKS.md, NPE-IS); the rest are rescued
+    # 0: the NPE's own draws, reliable for ~95% of survey stars (BENCHMARKS.md, whole process); the rest are rescued
     adapt_rounds: int = 0
     rescue_rounds: int = 8  # stars unreliable after adapt_rounds start again with this many (0: never)
     defensive: float = 0.1  # weight of the NPE itself in each adapted mixture
@@ -111,18 +111,31 @@ def smoothed_weights(log_ratios: Float[Array, " n"]) -> tuple[Array, Array, Arra
 
 
 def resample(key: PRNGKeyArray, log_w: Float[Array, " n"], draws: int) -> Int[Array, " draws"]:
-    """``draws`` indices drawn independently with probabilities ``exp(log_w)`` (normalised or not), in random
-    order: what ``jax.random.categorical(key, log_w, shape=(draws,))`` draws, by inverse CDF.
+    """``draws`` indices drawn independently with probabilities ``exp(log_w)`` (normalised or not; NaN is
+    zero): what ``jax.random.categorical(key, log_w, shape=(draws,))`` draws, by inverse CDF.
 
     ``categorical`` draws a Gumbel variate per index and draw (10^6 for 1000 x 1000), which cost three
-    quarters of an NPE-IS star on a CPU; sorted uniforms and one ``searchsorted`` cost 1e-3 of it. A draw
-    never lands on a zero weight, whatever the rounding of the cumulative sum.
+    quarters of an NPE-IS star on a CPU; uniforms and one ``searchsorted`` cost 1e-3 of it.
     """
-    k_u, k_order = jax.random.split(key)
-    cdf = jnp.cumsum(jnp.exp(log_w - jnp.max(log_w)))
-    u = jnp.sort(jax.random.uniform(k_u, (draws,), cdf.dtype)) * cdf[-1]
-    picks = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), jnp.argmax(cdf))  # argmax: last nonzero weight
-    return jax.random.permutation(k_order, picks)
+    return pick(log_w, jax.random.uniform(key, (draws,)))
+
+
+def pick(log_w: Float[Array, " n"], u: Float[Array, " m"]) -> Int[Array, " m"]:
+    """The index whose slice of the cumulative weights holds each ``u`` in [0, 1) (``resample``'s step). A
+    pick never lands on a zero weight, whatever the order in which a device sums the cumulative weights:
+    a zero-weight index is moved down to the nearest positive one (up for a leading run)."""
+    log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
+    w = jnp.exp(log_w - jnp.max(log_w))
+    cdf = jnp.cumsum(w)
+    at = jnp.minimum(jnp.searchsorted(cdf, u.astype(cdf.dtype) * cdf[-1], side="right"), w.shape[0] - 1)
+    return nearest_positive(at, w)
+
+
+def nearest_positive(at: Int[Array, " m"], w: Float[Array, " n"]) -> Int[Array, " m"]:
+    """Each index ``at``, or where its weight is zero the nearest index below with a positive weight (above,
+    for the zero weights before the first positive one)."""
+    positive_at_or_below = jax.lax.cummax(jnp.where(w > 0, jnp.arange(w.shape[0]), -1))
+    return jnp.maximum(positive_at_or_below[at], jnp.argmax(w > 0))
 
 
 def log_mean_ratio(log_ratios: Float[Array, " n"]) -> Array:
@@ -292,7 +305,7 @@ class ImportanceSampler:
         keys = row_keys(key, len(mag))
         out, seconds = self._sample_rows(keys, err, mask, mag, astrometry, np.arange(len(mag)), cfg.adapt_rounds,
                                          progress, "npe-is")
-        unreliable = np.flatnonzero((out["khat"] > cfg.khat_max) | (out["ess"] < cfg.min_ess))
+        unreliable = np.flatnonzero(~((out["khat"] <= cfg.khat_max) & (out["ess"] >= cfg.min_ess)))  # as ``reliable``
         rounds = np.full(len(mag), cfg.adapt_rounds)
         if cfg.rescue_rounds and unreliable.size:
             again, more = self._sample_rows(fold_rows(keys[unreliable], 1), err, mask, mag, astrometry, unreliable,

@@ -214,6 +214,12 @@ def _cmd_fit(args) -> int:
         print(f"sedppl fit: error: --workers and --scheduler run the partitions of a partitioned catalogue (a folder); "
               f"split {args.catalog} first with `sedppl partition {args.catalog} --rows N --out DIR`", file=sys.stderr)
         return 2
+    if args.method == "npe-is" and 0 < args.rescue_rounds <= args.adapt_rounds:
+        print(f"sedppl fit: error: --rescue-rounds ({args.rescue_rounds}) must exceed --adapt-rounds "
+              f"({args.adapt_rounds}), or be 0 (no rescue)", file=sys.stderr)
+        return 2
+    if args.method != "npe-is":  # npe-is's settings do not apply: keep their defaults rather than refuse them
+        args.adapt_rounds, args.rescue_rounds = ISConfig.adapt_rounds, ISConfig.rescue_rounds
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
@@ -408,13 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", nargs="+", metavar="BAND", help="use only these bands of the catalog")
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="draws per chain (nuts) or per star (npe, npe-is)")
-    p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="npe-is: NPE proposals per star")
+    p.add_argument("--proposals", type=_number(int, 25, 1_000_000), default=1000, help="npe-is: NPE proposals per star")
     p.add_argument("--khat-max", type=_number(float, above=0), default=0.7, help="npe-is: refit stars above this Pareto k (--fallback)")
     p.add_argument("--min-ess", type=_number(float, 1), default=100.0, help="npe-is: refit stars below this ESS (--fallback)")
     p.add_argument("--adapt-rounds", type=_number(int, 0, 100), default=0, metavar="N",
                    help="npe-is: adaptation rounds after the NPE's own draws (0: those draws are the proposals)")
     p.add_argument("--rescue-rounds", type=_number(int, 0, 100), default=8, metavar="N",
-                   help="npe-is: stars unreliable after --adapt-rounds start again with N rounds (0: never)")
+                   help="npe-is: stars unreliable after --adapt-rounds start again with N rounds, N > --adapt-rounds (0: never)")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
     p.add_argument("--fallback", default="smc", choices=("smc", "nuts"),
                    help="npe-is: the exact method that refits unreliable stars (averaging over libraries: always "
@@ -478,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=_number(int, 2, 64, why=" (R-hat compares chains)"), default=4)
     p.add_argument("--draws", type=_number(int, 10, 100_000), default=1000, help="NUTS draws per chain; NPE and NPE-IS draws per star")
     p.add_argument("--warmup", type=_number(int, 10, 100_000), default=1000)
-    p.add_argument("--proposals", type=_number(int, 16, 1_000_000), default=1000, help="NPE-IS proposals per star and round")
+    p.add_argument("--proposals", type=_number(int, 25, 1_000_000), default=1000, help="NPE-IS proposals per star and round")
     p.add_argument("--corners", type=_number(int, 0, 100), default=3, help="overlaid corner plots for this many stars")
     p.add_argument("--particles", type=_number(int, 16, 100_000), default=512,
                    help="smc (the second exact engine of the reference): particles per run")

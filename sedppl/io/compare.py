@@ -235,7 +235,7 @@ def _figure(stars: Table, path: Path) -> None:
     # k̂ is inf where too few ratios were finite for the tail fit: shown at the right edge, KHAT_SHOWN_MAX
     shown = [np.minimum(np.nan_to_num(np.asarray(k, float), nan=KHAT_SHOWN_MAX, posinf=KHAT_SHOWN_MAX), KHAT_SHOWN_MAX)
              for k in (stars["npe-is_khat_npe"], khat)]
-    axes[1, 0].hist(shown, bins=20, label=["NPE draws", "after adaptation"],
+    axes[1, 0].hist(shown, bins=20, label=["NPE draws", "final proposals"],
                     color=["C1", "C2"])
     axes[1, 0].axvline(0.7, color="C3")
     axes[1, 0].set_title("Pareto k̂ of the importance weights", fontsize=10)

@@ -42,6 +42,16 @@ def test_parsing_every_fit_option_leaves_jax_unstarted():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_npe_is_rounds_are_checked_by_their_flags(tmp_path, capsys):
+    """A rescue no longer than the first pass is refused in the flags' words, for npe-is only."""
+    args = ["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), "--adapt-rounds", "8"]
+    assert main(args + ["--method", "npe-is"]) == 2
+    assert "--rescue-rounds (8) must exceed --adapt-rounds (8), or be 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert main(args + ["--method", "nuts"]) != 0  # refused for the missing catalogue, not for the rounds
+    assert "adapt-rounds" not in capsys.readouterr().err
+
+
 def test_averaging_libraries_needs_an_engine_with_evidence(tmp_path, capsys):
     args = ["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o"), "--library", "phoenix, kurucz"]
     for method in ("npe", "nuts"):
@@ -172,10 +182,12 @@ def test_fit_options_reach_the_sampler_settings(tmp_path, monkeypatch):
     assert main(["simulate", "2", "--seed", "1", "--out", str(cat)]) == 0
     with pytest.raises(SystemExit):
         main(["fit", str(cat), "--out", str(tmp_path / "fit"), "--chains", "3", "--draws", "70", "--warmup", "60",
-              "--no-retry", "--restart-gap", "inf", "--proposals", "500", "--quiet"])
+              "--no-retry", "--restart-gap", "inf", "--proposals", "500", "--method", "npe-is", "--adapt-rounds", "2",
+              "--rescue-rounds", "5", "--fallback", "nuts", "--quiet"])
     nuts, importance = seen["fitter"].config, seen["fitter"].importance
     assert (nuts.chains, nuts.draws, nuts.warmup, nuts.retry, nuts.restart_gap) == (3, 70, 60, False, math.inf)
     assert (importance.proposals, importance.draws) == (500, 70)
+    assert (importance.adapt_rounds, importance.rescue_rounds, seen["fitter"].fallback) == (2, 5, "nuts")
 
 
 def test_fit_npe_uses_the_pretrained_model_and_refuses_a_mismatch(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""fit_catalog with npe-is: the summary's extra columns, the NUTS fallback, the proposals in the stored posterior."""
+"""fit_catalog with npe-is: the summary's extra columns, the fallback (SMC, or NUTS), the proposals in the stored posterior."""
 
 import jax
 import numpy as np
@@ -180,15 +180,13 @@ def test_npe_is_averages_libraries_by_the_importance_evidence():
         fit_catalog(_two_library_stars(prior), "npe", library="kurucz", progress=False)
 
 
-def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypatch):
-    """Stand-in samplers (no compilation): star 1's weights fail under Kurucz, so star 1 alone is averaged
-    again with SMC, whose evidences (put on the one prior by each library's validity mass) replace its
-    weights; star 0 keeps its importance-sampling result. The columns are npe-is's (SMC's own would exist only
-    in chunks where a star fell back)."""
+def _stand_in_samplers(monkeypatch, khat: dict[str, list[float]]) -> tuple[list, list]:
+    """Importance sampling and SMC replaced by stand-ins (no compilation) that log their calls: IS gives each
+    library's stars the k̂ of ``khat`` (above 0.7: unreliable) and fixed evidences; SMC fixed draws and
+    evidences. Returns the two call logs, (library, stars) per call."""
     import sedppl.io.fit as fit_module
     from sedppl.inference.importance import ImportanceSampler, ISDraws
     from sedppl.inference.smc import SMCDraws, SMCSampler
-    from sedppl.model.priors import Prior
 
     is_calls, smc_calls = [], []
     log_z_is = {"phoenix": np.array([-10.0, -20.0]), "kurucz": np.array([-12.0, -19.0])}
@@ -199,9 +197,9 @@ def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypat
         rng = np.random.default_rng(len(is_calls))
         params = {p: np.full((n, 1, cfg.draws), c) + rng.normal(0, 0.01, (n, 1, cfg.draws))
                   for p, c in zip(REPORTED, (5000.0, 4.5, 0.0, 0.5, 3.1, 0.1))}
-        khat = np.array([0.2, 0.9 if library == "kurucz" else 0.3])
+        k = np.array(khat[library])
         return ISDraws(params, np.zeros((n, cfg.proposals, 5)), np.zeros((n, cfg.proposals)),
-                       np.full((n, cfg.proposals), -np.log(cfg.proposals)), khat, np.full(n, 500.0), khat,
+                       np.full((n, cfg.proposals), -np.log(cfg.proposals)), k, np.full(n, 500.0), k,
                        np.full(n, 500.0), np.zeros(n, int), log_z_is[library], np.ones(n), np.ones(n, int), cfg)
 
     def smc(self, key, err, mask, mag, progress=True, astrometry=None):
@@ -223,6 +221,35 @@ def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypat
     monkeypatch.setattr(SMCSampler, "sample", smc)
     monkeypatch.setattr(fit_module, "_SAMPLERS", type(fit_module._SAMPLERS)())  # stand-ins never reach later tests
     monkeypatch.setattr(fit_module, "valid_prior_mass", lambda model: {"phoenix": 0.5, "kurucz": 0.25}[model.forward.library])
+    return is_calls, smc_calls
+
+
+def test_unreliable_npe_is_stars_are_refitted_with_smc_by_default(monkeypatch):
+    """Stand-in samplers: star 1's weights fail, so star 1 alone is refitted by the default fallback, SMC (one
+    library: no averaging), its draws thinned to the importance draws' length; star 0 keeps its result."""
+    from sedppl.model.priors import Prior
+
+    is_calls, smc_calls = _stand_in_samplers(monkeypatch, {"phoenix": [0.2, 0.9]})
+    fit = fit_catalog(_two_library_stars(Prior.default()), "npe-is", importance=ISConfig(proposals=100, draws=50),
+                      progress=False)
+    s = fit.summary
+    assert is_calls == [("phoenix", 2)] and smc_calls == [("phoenix", 1)]
+    assert list(s["method"]) == ["npe-is", "smc"] and list(s["fallback"]) == [False, True]
+    assert list(fit.posterior["posterior"]["method"].values) == ["npe-is", "smc"]
+    teff = fit.posterior["posterior"]["teff"].values
+    assert teff.shape == (1, 50, 2)
+    assert abs(np.median(teff[..., 0]) - 5000.0) < 1 and abs(np.median(teff[..., 1]) - 6000.0) < 1  # SMC's draws
+    assert s["trusted"][1] and "smc:" not in s["flag"][1]  # SMC's own verdict (it passes); the misfit check may flag
+
+
+def test_averaged_npe_is_falls_back_to_averaged_smc_where_weights_fail(monkeypatch):
+    """Stand-in samplers (no compilation): star 1's weights fail under Kurucz, so star 1 alone is averaged
+    again with SMC, whose evidences (put on the one prior by each library's validity mass) replace its
+    weights; star 0 keeps its importance-sampling result. The columns are npe-is's (SMC's own would exist only
+    in chunks where a star fell back)."""
+    from sedppl.model.priors import Prior
+
+    is_calls, smc_calls = _stand_in_samplers(monkeypatch, {"phoenix": [0.2, 0.3], "kurucz": [0.2, 0.9]})
     fit = fit_catalog(_two_library_stars(Prior.default()), "npe-is", library="phoenix,kurucz", fallback="nuts",
                       importance=ISConfig(proposals=100, draws=50), progress=False)
     s = fit.summary

@@ -112,7 +112,9 @@ class NPEEstimator:
             if np.all(filled >= want):
                 return
             round_keys = jax.vmap(lambda k: jax.random.fold_in(k, attempt))(keys)
-            x, lq, ok = (np.asarray(a)[positions] for a in self._round(valid, round_keys, err, mask, mag, per_round))
+            needed = valid.copy()
+            needed[positions[filled >= want]] = False  # stars already filled are skipped ("map") in later rounds
+            x, lq, ok = (np.asarray(a)[positions] for a in self._round(needed, round_keys, err, mask, mag, per_round))
             for j in np.nonzero(filled < want)[0]:
                 good = np.nonzero(ok[j])[0]
                 rejected[rows[j]] += int(np.sum(~ok[j]))
