@@ -214,7 +214,7 @@ def report(rows: list[dict], n: int, method: str, seed: int, out: Path, fallback
              f"from one library with `simulate`'s {'idealised noise' if noise == 'ideal' else 'defaults'}, {what}. Coverage over the "
              f"stars the misfit check does not flag; in brackets over all stars. Calibrated: 68% coverage in "
              f"[{lo:.2f}, {hi:.2f}] (3σ, {n} stars).", "",
-             *([f"**Incomplete: not run yet: {', '.join(missing)}.**", ""] if missing else []),
+             *([f"**Incomplete: not run at these settings: {', '.join(missing)}.**", ""] if missing else []),
              "| simulated | fitted | fitted floor | misfit flagged | trusted | "
              + " | ".join(f"{p} 68% (all)" for p in PARAMETERS)
              + " | " + " | ".join(f"{p} 95%" for p in PARAMETERS) + " | s/star |",
@@ -290,7 +290,7 @@ def main(argv=None) -> None:
         row = saved_row(row_folder(args.out, library, fitted, sim_floor, fit_floor, args.method, args.pairs,
                                    args.noise), row_settings(args.n, args.method, args.seed, args.fallback,
                                                              args.noise, prior))
-        rows.append(row) if row is not None else missing.append(f"{library} → {fitted}")  # the report says so
+        rows.append(row) if row is not None else missing.append(f"{library} ({sim_floor}) → {fitted} ({fit_floor})")  # the report says so
     text = report(rows, args.n, args.method, args.seed, args.out, args.fallback, args.pairs, floor, args.noise,
                   missing)
     name = f"cross_library{'_pairs' if args.pairs else ''}_{args.method}{'' if floor == 0.02 else '_' + floor}"

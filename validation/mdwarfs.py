@@ -173,6 +173,11 @@ def main() -> None:
         *rows(stats, "all fitted"), *rows(same, "NUTS's stars"), "",
         "Stars flagged (any reason, kept in the statistics): "
         + ", ".join(f"{m} {v}/{len(f.summary)}" for (m, v), f in zip(flags.items(), fits.values())) + ".", "",
+        *([f"NPE-IS: {int(np.sum(f.summary['adapt_rounds'] == ISConfig().adapt_rounds))} stars from the first pass "
+           f"({ISConfig().adapt_rounds} adaptation rounds), "
+           f"{int(np.sum(f.summary['adapt_rounds'] == ISConfig().rescue_rounds))} rescued with "
+           f"{ISConfig().rescue_rounds} (column `adapt_rounds`).", ""]
+          if (f := fits.get("npe-is")) is not None and "adapt_rounds" in f.summary.colnames else []),
         "Flag reasons (stars per reason):", "",
         *[f"- {m}: " + (", ".join(f"{k} {v}" for k, v in ood.reason_counts(f.summary["flag"]).items()) or "none")
           for m, f in fits.items()], "",

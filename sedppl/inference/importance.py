@@ -115,7 +115,7 @@ def resample(key: PRNGKeyArray, log_w: Float[Array, " n"], draws: int) -> Int[Ar
     zero): what ``jax.random.categorical(key, log_w, shape=(draws,))`` draws, by inverse CDF.
 
     ``categorical`` draws a Gumbel variate per index and draw (10^6 for 1000 x 1000), which cost three
-    quarters of an NPE-IS star on a CPU; uniforms and one ``searchsorted`` cost 1e-3 of it.
+    quarters of an NPE-IS star on a CPU (BENCHMARKS.md); uniforms and one ``searchsorted`` cost almost nothing.
     """
     return pick(log_w, jax.random.uniform(key, (draws,)))
 
@@ -123,7 +123,8 @@ def resample(key: PRNGKeyArray, log_w: Float[Array, " n"], draws: int) -> Int[Ar
 def pick(log_w: Float[Array, " n"], u: Float[Array, " m"]) -> Int[Array, " m"]:
     """The index whose slice of the cumulative weights holds each ``u`` in [0, 1) (``resample``'s step). A
     pick never lands on a zero weight, whatever the order in which a device sums the cumulative weights:
-    a zero-weight index is moved down to the nearest positive one (up for a leading run)."""
+    a zero-weight index is moved down to the nearest positive one (up for a leading run). Every weight zero
+    gives index 0 (``smoothed_weights`` never passes that: it makes such weights uniform)."""
     log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
     w = jnp.exp(log_w - jnp.max(log_w))
     cdf = jnp.cumsum(w)
@@ -236,7 +237,8 @@ class _BaseMixture(eqx.Module):
 
 
 class ImportanceSampler:
-    """NPE proposals, adapted and reweighted to ``target``'s posterior, for many stars at once.
+    """NPE proposals (adapted where asked, or where a star needs the rescue) reweighted to ``target``'s
+    posterior, for many stars at once.
 
     Round 0 draws from the flow itself. Each adaptation round fits a Student t
     (in the flow's base space, so on the flow's geometry) to the weighted
@@ -293,7 +295,8 @@ class ImportanceSampler:
                 "khat_npe": khat_npe, "ess_npe": ess_npe, "n_rejected": n_rejected, "log_evidence": log_evidence}
 
     def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> ISDraws:
-        """Adapted proposals, PSIS weights, k̂, ESS and resampled equal-weight draws for every row.
+        """Proposals (adapted for ``adapt_rounds`` rounds, or the rescue's), PSIS weights, k̂, ESS and resampled
+        equal-weight draws for every row.
 
         Stars whose weights are unreliable after ``adapt_rounds`` are sampled again, with fresh keys,
         with ``rescue_rounds``: only they pay for the longer adaptation, and the longer run replaces
