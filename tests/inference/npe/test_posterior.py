@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sedppl.inference.npe.posterior import Architecture, BoxSupport, ConditionalAffine, NPEPosterior
+from sedppl.inference.npe.posterior import Architecture, BoxSupport, ConditionalAffine, NPEPosterior, fold_condition
 from sedppl.model.forward import PARAMS
 
 TINY = Architecture(width=16, depth=1, heads=2, summary_dim=8, flow_layers=2, flow_width=16, knots=4)
@@ -98,6 +98,30 @@ def test_a_coupling_flow_samples_in_one_pass_per_layer(model):
     layers = [TINY.flow_layers]
     assert loops["coupling"] == [layers, layers]
     assert loops["maf"] == [sorted(layers + [len(PARAMS)]), layers]
+
+
+def test_a_coupling_flow_folds_the_summary_once_per_star(model):
+    """A coupling flow's draws and pushes compute the summary's share of each conditioner once per star
+    (FoldedConditioner: the per-draw first layer reads the 2 untransformed inputs, not 2 + summary): the
+    same draws, log q and pushes as the flow evaluated per draw. A MAF is left as it is."""
+    nb = len(model.bands)
+    post = NPEPosterior(jax.random.key(5), nb, model.support(), 0.02, Architecture(**TINY.to_dict() | {"flow": "coupling"}))
+    err, mask = jnp.full(nb, 0.05), jnp.arange(nb) % 2 == 0
+    mag = 10 + jax.random.normal(jax.random.key(6), (nb,))
+    c = post.summary(err, mask, mag)
+    folded = fold_condition(post.flow, c).bijection.bijections[0].bijection.bijections[0].conditioner
+    assert folded.mlp.layers[0].weight.shape == (TINY.flow_layers, TINY.flow_width, 2)
+    x, log_q = post.sample_and_log_prob(jax.random.key(7), 500, err, mask, mag)
+    x_ref, log_q_ref = post.flow.sample_and_log_prob(jax.random.key(7), (500,), condition=c)
+    np.testing.assert_allclose(x, x_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_q, log_q_ref, atol=1e-4)
+    z = jax.random.normal(jax.random.key(8), (200, len(PARAMS)))
+    pushed, log_det = post.push(z, c)
+    pushed_ref, log_det_ref = jax.vmap(lambda zi: post.flow.bijection.transform_and_log_det(zi, c))(z)
+    np.testing.assert_allclose(pushed, pushed_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_det, log_det_ref, atol=1e-4)
+    maf = NPEPosterior(jax.random.key(5), nb, model.support(), 0.02, TINY)
+    assert fold_condition(maf.flow, c) is maf.flow
 
 
 def test_draws_stay_in_the_prior_box_and_log_q_is_consistent(model, posterior):
