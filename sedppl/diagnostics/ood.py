@@ -56,7 +56,7 @@ def _chi2_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag) -> tuple
     """Smallest chi^2 over draws ``x`` (scale at its optimum) and that draw's residuals in sigma."""
     def residuals(params):
         sigma = model.sigma(err, params)
-        surface = model.forward.surface_magnitudes(params)
+        surface = model.surface(params)
         dilution, _ = scale_conditional(surface, mag, sigma, mask)
         return jnp.where(mask, (mag - surface - dilution) / sigma, 0.0)
 
@@ -112,7 +112,7 @@ def _parallax_cdf_star(model: SEDModel, x: Float[Array, "n 5"], err, mask, mag, 
     """Mean over draws of P(measured parallax <= observed) predicted from the photometry; median prediction."""
     def one(params):
         sigma = model.sigma(err, params)
-        d_hat, d_sd = scale_conditional(model.forward.surface_magnitudes(params), mag, sigma, mask)
+        d_hat, d_sd = scale_conditional(model.surface(params), mag, sigma, mask)
         return astro.photometric_parallax_cdf(params, d_hat, d_sd, astrometry, model.support()["av"],
                                               model.astrometric)
 

@@ -22,7 +22,7 @@ GAIA_2MASS_WISE = ("gaia_g", "gaia_bp", "gaia_rp", "2mass_j", "2mass_h", "2mass_
 def reference_star(model: SEDModel, bands=GAIA_2MASS_WISE, err_mag: float = 0.05, seed: int = 3):
     """The Sun-like dwarf observed in ``bands`` at ``err_mag`` (noise from the model's likelihood,
     systematic floor included): (err, mask, mag), each with a leading star axis of one."""
-    mu = np.asarray(model.forward.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA))
+    mu = np.asarray(model.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA))
     err, mask = np.full(len(model.bands), err_mag), np.isin(model.bands, bands)
     mag = mu + np.random.default_rng(seed).normal(0, np.asarray(model.sigma(err, jnp.asarray(SUN_LIKE))))
     return err[None], mask[None], mag[None]
@@ -39,7 +39,7 @@ def reference_survey_star(model: SEDModel, seed: int = 0, theta_dex: float = 0.0
         raise ValueError(f"theta_dex must be finite, got {theta_dex}")
     noise = SurveyNoise() if noise is None else noise
     k_survey, k_noise = jax.random.split(jax.random.key(seed))
-    mu = model.forward.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA + theta_dex)
+    mu = model.magnitudes(jnp.asarray(SUN_LIKE), SUN_LIKE_LOG10_THETA + theta_dex)
     err, mask = noise.draw(k_survey, model.bands, mu)
     if int(mask.sum()) < noise.min_bands:
         raise ValueError(f"seed {seed}, theta_dex {theta_dex}: {int(mask.sum())} bands catalogued, "

@@ -104,7 +104,7 @@ def _cmd_calibrate_offsets(args) -> int:
             raise CatalogError(f"star {str(catalog.ids[i])!r}: {message}")
     params = np.stack([labels[p] if p in labels else np.full(len(catalog), defaults[p]) for p in PARAMS], axis=-1)
     model = sed_model(args.library, catalog.bands, Prior.load(args.prior) if args.prior else Prior.default(),
-                      path=args.forward)
+                      path=args.forward, correction=args.correction)
     inside = catalog.usable & np.all(np.isfinite(params), axis=1) & np.asarray(
         [bool(model.forward.in_grid(row)) for row in params])
     print(f"{int(inside.sum())} of {len(catalog)} stars have usable photometry and labels inside the grid")
@@ -112,7 +112,7 @@ def _cmd_calibrate_offsets(args) -> int:
         raise ValueError(f"only {int(inside.sum())} labelled stars are usable; need at least --min-stars {args.min_stars}")
     offsets = calibrate(model, params[inside], catalog.mag[inside], catalog.err[inside], catalog.mask[inside],
                         min_stars=args.min_stars, source=f"{args.catalog.name}, {int(inside.sum())} stars, "
-                        f"{args.library} ({args.forward})")
+                        f"{args.library} ({args.forward}, correction {args.correction})")
     args.out.write_text(offsets.to_toml())
     print(f"{'band':<12} {'offset':>8} {'scatter':>8} {'stars':>6}")
     for band in offsets.offsets:
@@ -131,7 +131,7 @@ def _cmd_simulate(args) -> int:
     from .catalog import write_table
 
     prior = Prior.load(args.prior) if args.prior else Prior.default()
-    model = sed_model(args.library, args.bands, prior, path=args.forward)
+    model = sed_model(args.library, args.bands, prior, path=args.forward, correction=args.correction)
     ideal_options = {"--err-min": args.err_min, "--err-max": args.err_max, "--p-missing": args.p_missing}
     survey_options = {"--error-scatter": args.error_scatter, "--dropout": args.dropout}
     if args.noise == "ideal" and any(v is not None for v in survey_options.values()):
@@ -230,7 +230,7 @@ def _cmd_fit(args) -> int:
                 "fallback": None if args.no_fallback else args.fallback,
                 "smc": SMCConfig(particles=args.particles, retry=not args.no_retry), "nuts_init": args.init,
                 "parallax_zero_point": args.parallax_zero_point, "dust_map": args.dust_map,
-                "use_parallax": not args.no_parallax, "offsets": args.offsets}
+                "use_parallax": not args.no_parallax, "offsets": args.offsets, "correction": args.correction}
     catalog = None if partitioned else read_catalog(args.catalog, bands=args.bands)
     for line in catalog.flag_report() if catalog is not None else ():
         print(f"not fitted: {line}", file=sys.stderr)
@@ -294,7 +294,7 @@ def _cmd_compare(args) -> int:
     importance = ISConfig(proposals=args.proposals, draws=args.draws)
     smc = SMCConfig(particles=args.particles, final_moves=args.final_moves, retry=not args.no_retry)
     result = compare_catalog(catalog, args.out, prior=args.prior, library=args.library, forward=args.forward,
-                             config=config,
+                             correction=args.correction, config=config,
                              importance=importance, npe_model=args.model, seed=args.seed,
                              progress=not args.quiet, n_corner=args.corners, smc=smc,
                              min_reference_ess=REFERENCE_GRADE["min_reference_ess"] if args.reference_grade else 0.0)
@@ -344,6 +344,10 @@ def _add_forward(p) -> None:
     p.add_argument("--forward", default="fast", choices=("fast", "spectral", "multilinear"),
                    help="forward model: fast (precomputed band tables), spectral (the reference, ~10x slower) "
                    "or multilinear (sedppl 0.4's, which models/ideal was trained on)")
+    p.add_argument("--correction", default="default",
+                   help="the library's empirical correction: default (Phoenix: offsets learned on real M dwarfs, "
+                   "applied to cool dwarfs only), none, or a correction's name (sedppl/model/data/corrections.toml); "
+                   "plain npe keeps its NPE's own")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,7 @@ def compare_catalog(
     forward: str = "fast",
     importance: ISConfig = ISConfig(), npe_model=None, seed: int = 0, progress: bool = True, n_corner: int = 3,
     criteria: ConvergenceCriteria = ConvergenceCriteria(), smc: SMCConfig = SMCConfig(),
-    min_reference_ess: float = 0.0,
+    min_reference_ess: float = 0.0, correction: str = "default",
 ) -> Comparison:
     """Fit ``catalog`` with npe, npe-is, nuts and smc; cross-check nuts and smc into each star's reference;
     measure the agreement of npe and npe-is with it; write the report into ``out``.
@@ -77,9 +77,10 @@ def compare_catalog(
     for method in ("nuts", "npe", "npe-is"):
         fits[method] = fit_catalog(
             catalog, method, prior=None if method == "npe" else prior,  # plain NPE only knows its training prior
-            library=library, forward=forward, config=config, seed=seed, progress=progress, criteria=criteria, npe_model=npe_model,
+            library=library, forward=forward, correction=correction, config=config, seed=seed, progress=progress, criteria=criteria, npe_model=npe_model,
             importance=importance, fallback=False, draws=importance.draws)
-    fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, forward=forward, seed=seed, progress=progress,
+    fits["smc"] = fit_catalog(catalog, "smc", prior=prior, library=library, forward=forward, correction=correction,
+                              seed=seed, progress=progress,
                               criteria=criteria, smc=smc)  # the second exact engine, that checks the first
     stars = _per_star(fits, min_reference_ess)
     comparison = Comparison(fits, stars)

@@ -39,6 +39,7 @@ from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
 from ..model import astrometry as astro
 from ..model.atmospheres import library_names
+from ..model.corrections import correction_name
 from ..model.generative import sed_model
 from ..model.offsets import BandOffsets
 from ..model.priors import Prior
@@ -140,7 +141,7 @@ def fit_catalog(
     smc: SMCConfig = SMCConfig(), nuts_init: str = "prior", chunk: int | None = None, overwrite: bool = False,
     keep_draws: int | None = None, workers: int | None = None, scheduler: str | None = None, forward: str = "fast",
     parallax_zero_point: float = astro.GAIA_DR3_PARALLAX_ZERO_POINT, dust_map: str | None = "SFD",
-    offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True,
+    offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True, correction: str = "default",
 ) -> FitResult:
     """Fit every usable star of ``catalog`` (a Catalog, a Table or a path) with ``method``.
 
@@ -170,6 +171,10 @@ def fit_catalog(
     corrects each band before fitting: magnitude minus offset, scatter added to the error; the summary
     keeps the input photometry as read.
 
+    ``correction`` is the library's empirical correction (``model.corrections``): "default" (Phoenix: its
+    M-dwarf offsets), "none" or a correction's name. Plain ``npe`` keeps the correction its NPE was
+    trained with (its card's); npe-is weights to the fit's.
+
     Every method flags stars whose photometry the model does not fit (``diagnostics.ood``). Each star's
     draws depend on ``seed`` and its id only, not on the other stars or the chunk it is fitted in.
 
@@ -192,7 +197,7 @@ def fit_catalog(
                     "criteria": criteria, "npe_model": npe_model, "draws": draws, "importance": importance,
                     "fallback": fallback, "smc": smc, "nuts_init": nuts_init,
                     "parallax_zero_point": parallax_zero_point, "dust_map": dust_map, "offsets": offsets,
-                    "use_parallax": use_parallax}
+                    "use_parallax": use_parallax, "correction": correction}
         fit_dataset(catalog, out, settings, chunk=chunk, overwrite=overwrite, keep_draws=keep_draws,
                     progress=progress, workers=workers, scheduler=scheduler)
         return FitResult.read(out)
@@ -200,7 +205,7 @@ def fit_catalog(
         raise ValueError("workers and scheduler run the partitions of a partitioned catalogue (a folder); "
                          "split one file with `sedppl partition` first")
     fitter = Fitter(catalog, method, prior, library, config, seed, criteria, npe_model, draws, importance, fallback,
-                    smc, nuts_init, forward, parallax_zero_point, dust_map, offsets, use_parallax)
+                    smc, nuts_init, forward, parallax_zero_point, dust_map, offsets, use_parallax, correction)
     if out is None:
         return fitter.fit_rows(np.arange(len(fitter.catalog)), progress)
     from .run import fit_to_folder
@@ -238,7 +243,8 @@ def _shared_sampler(cls, models: tuple, *args):
 
 def _model_key(model) -> tuple:
     """What defines a model (its forward model is built once per library, bands and path: ``forward_model``)."""
-    return id(model.forward), model.prior.to_toml(), model.marginalize_scale, repr(model.astrometric)
+    return (id(model.forward), model.prior.to_toml(), model.marginalize_scale, repr(model.astrometric),
+            model.correction and model.correction.name)
 
 
 def _npe_key(path, card) -> tuple:
@@ -257,7 +263,8 @@ class Fitter:
                  importance: ISConfig = ISConfig(), fallback: str | bool | None = "smc", smc: SMCConfig = SMCConfig(),
                  nuts_init: str = "prior", forward: str = "fast",
                  parallax_zero_point: float = astro.GAIA_DR3_PARALLAX_ZERO_POINT, dust_map: str | None = "SFD",
-                 offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True):
+                 offsets: str | Path | BandOffsets | None = None, use_parallax: bool = True,
+                 correction: str = "default"):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; available: {METHODS}")
         if nuts_init not in INITS:
@@ -278,7 +285,7 @@ class Fitter:
         library = ",".join(self.libraries)
         self.method, self.library, self.config, self.seed, self.criteria = method, library, config, seed, criteria
         self.importance, self.fallback, self.smc, self.nuts_init = importance, fallback, smc, nuts_init
-        self.forward = forward
+        self.forward, self.correction = forward, correction
         if not np.isfinite(parallax_zero_point):
             raise ValueError(f"parallax_zero_point must be a finite number (mas), got {parallax_zero_point!r}")
         dust_map = None if dust_map in (None, "none") else dust_map
@@ -296,20 +303,21 @@ class Fitter:
                 shared = prior or Prior.default()
                 if len(self.libraries) > 1:  # the evidences compare libraries under one prior
                     shared = shared_prior(shared, self.libraries)
-                self.models = {name: sed_model(name, catalog.bands, shared, marginalize_scale=True, path=forward)
-                               for name in self.libraries}
+                self.models = {name: sed_model(name, catalog.bands, shared, marginalize_scale=True, path=forward,
+                                               correction=correction) for name in self.libraries}
                 self.model = self.models[self.libraries[0]]
             elif method == "npe":
                 self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library, prior)
+                # the model the NPE learned: plain npe cannot take up another correction (npe-is can)
                 self.model = sed_model(self.card.library, self.card.bands, prior or self.card.prior(),
-                                       marginalize_scale=True, path=forward)
+                                       marginalize_scale=True, path=forward, correction=self.card.correction)
             else:  # npe-is: the NPE proposes, each library's model is a target (another library: a change of target)
                 self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, None, None)
                 target = prior or self.card.prior()
                 if self.libraries != (self.card.library,):  # the range every library and the proposals cover
                     target = shared_prior(target, tuple(dict.fromkeys((self.card.library, *self.libraries))))
-                self.models = {name: sed_model(name, self.card.bands, target, marginalize_scale=True, path=forward)
-                               for name in self.libraries}
+                self.models = {name: sed_model(name, self.card.bands, target, marginalize_scale=True, path=forward,
+                                               correction=correction) for name in self.libraries}
                 self.model = self.models[self.libraries[0]]
         if self.use_parallax:
             catalog_astrometry(catalog, self.parallax_zero_point, None)  # unreadable columns: an error before any work
@@ -319,6 +327,7 @@ class Fitter:
     def settings(self) -> dict:
         """What the draws depend on, besides the catalogue (``io.run`` compares them before resuming)."""
         s = {"method": self.method, "library": self.library, "forward": self.forward, "seed": self.seed,
+             "correction": self.correction if self.model is None else correction_name(self.model.correction),
              "nuts": repr(self.config),
              "smc": repr(self.smc), "importance": repr(self.importance), "criteria": repr(self.criteria),
              "fallback": self.fallback, "nuts_init": self.nuts_init,

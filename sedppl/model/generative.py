@@ -29,10 +29,11 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array, ArrayLike, Float
 from numpyro.infer.util import log_density
 
 from . import astrometry as astro
+from .corrections import LibraryCorrection, load_correction
 from .forward import MAS_IN_RAD, PARAMS, ForwardModel, dilution_mag, forward_model, log10_theta_from_dilution
 from .likelihood import masked_normal, sanitize, scale_conditional, scale_marginal_log_likelihood, total_sigma
 from .passbands import SURVEY_BANDS
@@ -77,6 +78,7 @@ class SEDModel(eqx.Module):
     prior: Prior = eqx.field(static=True)
     marginalize_scale: bool = eqx.field(static=True, default=False)
     astrometric: astro.AstrometricPrior = eqx.field(static=True, default=astro.AstrometricPrior())
+    correction: LibraryCorrection | None = None  # empirical per-band offsets of the library (``corrections``)
 
     def __check_init__(self):
         support, domain = self.support(), self.forward.extinction_domain()
@@ -105,6 +107,16 @@ class SEDModel(eqx.Module):
         lo, hi = self.support()[SCALE]  # static numbers: stay in NumPy so this works under jit
         return tuple(float(-5.0 * (x + np.log10(MAS_IN_RAD / 2.0))) for x in (hi, lo))
 
+    def surface(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
+        """The model's surface magnitudes: the library's, with its empirical correction if any. Every
+        likelihood, simulation and check goes through this."""
+        surface = self.forward.surface_magnitudes(params)
+        return surface if self.correction is None else surface + self.correction(params)
+
+    def magnitudes(self, params: Float[Array, " 5"], log10_theta_mas: ArrayLike) -> Float[Array, " nb"]:
+        """Observed magnitudes of a star of angular diameter 10**log10_theta_mas mas."""
+        return self.surface(params) + dilution_mag(log10_theta_mas)
+
     def sigma(self, mag_err: ArrayLike, params: Array) -> Array:
         """Each band's standard deviation: its reported error and the systematic floor at the star's
         Teff (``Prior.floor``) in quadrature."""
@@ -131,7 +143,7 @@ class SEDModel(eqx.Module):
         """``astrometry``: the star's (parallax, parallax_error, av_map, sin_b) (``astrometry.COLUMNS``),
         NaN where unknown, or None; only the scale-marginalised model uses it."""
         params, log10_theta = self.sample_prior()
-        surface = self.forward.surface_magnitudes(params)
+        surface = self.surface(params)
         sigma = self.sigma(mag_err, params)
         mask = jnp.asarray(mask, bool)
         if self.marginalize_scale:
@@ -179,7 +191,7 @@ class SEDModel(eqx.Module):
 
         def astrometric():
             sigma = self.sigma(mag_err, params)
-            surface = self.forward.surface_magnitudes(params)
+            surface = self.surface(params)
             d_hat, d_sd = scale_conditional(surface, mag, sigma, jnp.asarray(mask, bool))
             log10_mass, u = astro.sample_mass_and_distance(jax.random.fold_in(key, 1), params, d_hat, d_sd, astrometry,
                                                            self.support()["av"], self.astrometric)
@@ -196,11 +208,15 @@ class SEDModel(eqx.Module):
 
 def sed_model(
     library: str = "phoenix", bands=SURVEY_BANDS, prior: Prior | None = None, marginalize_scale: bool = False,
-    path: str = "fast", astrometric: astro.AstrometricPrior = astro.AstrometricPrior(),
+    path: str = "fast", astrometric: astro.AstrometricPrior = astro.AstrometricPrior(), correction: str = "default",
 ) -> SEDModel:
     """Build the generative model for a library, a band list and a prior (default prior if None), with the
-    forward model's ``path`` (``forward.forward_model``: "fast", "spectral" or "multilinear")."""
-    return SEDModel(forward_model(library, bands, path), prior or Prior.default(), marginalize_scale, astrometric)
+    forward model's ``path`` (``forward.forward_model``: "fast", "spectral" or "multilinear") and the
+    library's empirical ``correction`` ("default": its own if it has one, "none", or a name in
+    ``corrections``)."""
+    forward = forward_model(library, bands, path)
+    return SEDModel(forward, prior or Prior.default(), marginalize_scale, astrometric,
+                    load_correction(library, forward.bands, correction))
 
 
 def log_joint(model: SEDModel, values: dict[str, Array], mag_err: ArrayLike, mask: ArrayLike, mag: ArrayLike,
@@ -237,7 +253,7 @@ def sample_log10_theta(
     """
     sigma = model.sigma(mag_err, params)
     d_lo, d_hi = model.dilution_bounds()
-    mean, sd = scale_conditional(model.forward.surface_magnitudes(params), mag, sigma, mask)
+    mean, sd = scale_conditional(model.surface(params), mag, sigma, mask)
     dilution = mean + sd * jax.random.truncated_normal(key, (d_lo - mean) / sd, (d_hi - mean) / sd)
     return log10_theta_from_dilution(dilution)
 

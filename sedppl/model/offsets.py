@@ -70,7 +70,7 @@ def calibrate(model, params: np.ndarray, mag: np.ndarray, err: np.ndarray, mask:
     """Offsets and scatter of ``model``'s bands from stars of known ``params`` (star, 5) with photometry
     (star, band); bands seen in fewer than ``min_stars`` stars get none."""
     params = jnp.asarray(params, jnp.float32)
-    surface = np.asarray(jax.jit(jax.vmap(model.forward.surface_magnitudes))(params), float)
+    surface = np.asarray(jax.jit(jax.vmap(model.surface))(params), float)
     floor = np.broadcast_to(np.asarray(model.prior.floor(model.bands, params[:, 0]), float), surface.shape)
     mask = np.asarray(mask, bool) & np.isfinite(surface)
     resid = np.where(mask, np.asarray(mag, float) - surface, np.nan)

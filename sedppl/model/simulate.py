@@ -82,7 +82,7 @@ def survey_star(key: jax.Array, model: SEDModel, noise: SurveyNoise) -> dict[str
     k_prior, k_noise, k_mag = jax.random.split(key, 3)
     latent = {k: v[0] for k, v in Predictive(model.sample_prior, num_samples=1)(k_prior).items() if k != "in_grid"}
     params = stack_params(latent)
-    err, mask = noise.draw(k_noise, model.bands, model.forward.magnitudes(params, latent[SCALE]))
+    err, mask = noise.draw(k_noise, model.bands, model.magnitudes(params, latent[SCALE]))
     mag = observed_magnitudes(k_mag, model, {k: latent[k] for k in PARAMS + (SCALE,)}, err, mask)
     ok = model.forward.in_grid(params) & (jnp.sum(mask) >= noise.min_bands)
     return latent | {"mag": mag, "err": err, "mask": mask, "ok": ok}

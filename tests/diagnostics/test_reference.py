@@ -15,7 +15,7 @@ def model():
 
 
 def truth(model, theta_dex=0.0):
-    return np.asarray(model.forward.magnitudes(SUN_LIKE, SUN_LIKE_LOG10_THETA + theta_dex))
+    return np.asarray(model.magnitudes(SUN_LIKE, SUN_LIKE_LOG10_THETA + theta_dex))
 
 
 def test_survey_star_draws_bands_and_errors_from_its_magnitudes(model):

@@ -25,7 +25,7 @@ def test_blackjax_agrees_with_the_numpyro_reference():
     error, and so do 16/84% quantiles."""
     model = sed_model()
     truth = jnp.array([5400.0, 4.5, -0.2, 0.4, 3.1])
-    mu = model.forward.magnitudes(truth, -1.0)
+    mu = model.magnitudes(truth, -1.0)
     mask = np.isin(model.bands, BANDS)
     err = np.full(len(mask), 0.02)
     noise = np.random.default_rng(0).normal(0, 0.0283, len(mask))  # err and floor in quadrature
@@ -162,7 +162,7 @@ def test_chains_start_at_given_points_where_they_have_density():
     sampler = NUTSSampler(model, NUTSConfig(chains=4))
     truth = np.array([5400.0, 4.5, -0.2, 0.4, 3.1])
     err, mask = np.full(len(BANDS), 0.02), np.ones(len(BANDS), bool)
-    mag = np.asarray(model.forward.magnitudes(jnp.asarray(truth), -1.0))
+    mag = np.asarray(model.magnitudes(jnp.asarray(truth), -1.0))
     edge = model.support()["teff"][1]
     init = np.stack([truth, np.full(5, np.nan), [1e6, 4.5, -0.2, 0.4, 3.1], [edge, 4.5, -0.2, 0.4, 3.1]])
     key, starting_points = jax.random.key(4), jax.jit(sampler._starting_points)  # compiled: eager ops take 40 s

@@ -25,7 +25,7 @@ def star():
     params = jnp.asarray(PARAMS_K_DWARF, jnp.float32)
     log10_radius = 0.5 * (np.log10(0.8) + astro.LOGG_SUN - 4.5)
     log10_theta = log10_radius + np.log10(1000.0 / 80.0) + astro.LOG_THETA_AT_UNIT
-    surface = np.asarray(model.forward.surface_magnitudes(params), float)
+    surface = np.asarray(model.surface(params), float)
     mag = surface + float(dilution_mag(log10_theta)) + np.array([0.01, -0.02, 0.0, 0.015, -0.01, 0.0, 0.02])
     err = np.full(len(BANDS), 0.02)
     sigma = np.asarray(model.sigma(err, params), float)

@@ -18,7 +18,7 @@ def star(model):
     err = jnp.full(len(model.bands), 0.03)
     mask = jnp.ones(len(model.bands), bool).at[3:6].set(False)
     truth = {"teff": 5200.0, "logg": 4.5, "mh": -0.2, "av": 0.4, "rv": 3.2, "log10_theta": -1.3}
-    mu = model.forward.magnitudes(jnp.array([truth[p] for p in PARAMS]), truth["log10_theta"])
+    mu = model.magnitudes(jnp.array([truth[p] for p in PARAMS]), truth["log10_theta"])
     mag = jnp.where(mask, mu + 0.01, jnp.nan)
     return truth, err, mask, mag
 
@@ -76,7 +76,7 @@ def test_simulation_is_reproducible_and_noise_matches_the_model(model, floor):
     b = simulate_catalog(jax.random.key(7), 400, model)
     assert np.array_equal(np.asarray(a["gaia_g"]), np.asarray(b["gaia_g"]), equal_nan=True)
     params = jnp.asarray(np.column_stack([a[f"true_{p}"] for p in PARAMS]))
-    mu = np.asarray(jax.vmap(model.forward.magnitudes)(params, jnp.asarray(a["true_log10_theta"])))
+    mu = np.asarray(jax.vmap(model.magnitudes)(params, jnp.asarray(a["true_log10_theta"])))
     mag = np.column_stack([a[b] for b in model.bands])
     if floor == "libraries":
         table = np.load(Path(library_floor.__file__).parent / "data" / "library_floor.npz")

@@ -59,7 +59,7 @@ def test_log_joint_adds_the_floor_in_quadrature_at_the_stars_teff():
     model = sed_model(bands=BANDS, prior=libraries_prior())
     values = {"teff": 4321.0, "logg": 4.6, "mh": 0.0, "av": 0.3, "rv": 3.1, "log10_theta": -1.0}
     params = jnp.asarray([values[p] for p in PARAMS])
-    mu = np.asarray(model.forward.magnitudes(params, values["log10_theta"]))
+    mu = np.asarray(model.magnitudes(params, values["log10_theta"]))
     err = np.array([0.01, 0.02, 0.05])
     mag = mu + np.array([0.05, -0.03, 0.4])
     floor = np.array([np.interp(np.log10(4321.0), _table()["log_teff"],

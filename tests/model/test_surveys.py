@@ -162,7 +162,7 @@ def test_errors_scatter_about_the_median_relation_and_stay_in_the_training_range
 def test_survey_catalogue_errors_presence_and_noise_follow_the_true_magnitudes(survey_catalog):
     model, table = survey_catalog
     params = jnp.asarray(np.column_stack([table[f"true_{p}"] for p in PARAMS]))
-    true = np.asarray(jax.vmap(model.forward.magnitudes)(params, jnp.asarray(table["true_log10_theta"])))
+    true = np.asarray(jax.vmap(model.magnitudes)(params, jnp.asarray(table["true_log10_theta"])))
     mag = np.column_stack([np.asarray(table[b], float) for b in model.bands])
     err = np.column_stack([np.asarray(table[f"{b}_err"], float) for b in model.bands])
     present = np.isfinite(mag)

@@ -72,6 +72,7 @@ class ModelCard:
     zero_points: dict = field(default_factory=dict)  # band -> m_AB - m_band when trained ({}: not recorded)
     checksums: dict = field(default_factory=dict)  # "weights.eqx" and "card" -> SHA-256 (written by save_npe)
     forward: str = "multilinear"  # the forward model's path it was trained on (cards before 0.5: multilinear)
+    correction: str = "none"  # the library's empirical correction it was trained with (``model.corrections``)
     version: int = CARD_VERSION
 
     def prior(self) -> Prior:
@@ -80,7 +81,8 @@ class ModelCard:
         return Prior.from_dict(tomllib.loads(self.prior_toml), source="model card")
 
     def model(self, marginalize_scale: bool = False) -> SEDModel:
-        return sed_model(self.library, self.bands, self.prior(), marginalize_scale, self.forward)
+        return sed_model(self.library, self.bands, self.prior(), marginalize_scale, self.forward,
+                         correction=self.correction)
 
     def skeleton(self) -> NPEPosterior:
         """The network, freshly initialised, for its weights to be loaded into. Built on the CPU: its
@@ -110,7 +112,8 @@ class ModelCard:
         noise = card_noise(self.noise)
         lines = [
             "# NPE model card", "",
-            f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`), forward path `{self.forward}`; "
+            f"- Atmosphere library: `{self.library}` (data hash `{self.data_hash}`), forward path `{self.forward}`, "
+            f"empirical correction `{self.correction}`; "
             f"code hash `{self.code_hash}`",
             f"- Bands ({len(self.bands)}): {', '.join(self.bands)}",
             f"- Zero points (m_AB - m_band when trained): {self.zero_points or 'not recorded (before 2026-11-30)'}",
@@ -139,6 +142,8 @@ def _card_digest(card: ModelCard) -> str:
     content = {k: v for k, v in card.__dict__.items() if k != "checksums"} | {"bands": list(card.bands)}
     if content["forward"] == "multilinear":  # the value of cards written before the field existed
         del content["forward"]
+    if content["correction"] == "none":  # likewise
+        del content["correction"]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

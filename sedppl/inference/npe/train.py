@@ -37,6 +37,7 @@ import optax
 import paramax
 from tqdm.auto import tqdm
 
+from ...model.corrections import correction_name
 from ...model.files import read_toml
 from ...model.generative import sed_model
 from ...model.passbands import SURVEY_BANDS
@@ -53,6 +54,7 @@ class TrainConfig:
 
     library: str = "phoenix"
     forward: str = "fast"  # the forward model's path (model.forward.PATHS)
+    correction: str = "default"  # the library's empirical correction (model.corrections)
     bands: tuple[str, ...] = SURVEY_BANDS
     prior: str = "default"  # "default" or a prior TOML path
     noise: TrainingNoise | SurveyNoise = TrainingNoise()  # [noise] kind = "ideal" (default) or "survey"
@@ -74,8 +76,8 @@ class TrainConfig:
         unknown = set(tables) - {"model", "noise", "architecture", "train"}
         if unknown:
             raise ValueError(f"training config {path}: unknown table(s) {sorted(unknown)}")
-        allowed = {"model": {"library", "forward", "bands", "prior"}, "train": _fields(cls) - {
-                   "library", "forward", "bands", "prior", "noise", "architecture"}, "architecture": _fields(Architecture)}
+        allowed = {"model": {"library", "forward", "bands", "prior", "correction"}, "train": _fields(cls) - {
+                   "library", "forward", "bands", "prior", "correction", "noise", "architecture"}, "architecture": _fields(Architecture)}
         for name, table in tables.items():
             if name == "noise":
                 continue  # checked by training_noise, which knows each kind's keys
@@ -196,7 +198,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         self.config = c = config
-        self.model = sed_model(c.library, c.bands, c.load_prior(), path=c.forward)
+        self.model = sed_model(c.library, c.bands, c.load_prior(), path=c.forward, correction=c.correction)
         schedule = optax.warmup_cosine_decay_schedule(
             0.0, c.learning_rate, c.warmup_steps, max(c.max_epochs * c.steps_per_epoch, c.warmup_steps + 1),
             end_value=0.02 * c.learning_rate)
@@ -291,6 +293,7 @@ def train(config: TrainConfig, out: str | Path, resume: bool = False, progress: 
     sims = state["epoch"] * config.steps_per_epoch * config.batch_size
     card = ModelCard(
         library=config.library, forward=config.forward, bands=tuple(config.bands),
+        correction=correction_name(trainer.model.correction),
         prior_toml=config.load_prior().to_toml(),
         noise=config.noise.to_dict(), architecture=config.architecture.to_dict(),
         training={

@@ -33,7 +33,7 @@ def test_draws_are_valid_and_noise_is_documented(model, batch):
 def test_magnitudes_follow_the_model_likelihood(model, batch):
     """mag - forward(params, theta) is N(0, err^2 + floor^2): the model's own noise."""
     params, err, mask, mag = (np.asarray(batch[k]) for k in ("params", "err", "mask", "mag"))
-    mu = np.asarray(jax.vmap(model.forward.magnitudes)(jnp.asarray(params), batch["log10_theta"]))
+    mu = np.asarray(jax.vmap(model.magnitudes)(jnp.asarray(params), batch["log10_theta"]))
     sigma = np.asarray(model.sigma(err, jnp.asarray(params)))
     z = ((mag - mu) / sigma)[mask]
     assert abs(np.mean(z)) < 0.03 and abs(np.std(z) - 1.0) < 0.03
@@ -60,7 +60,7 @@ def test_survey_training_stars_are_detected_with_their_own_errors(model):
     params, err, mask = (np.asarray(batch[k]) for k in ("params", "err", "mask"))
     assert len(np.unique(params[:, 0])) == 256  # enough candidates pass: no star repeated
     assert mask.sum(1).min() >= 3
-    true = jax.vmap(model.forward.magnitudes)(jnp.asarray(params), batch["log10_theta"])
+    true = jax.vmap(model.magnitudes)(jnp.asarray(params), batch["log10_theta"])
     # errors scatter about the median relation of the true magnitudes (ln-sd 0.25)
     ratio = np.log(err / np.asarray(jax.vmap(lambda m: survey_error(model.bands, m))(true)))
     assert abs(ratio.mean()) < 4 * 0.25 / np.sqrt(ratio.size) and abs(ratio.std() / 0.25 - 1) < 0.05
