@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "mdwarfs")
     parser.add_argument("--no-parallax", action="store_true", help="fit without the parallax and position columns")
     parser.add_argument("--dust-map", default="SFD", help="SFD, Planck13 or none")
+    parser.add_argument("--correction", default="default", help="the library's empirical correction: default, none")
+    parser.add_argument("--fallback", default="none", choices=("none", "smc", "nuts"),
+                        help="npe-is's fallback for unreliable stars (sedppl fit's default: smc)")
     args = parser.parse_args()
     if not args.data.exists():
         parser.error(f"no data folder {args.data}: pass --data (the shared M-dwarf tables)")
@@ -128,8 +131,9 @@ def main() -> None:
         stars = catalog if method != "nuts" else read_catalog(table[: args.nuts_n])
         t = time.time()
         fits[method] = fit_catalog(stars, method, out=args.out / method, prior=None if method == "npe" else args.prior,
-                                   config=config, importance=ISConfig(), fallback=False, seed=1, overwrite=True,
-                                   dust_map=args.dust_map, offsets=args.offsets)
+                                   config=config, importance=ISConfig(), fallback=None if args.fallback == "none" else args.fallback, seed=1,
+                                   overwrite=True, dust_map=args.dust_map, offsets=args.offsets,
+                                   correction=args.correction)
         minutes[method] = (time.time() - t) / 60
     labelled = lambda f: LABELLED + tuple(p for p in SIZE_LABELS if f"{p}_median" in f.summary.colnames)  # noqa: E731
     stats = {m: {p: label_stats(f.summary, table, p) for p in labelled(f)} for m, f in fits.items()}
@@ -156,11 +160,13 @@ def main() -> None:
         f"`python validation/mdwarfs.py --nuts-n {args.nuts_n} --chains {args.chains} --draws {args.draws} "
         f"--warmup {args.warmup} --dust-map {args.dust_map}{' --no-parallax' if args.no_parallax else ''}"
         f" --methods {' '.join(args.methods)} --stars {args.stars}"
-        f"{f' --offsets {args.offsets}' if args.offsets else ''}` on {jax.default_backend()}; {(time.time() - t0) / 60:.1f} min in all "
+        f"{f' --offsets {args.offsets}' if args.offsets else ''} --prior {args.prior} --correction {args.correction}"
+        f" --fallback {args.fallback}` on {jax.default_backend()}; {(time.time() - t0) / 60:.1f} min in all "
         f"({', '.join(f'{m} {v:.1f}' for m, v in minutes.items())} min).", "",
         f"{len(table)} single M dwarfs ({args.stars}; Cifuentes et al. photometry, Mas-Buitrago et al. 2024 labels), "
         f"{int(np.sum(table['dropped'] != ''))} with bands dropped by their quality flags. "
-        f"Priors: npe its training prior; npe-is and nuts `{args.prior.name}`. NPE-IS without fallback; "
+        f"Priors: npe its training prior; npe-is and nuts `{args.prior.name}`. NPE-IS fallback: {args.fallback}; "
+        f"library correction: {args.correction} (plain npe: its model card's); "
         f"NUTS on the first {args.nuts_n} stars, {args.chains} × ({args.warmup} + {args.draws}). "
         f"Parallaxes used: " + ", ".join(f"{m} {v}/{len(f.summary)}" for (m, v), f in zip(used.items(), fits.values()))
         + f" (dust map: {args.dust_map}; plain npe cannot use them).", "",

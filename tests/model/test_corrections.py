@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sedppl.inference.npe.card import read_card
+from sedppl.inference.npe.card import load_npe, read_card
 from sedppl.model.corrections import load_correction, smoothstep
 from sedppl.model.generative import log_joint, sed_model
 from sedppl.model.offsets import BandOffsets
@@ -60,8 +60,11 @@ def test_every_likelihood_sees_the_corrected_surface():
     assert abs(float(log_joint(corrected, values, err, mask, mag) - log_joint(bare, values, err, mask, mag))) > 3  # 6.8 nats here
 
 
-def test_models_trained_before_the_correction_keep_their_model():
-    """A card without the field was trained on the bare library: it says so, still verifies, and builds that."""
-    card = read_card(ROOT / "models" / "default")
-    assert card.correction == "none"
-    assert card.model().correction is None
+def test_models_record_the_correction_they_were_trained_with():
+    """A card without the field was trained on the bare library: it says so, still verifies, and builds
+    that; the default NPE was trained with Phoenix's correction and builds it."""
+    old = read_card(ROOT / "models" / "survey")
+    assert old.correction == "none" and old.model().correction is None
+    load_npe(ROOT / "models" / "survey")  # its checksum is unchanged by the new field
+    default = read_card(ROOT / "models" / "default")
+    assert default.correction == "phoenix-m-dwarfs" and default.model().correction.name == "phoenix-m-dwarfs"
