@@ -35,18 +35,20 @@ PARTITIONS = 8
 
 
 def catalogue(n: int) -> Path:
-    """N simulated stars as one Parquet file, and the same split into PARTITIONS files (cached)."""
+    """N simulated stars of the default NPE's model as one Parquet file, and the same split into PARTITIONS
+    files (cached per model: a new default model, e.g. one with another correction, gets its own stars)."""
     import jax
 
     from sedppl.inference.npe.card import read_card
     from sedppl.io.catalog import write_table
     from sedppl.io.partitions import partition_catalog
+    from sedppl.io.run import code_fingerprint
     from sedppl.model.simulate import simulate_catalog
 
-    folder = RESULTS / "catalog" / f"stars{n}"
+    card = read_card(ROOT / "models" / "default")
+    folder = RESULTS / "catalog" / f"stars{n}_{card.checksums['card'][:8]}_{code_fingerprint()[:8]}"
     single = folder / "stars.parquet"
     if not single.exists():
-        card = read_card(ROOT / "models" / "default")
         write_table(simulate_catalog(jax.random.key(n), n, card.model()), single)
         partition_catalog(single, -(-n // PARTITIONS), folder / "parts")
     return folder

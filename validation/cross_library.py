@@ -45,6 +45,7 @@ from sedppl.io.catalog import read_catalog
 from sedppl.inference.importance import ISConfig
 from sedppl.inference.npe.card import read_card
 from sedppl.io.fit import DEFAULT_NPE_MODEL, REPORTED, FitResult, fit_catalog
+from sedppl.io.run import code_fingerprint
 from sedppl.inference.averaging import shared_prior
 from sedppl.model.generative import log_prior, sed_model
 from sedppl.model.priors import Prior
@@ -119,7 +120,7 @@ def row_settings(n: int, method: str, seed: int, fallback, noise: str, prior: Pr
     and, for npe-is, the proposal's weights (a retrained default makes old rows stale)."""
     content = json.dumps(prior.to_dict(), sort_keys=True, default=str).encode()
     settings = {"n": n, "method": method, "seed": seed, "fallback": fallback, "noise": noise,
-                "prior": hashlib.sha256(content).hexdigest()[:16]}
+                "prior": hashlib.sha256(content).hexdigest()[:16], "code": code_fingerprint()}
     if method == "npe-is":
         settings["npe"] = read_card(DEFAULT_NPE_MODEL).checksums["weights.eqx"][:16]
         settings["importance"] = asdict(ISConfig())  # the fits' (fit_catalog's default): a new default is a new row

@@ -139,7 +139,10 @@ def main() -> None:
     print("\n".join(lines))
     if args.update_card:
         posterior, card = load_npe(args.model)
-        card.metrics = metrics | {"date": date.today().isoformat(), "report": "validation/reports/npe_accuracy.md"}
+        report = args.out.resolve()
+        root = Path(__file__).resolve().parents[1]
+        card.metrics = metrics | {"date": date.today().isoformat(),
+                                  "report": str(report.relative_to(root) if report.is_relative_to(root) else report)}
         save_npe(args.model, posterior, card)
 
 

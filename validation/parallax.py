@@ -67,7 +67,8 @@ def main() -> None:
     for name, cat in (("with parallax", table), ("without", without)):
         t = time.time()
         fits[name] = fit_catalog(cat, "npe-is", npe_model=args.model, dust_map=None, importance=ISConfig(),
-                                 fallback=False, seed=1, out=args.out / name.replace(" ", "_"), overwrite=True)
+                                 fallback=False, seed=1, out=args.out / name.replace(" ", "_"), overwrite=True,
+                                 correction=card.correction)
         minutes[name] = (time.time() - t) / 60
     reliable = {name: np.asarray(f.summary["trusted"], bool) for name, f in fits.items()}
     both = reliable["with parallax"] & reliable["without"]

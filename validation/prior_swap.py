@@ -65,7 +65,7 @@ def main() -> None:
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=False)
     priors = {"training": card.prior(), "swapped": Prior.load(args.swap)}
     runs = {name: compare_catalog(catalog, args.out / name, prior=prior, config=config, importance=ISConfig(),
-                                  npe_model=args.model, seed=1, n_corner=2)
+                                  npe_model=args.model, seed=1, n_corner=2, correction=card.correction)
             for name, prior in priors.items()}
 
     lines = []

@@ -101,7 +101,8 @@ def simulated_fits(study: Study, out: Path, methods=METHODS, progress: bool = Tr
         importance = ISConfig(proposals=study.proposals)
         fit = fit_catalog(rows, method, out=folder, config=config, seed=study.seed + 1, progress=progress,
                           npe_model=study.model, importance=importance, fallback=False,
-                          prior=card.prior() if method in EXACT else None, overwrite=True)
+                          prior=card.prior() if method in EXACT else None, overwrite=True,
+                          correction=card.correction)  # the model the stars were simulated from
         fits[method] = fit
         minutes[method] = float(np.sum(fit.summary["seconds"])) / 60
         done.write_text(json.dumps({"settings": stamp, "minutes": minutes[method]}, indent=2))

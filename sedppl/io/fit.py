@@ -39,7 +39,7 @@ from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
 from ..model import astrometry as astro
 from ..model.atmospheres import library_names
-from ..model.corrections import correction_name
+from ..model.corrections import correction_name, describe, for_library
 from ..model.generative import sed_model
 from ..model.offsets import BandOffsets
 from ..model.priors import Prior
@@ -298,17 +298,25 @@ class Fitter:
         self.prior, self.card, self.posterior = prior, None, None
         self._samplers: dict = {}
         self.model, self.models = None, {}
+        corrections = {name: for_library(correction, name) if len(self.libraries) > 1 else correction
+                       for name in self.libraries}
         if catalog.usable.any() or len(catalog) == 0:  # a catalogue without stars is a template (``partitions``)
             if method in FALLBACKS:
                 shared = prior or Prior.default()
                 if len(self.libraries) > 1:  # the evidences compare libraries under one prior
                     shared = shared_prior(shared, self.libraries)
                 self.models = {name: sed_model(name, catalog.bands, shared, marginalize_scale=True, path=forward,
-                                               correction=correction) for name in self.libraries}
+                                               correction=corrections[name]) for name in self.libraries}
                 self.model = self.models[self.libraries[0]]
             elif method == "npe":
                 self.posterior, self.card, catalog = _load_npe(self.npe_path, catalog, library, prior)
                 # the model the NPE learned: plain npe cannot take up another correction (npe-is can)
+                if correction not in ("default", self.card.correction):
+                    import warnings
+
+                    warnings.warn(f"plain npe answers under the correction its NPE was trained with "
+                                  f"({self.card.correction!r}), not {correction!r}; npe-is applies {correction!r}",
+                                  UserWarning, stacklevel=2)
                 self.model = sed_model(self.card.library, self.card.bands, prior or self.card.prior(),
                                        marginalize_scale=True, path=forward, correction=self.card.correction)
             else:  # npe-is: the NPE proposes, each library's model is a target (another library: a change of target)
@@ -317,7 +325,7 @@ class Fitter:
                 if self.libraries != (self.card.library,):  # the range every library and the proposals cover
                     target = shared_prior(target, tuple(dict.fromkeys((self.card.library, *self.libraries))))
                 self.models = {name: sed_model(name, self.card.bands, target, marginalize_scale=True, path=forward,
-                                               correction=correction) for name in self.libraries}
+                                               correction=corrections[name]) for name in self.libraries}
                 self.model = self.models[self.libraries[0]]
         if self.use_parallax:
             catalog_astrometry(catalog, self.parallax_zero_point, None)  # unreadable columns: an error before any work
@@ -327,7 +335,8 @@ class Fitter:
     def settings(self) -> dict:
         """What the draws depend on, besides the catalogue (``io.run`` compares them before resuming)."""
         s = {"method": self.method, "library": self.library, "forward": self.forward, "seed": self.seed,
-             "correction": self.correction if self.model is None else correction_name(self.model.correction),
+             "correction": self.correction if not self.models and self.model is None else
+             {name: describe(m.correction) for name, m in (self.models or {self.library: self.model}).items()},
              "nuts": repr(self.config),
              "smc": repr(self.smc), "importance": repr(self.importance), "criteria": repr(self.criteria),
              "fallback": self.fallback, "nuts_init": self.nuts_init,
@@ -398,6 +407,8 @@ class Fitter:
         fit = FitResult(_summary(read, fitted, result, self.method, None if vectors is None else has),
                         _posterior(catalog, fitted, result, self.model, self.method))
         fit.posterior.attrs["sedppl_library"] = self.library
+        fit.posterior.attrs["sedppl_correction"] = ", ".join(
+            f"{name}: {correction_name(m.correction)}" for name, m in (self.models or {self.library: self.model}).items())
         if self.method not in FALLBACKS:
             fit.posterior.attrs["sedppl_npe_model"] = str(self.npe_path)
         return fit

@@ -70,7 +70,8 @@ def code_fingerprint() -> str:
     the code that started it, so no result mixes chunks from two versions of the model."""
     code = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
-    for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.npz")):  # the model's data too
+    data = sorted(package.rglob("*.npz")) + sorted((package / "model" / "data").rglob("*.toml"))  # the model's data too
+    for path in sorted(package.rglob("*.py")) + data:
         code.update(path.read_bytes())
     return code.hexdigest()[:16]
 

@@ -84,5 +84,20 @@ def load_correction(library: str, bands: tuple[str, ...], name: str = DEFAULT) -
 
 
 def correction_name(correction: LibraryCorrection | None) -> str:
-    """What a model card or a run's settings record: the correction's name, or "none"."""
+    """What a model card records: the correction's name, or "none"."""
     return NONE if correction is None else correction.name
+
+
+def describe(correction: LibraryCorrection | None) -> str:
+    """What a run's settings record: the name and the numbers (an edited correction is another model)."""
+    if correction is None:
+        return NONE
+    return f"{correction.name}: offsets {np.asarray(correction.offsets).tolist()}, teff {correction.teff}, logg {correction.logg}"
+
+
+def for_library(name: str, library: str) -> str:
+    """The correction a fit averaged over several libraries gives ``library``: a named correction goes to
+    its own library only, the others get their default ("default" and "none" go to every library)."""
+    if name in (DEFAULT, NONE) or name not in _table():  # an unknown name: load_correction lists the choices
+        return name
+    return name if _table()[name]["library"] == library else DEFAULT

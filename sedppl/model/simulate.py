@@ -28,6 +28,7 @@ from numpyro import handlers
 from numpyro.infer import Predictive
 
 from .astrometry import GAIA_DR3_PARALLAX_ZERO_POINT, AstrometricPrior, sample_mass_and_distance_prior, size_and_distance
+from .corrections import correction_name
 from .forward import PARAMS, dilution_mag
 from .generative import SEDModel, stack_params
 from .priors import SCALE
@@ -177,6 +178,7 @@ def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel 
         {
             "sedppl_library": model.forward.library,
             "sedppl_forward": model.forward.path,
+            "sedppl_correction": correction_name(model.correction),
             "sedppl_prior": model.prior.source,
             "sedppl_sys_floor": model.prior.sys_floor,
             **{f"sedppl_noise_{k}": v for k, v in noise_settings(noise).items()},

@@ -70,7 +70,7 @@ def test_stars_from_another_library_are_flagged():
     sampler = ImportanceSampler(posterior, model, model, ISConfig(proposals=500, draws=300, adapt_rounds=2))
     flagged = {}
     for library in ("phoenix", "kurucz"):
-        table = simulate_catalog(jax.random.key(5), 12, sed_model(library, card.bands, card.prior()),
+        table = simulate_catalog(jax.random.key(5), 12, sed_model(library, card.bands, card.prior(), correction=card.correction),
                                  NoiseModel(0.01, 0.03, 0.1, 3))
         cat = read_catalog(table)
         draws = sampler.sample(jax.random.key(1), cat.err, cat.mask, cat.mag, progress=False)
