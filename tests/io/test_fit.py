@@ -305,3 +305,20 @@ def test_errors_outside_a_cards_training_range_are_flagged_per_band_for_either_n
     catalog.err[1, 0] = 0.2  # a G error the survey model never draws (its faint end is 0.043)
     _flag_errors_outside_training(result, catalog, np.arange(2), SimpleNamespace(noise=SurveyNoise().to_dict()))
     assert "gaia_g err 0.2" in result.verdicts[1].flag and result.verdicts[0].flag == ""
+
+
+def test_the_fit_records_its_correction_and_plain_npe_keeps_its_cards(catalog):
+    """A run's settings carry each library's correction with its numbers (a resumed run cannot mix two);
+    a named correction goes to its own library when averaging; plain npe answers under its card's."""
+    from pathlib import Path
+
+    from sedppl.io.fit import Fitter
+
+    corrected, bare = (Fitter(catalog, "smc", correction=c).settings()["correction"] for c in ("default", "none"))
+    assert corrected["phoenix"].startswith("phoenix-m-dwarfs: offsets [") and bare == {"phoenix": "none"}
+    averaged = Fitter(catalog, "smc", library="phoenix,kurucz", correction="phoenix-m-dwarfs")
+    assert averaged.models["phoenix"].correction.name == "phoenix-m-dwarfs" and averaged.models["kurucz"].correction is None
+    old = Path(__file__).resolve().parents[2] / "models" / "survey"  # trained before the correction
+    with pytest.warns(UserWarning, match="plain npe answers under the correction its NPE was trained with"):
+        npe = Fitter(catalog, "npe", npe_model=old, correction="phoenix-m-dwarfs")
+    assert npe.model.correction is None and npe.settings()["correction"] == {"phoenix": "none"}
