@@ -332,11 +332,15 @@ class Fitter:
         self.catalog = catalog
         self.keys = star_keys(seed, catalog.ids)
 
+    def _library_models(self) -> dict:
+        """library -> the model this fit uses for it (plain npe: its card's one model)."""
+        return self.models or {self.library: self.model}
+
     def settings(self) -> dict:
         """What the draws depend on, besides the catalogue (``io.run`` compares them before resuming)."""
         s = {"method": self.method, "library": self.library, "forward": self.forward, "seed": self.seed,
-             "correction": self.correction if not self.models and self.model is None else
-             {name: describe(m.correction) for name, m in (self.models or {self.library: self.model}).items()},
+             "correction": self.correction if self.model is None else
+             {name: describe(m.correction) for name, m in self._library_models().items()},
              "nuts": repr(self.config),
              "smc": repr(self.smc), "importance": repr(self.importance), "criteria": repr(self.criteria),
              "fallback": self.fallback, "nuts_init": self.nuts_init,
@@ -408,7 +412,7 @@ class Fitter:
                         _posterior(catalog, fitted, result, self.model, self.method))
         fit.posterior.attrs["sedppl_library"] = self.library
         fit.posterior.attrs["sedppl_correction"] = ", ".join(
-            f"{name}: {correction_name(m.correction)}" for name, m in (self.models or {self.library: self.model}).items())
+            f"{name}: {correction_name(m.correction)}" for name, m in self._library_models().items())
         if self.method not in FALLBACKS:
             fit.posterior.attrs["sedppl_npe_model"] = str(self.npe_path)
         return fit

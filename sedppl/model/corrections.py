@@ -27,6 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .files import read_toml
+from .passbands import SURVEY_BANDS
 
 DATA = Path(__file__).parent / "data" / "corrections.toml"
 NONE = "none"
@@ -79,6 +80,9 @@ def load_correction(library: str, bands: tuple[str, ...], name: str = DEFAULT) -
         raise ValueError(f"unknown correction {name!r} for library {library!r}; it has "
                          f"{list(correction_names(library)) + [DEFAULT, NONE]}")
     c = table[name]
+    unknown = sorted(set(c["offsets"]) - set(SURVEY_BANDS))
+    if unknown:  # a misspelt band would otherwise be corrected by nothing, silently
+        raise ValueError(f"correction {name!r} in {DATA} names unknown bands {unknown}")
     offsets = np.array([c["offsets"].get(b, 0.0) for b in bands], np.float32)
     return LibraryCorrection(jnp.asarray(offsets), name, tuple(map(float, c["teff"])), tuple(map(float, c["logg"])))
 
