@@ -21,6 +21,7 @@ import dataclasses
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import equinox as eqx
 import jax
@@ -50,6 +51,9 @@ class ISConfig:
     # 0: the NPE's own draws, reliable for ~95% of survey stars (BENCHMARKS.md, whole process); the rest are rescued
     adapt_rounds: int = 0
     rescue_rounds: int = 8  # stars unreliable after adapt_rounds start again with this many (0: never)
+    # stars still unreliable after the rescue run it once more with this many times the proposals per round (1:
+    # never): most of them have k-hat in bounds but too few effective draws (BENCHMARKS.md, whole process)
+    wider_rescue: int = 4
     defensive: float = 0.1  # weight of the NPE itself in each adapted mixture
     df: float = 5.0  # Student-t degrees of freedom of the adapted component
     khat_max: float = 0.7  # PSIS reliability threshold (Vehtari et al. 2024: ~0.7 for 1000 draws)
@@ -64,6 +68,16 @@ class ISConfig:
             raise ValueError(f"defensive must be in (0, 1], got {self.defensive}")
         if self.rescue_rounds and self.rescue_rounds <= self.adapt_rounds:
             raise ValueError(f"rescue_rounds must exceed adapt_rounds ({self.adapt_rounds}) or be 0, got {self.rescue_rounds}")
+        if self.wider_rescue < 1:
+            raise ValueError(f"wider_rescue must be >= 1 (1: no wider rescue), got {self.wider_rescue}")
+
+    def rescues(self) -> list[tuple[int, int]]:
+        """(adaptation rounds, proposals per round) of each rescue, in order: each reruns the stars still
+        unreliable after the one before."""
+        if not self.rescue_rounds:
+            return []
+        wider = [(self.rescue_rounds, self.wider_rescue * self.proposals)] if self.wider_rescue > 1 else []
+        return [(self.rescue_rounds, self.proposals)] + wider
 
 
 @dataclass
@@ -71,22 +85,25 @@ class ISDraws:
     """Importance-sampling results for a batch of stars (leading axis: star)."""
 
     params: dict[str, np.ndarray]  # equal-weight draws, (star, 1, draw), theta_mas included
-    x: np.ndarray  # (star, proposal, 5) final-round proposals
+    # (star, proposal, 5) final-round proposals: ``config.proposals`` of them, for a star of the wider rescue
+    # the first of its final round (i.i.d. draws of the same mixture, so still fit to reweight)
+    x: np.ndarray
     log_q: np.ndarray  # (star, proposal) their proposal log density
-    log_weights: np.ndarray  # (star, proposal) Pareto-smoothed, normalised
+    log_weights: np.ndarray  # (star, proposal) Pareto-smoothed, normalised over the proposals kept
     khat: np.ndarray  # (star,) final round
-    ess: np.ndarray  # (star,) effective sample size of the final smoothed weights
+    ess: np.ndarray  # (star,) effective sample size of the final smoothed weights (of all the round's proposals)
     khat_npe: np.ndarray  # (star,) k̂ of the NPE's own draws: how good the flow alone is
     ess_npe: np.ndarray  # (star,)
     n_rejected: np.ndarray  # (star,) final proposals in holes of the validity region (zero weight)
     log_evidence: np.ndarray  # (star,) log p(mag | target) from the final round's raw weights (``log_mean_ratio``)
     seconds: np.ndarray  # (star,)
     rounds: np.ndarray  # (star,) adaptation rounds behind the result: adapt_rounds, or rescue_rounds if rescued
+    proposals: np.ndarray  # (star,) proposals per round behind the result: more for a star of the wider rescue
     config: ISConfig = field(default_factory=ISConfig)
 
     @property
     def ess_per_draw(self) -> np.ndarray:
-        return self.ess / self.log_weights.shape[1]
+        return self.ess / self.proposals
 
     @property
     def reliable(self) -> np.ndarray:
@@ -257,32 +274,38 @@ class ImportanceSampler:
             raise ModelMismatchError(f"target bands {target.bands} differ from the NPE's {proposal.bands}")
         self.posterior, self.target, self.config = posterior, target, config
         self.batch = resolve_batch(config.batch)
-        # one program for the first pass and the rescue: the number of rounds is an argument
+        # one program per number of proposals, for the first pass and the rescues: the rounds are an argument
         self.capacity = max(config.adapt_rounds, config.rescue_rounds)
-        self._run = eqx.filter_jit(over_stars(self._star, self.batch))
+        self._programs: dict[int, object] = {}
 
-    def _round(self, key, mixture: _BaseMixture, condition, err, mask, mag, astrometry):
-        z = mixture.sample(key, self.config.proposals)
+    def _program(self, proposals: int):
+        if proposals not in self._programs:
+            self._programs[proposals] = eqx.filter_jit(over_stars(partial(self._star, proposals), self.batch))
+        return self._programs[proposals]
+
+    def _round(self, key, mixture: _BaseMixture, proposals: int, condition, err, mask, mag, astrometry):
+        z = mixture.sample(key, proposals)
         x, log_det = self.posterior.push(z, condition)
         log_q = mixture.log_prob(z) - log_det
         ratios = log_ratios(self.target, x, log_q, err, mask, mag, astrometry)
         log_w, khat, ess = smoothed_weights(ratios)
         return z, x, log_q, log_w, khat, ess, log_mean_ratio(ratios)
 
-    def _star(self, key, err, mask, mag, astrometry, rounds) -> dict:
-        """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds; resampled draws (``kept``,
-        and ``sizes`` from theta's exact conditional) and the final round as ``ISDraws`` names it."""
+    def _star(self, proposals: int, key, err, mask, mag, astrometry, rounds) -> dict:
+        """One star: round 0 from the flow, then ``rounds`` (traced) adapted rounds of ``proposals`` each;
+        resampled draws (``kept``, and ``sizes`` from theta's exact conditional) and the final round as
+        ``ISDraws`` names it (its first ``config.proposals``)."""
         cfg, (loc, scale) = self.config, self.posterior.base_loc_scale()
         condition = self.posterior.summary(err, mask, mag)
         mixture = _BaseMixture.flow_only(loc, scale, self.capacity, cfg.df, cfg.defensive)
         k_rounds, k_pick, k_theta = jax.random.split(key, 3)
-        first = self._round(jax.random.fold_in(k_rounds, 0), mixture, condition, err, mask, mag, astrometry)
+        first = self._round(jax.random.fold_in(k_rounds, 0), mixture, proposals, condition, err, mask, mag, astrometry)
 
         def adapt(r, carry):
             mixture, (z, _, _, log_w, _, ess, _) = carry
             mixture = mixture.adapted(z, log_w, ess)
-            return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, condition, err, mask, mag,
-                                        astrometry)
+            return mixture, self._round(jax.random.fold_in(k_rounds, r + 1), mixture, proposals, condition, err,
+                                        mask, mag, astrometry)
 
         khat_npe, ess_npe = first[4:6]  # the flow's own draws: how good the NPE is alone
         last = jax.lax.fori_loop(0, rounds, adapt, (mixture, first))[1] if self.capacity else first
@@ -291,52 +314,62 @@ class ImportanceSampler:
         kept = x[picks]
         sizes = exact_theta(k_theta, self.target, dict(zip(PARAMS, kept.T)), err, mask, mag, astrometry)
         n_rejected = jnp.sum(~jax.vmap(self.target.forward.in_grid)(x))
+        stored = cfg.proposals
+        if proposals > stored:  # the first of an i.i.d. round: the same proposal density, weights renormalised
+            total = jax.nn.logsumexp(log_w[:stored])
+            x, log_q = x[:stored], log_q[:stored]
+            log_w = jnp.where(jnp.isfinite(total), log_w[:stored] - total, -jnp.log(stored))
         return {"kept": kept, "sizes": sizes, "x": x, "log_q": log_q, "log_weights": log_w, "khat": khat, "ess": ess,
                 "khat_npe": khat_npe, "ess_npe": ess_npe, "n_rejected": n_rejected, "log_evidence": log_evidence}
 
     def sample(self, key, err, mask, mag, progress: bool = True, astrometry=None) -> ISDraws:
-        """Proposals (adapted for ``adapt_rounds`` rounds, or the rescue's), PSIS weights, k̂, ESS and resampled
+        """Proposals (adapted for ``adapt_rounds`` rounds, or the rescues'), PSIS weights, k̂, ESS and resampled
         equal-weight draws for every row.
 
-        Stars whose weights are unreliable after ``adapt_rounds`` are sampled again, with fresh keys,
-        with ``rescue_rounds``: only they pay for the longer adaptation, and the longer run replaces
-        theirs whatever its outcome (no choosing between runs by their diagnostics). ``astrometry``
-        (star, 4): parallaxes and dust-map values (``model.astrometry``) that change the target, or None.
+        Stars whose weights are unreliable after ``adapt_rounds`` are sampled again, with fresh keys, with
+        ``rescue_rounds``; those still unreliable, once more with ``wider_rescue`` times the proposals
+        (``ISConfig.rescues``). Only they pay for it, and each rerun replaces the run before whatever its
+        outcome (no choosing between runs by their diagnostics). ``astrometry`` (star, 4): parallaxes and
+        dust-map values (``model.astrometry``) that change the target, or None.
         """
         err, mask, mag = fill_absent(err, mask, mag)
-        cfg = self.config
-        keys = row_keys(key, len(mag))
-        out, seconds = self._sample_rows(keys, err, mask, mag, astrometry, np.arange(len(mag)), cfg.adapt_rounds,
-                                         progress, "npe-is")
-        unreliable = np.flatnonzero(~((out["khat"] <= cfg.khat_max) & (out["ess"] >= cfg.min_ess)))  # as ``reliable``
-        rounds = np.full(len(mag), cfg.adapt_rounds)
-        if cfg.rescue_rounds and unreliable.size:
-            again, more = self._sample_rows(fold_rows(keys[unreliable], 1), err, mask, mag, astrometry, unreliable,
-                                            cfg.rescue_rounds, progress, f"npe-is, {cfg.rescue_rounds} rounds")
+        cfg, n = self.config, len(mag)
+        keys = row_keys(key, n)
+        out, seconds = self._sample_rows(keys, err, mask, mag, astrometry, np.arange(n), cfg.adapt_rounds,
+                                         cfg.proposals, progress, "npe-is")
+        rounds, proposals = np.full(n, cfg.adapt_rounds), np.full(n, cfg.proposals)
+        for step, (n_rounds, n_proposals) in enumerate(cfg.rescues(), start=1):
+            unreliable = np.flatnonzero(~((out["khat"] <= cfg.khat_max) & (out["ess"] >= cfg.min_ess)))  # ``reliable``
+            if not unreliable.size:
+                break
+            again, more = self._sample_rows(fold_rows(keys[unreliable], step), err, mask, mag, astrometry, unreliable,
+                                            n_rounds, n_proposals, progress,
+                                            f"npe-is, {n_rounds} rounds of {n_proposals} proposals")
             for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
                 a[unreliable] = b
             seconds[unreliable] += more
-            rounds[unreliable] = cfg.rescue_rounds
+            rounds[unreliable], proposals[unreliable] = n_rounds, n_proposals
         kept, sizes = out.pop("kept"), out.pop("sizes")
         params = {p: kept[:, None, :, i] for i, p in enumerate(PARAMS)}
         params.update({name: v[:, None, :] for name, v in sizes.items()})
         stats = out | {name: out[name].astype(float) for name in ("khat", "ess", "khat_npe", "ess_npe", "log_evidence")}
         stats["n_rejected"] = out["n_rejected"].astype(int)
-        return ISDraws(params, **stats, seconds=seconds, rounds=rounds, config=cfg)
+        return ISDraws(params, **stats, seconds=seconds, rounds=rounds, proposals=proposals, config=cfg)
 
-    def _sample_rows(self, keys, err, mask, mag, astrometry, rows, rounds: int, progress: bool,
+    def _sample_rows(self, keys, err, mask, mag, astrometry, rows, rounds: int, proposals: int, progress: bool,
                      desc: str) -> tuple[dict, np.ndarray]:
-        """The given rows (``keys``: one per row) with ``rounds`` adapted rounds each, in padded chunks: each
-        output stacked over those rows, and seconds per row (``batching.chunks``: one shape, compiled once)."""
-        out = []
+        """The given rows (``keys``: one per row) with ``rounds`` adapted rounds of ``proposals`` each, in padded
+        chunks: each output stacked over those rows, and seconds per row (``batching.chunks``: one shape,
+        compiled once per number of proposals)."""
+        run, out = self._program(proposals), []
         seconds = np.zeros(len(rows))
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
             for chunk, slots, valid, positions in chunks(len(rows), self.config.stars_per_call):
                 t0 = time.perf_counter()
                 at = rows[slots]
-                values = self._run(valid, keys[slots], err[at], mask[at], mag[at],
-                                   None if astrometry is None else np.asarray(astrometry)[at],
-                                   np.full(len(at), rounds, np.int32))
+                values = run(valid, keys[slots], err[at], mask[at], mag[at],
+                             None if astrometry is None else np.asarray(astrometry)[at],
+                             np.full(len(at), rounds, np.int32))
                 out.append(jax.tree.map(lambda a: np.asarray(a)[positions], values))
                 seconds[chunk] = (time.perf_counter() - t0) / len(chunk)
                 bar.update(len(chunk))

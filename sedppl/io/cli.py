@@ -220,10 +220,12 @@ def _cmd_fit(args) -> int:
         return 2
     if args.method != "npe-is":  # npe-is's settings do not apply: keep their defaults rather than refuse them
         args.adapt_rounds, args.rescue_rounds = ISConfig.adapt_rounds, ISConfig.rescue_rounds
+        args.wider_rescue = ISConfig.wider_rescue
     config = NUTSConfig(chains=args.chains, draws=args.draws, warmup=args.warmup, retry=not args.no_retry,
                         restart_gap=args.restart_gap)
     importance = ISConfig(proposals=args.proposals, draws=args.draws, khat_max=args.khat_max, min_ess=args.min_ess,
-                          adapt_rounds=args.adapt_rounds, rescue_rounds=args.rescue_rounds)
+                          adapt_rounds=args.adapt_rounds, rescue_rounds=args.rescue_rounds,
+                          wider_rescue=args.wider_rescue)
     settings = {"method": args.method, "prior": args.prior, "library": args.library, "forward": args.forward,
                 "config": config,
                 "seed": args.seed, "npe_model": args.model, "draws": args.draws, "importance": importance,
@@ -425,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="npe-is: adaptation rounds after the NPE's own draws (0: those draws are the proposals)")
     p.add_argument("--rescue-rounds", type=_number(int, 0, 100), default=8, metavar="N",
                    help="npe-is: stars unreliable after --adapt-rounds start again with N rounds, N > --adapt-rounds (0: never)")
+    p.add_argument("--wider-rescue", type=_number(int, 1, 100), default=4, metavar="K",
+                   help="npe-is: stars still unreliable after the rescue run it once more with K times the proposals "
+                   "(1: never); only what is left goes to --fallback")
     p.add_argument("--no-fallback", action="store_true", help="npe-is: flag unreliable stars instead of refitting")
     p.add_argument("--fallback", default="smc", choices=("smc", "nuts"),
                    help="npe-is: the exact method that refits unreliable stars (averaging over libraries: always "

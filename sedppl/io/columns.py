@@ -84,6 +84,7 @@ COLUMNS: dict[str, Column] = {
     "khat": Column(float, "Pareto k-hat of the importance weights"),
     "khat_npe": Column(float, "Pareto k-hat of the flow's own draws"),
     "adapt_rounds": Column(int, "adaptation rounds behind the proposals"),
+    "proposals": Column(int, "proposals per round behind the weights (more for a star of the wider rescue)"),
     "fallback": Column(bool, "refitted with the fallback method (weights unreliable)"),
     # smc or npe-is averaged over libraries (``inference.averaging``)
     **{f"log_evidence_{name}": Column(float, f"log evidence under the {name} library") for name in LIBRARIES},

@@ -564,14 +564,15 @@ class Fitter:
                                             astrometry=self._rows_astrometry(catalog, rows))
         verdicts = []
         for i in range(len(rows)):
-            reasons = [_rejected_flag(res.n_rejected[i], cfg.proposals - res.n_rejected[i])]
+            reasons = [_rejected_flag(res.n_rejected[i], res.proposals[i] - res.n_rejected[i])]
             if res.khat[i] > cfg.khat_max:
                 reasons.append(f"npe-is: khat {res.khat[i]:.2f} > {cfg.khat_max}")
             if res.ess[i] < cfg.min_ess:
                 reasons.append(f"npe-is: ESS {res.ess[i]:.0f} < {cfg.min_ess:g}")
             verdicts.append(Verdict(flag=ood.join(*reasons), trusted=bool(res.reliable[i])))
         extra = {"n_rejected": res.n_rejected, "ess": res.ess, "ess_per_draw": res.ess_per_draw, "khat": res.khat,
-                 "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "fallback": np.zeros(len(rows), bool)}
+                 "khat_npe": res.khat_npe, "adapt_rounds": res.rounds, "proposals": res.proposals,
+                 "fallback": np.zeros(len(rows), bool)}
         result = _Fitted(res.params, res.seconds, verdicts, np.full(len(rows), "npe-is"), {}, extra, importance=res)
         if self.fallback and fallback:
             self._fall_back(result, catalog, rows, keys, progress)

@@ -124,6 +124,28 @@ def test_only_unreliable_stars_are_rescued(pretrained, reference_star):
     assert list(plain.rounds) == [0, 0]
 
 
+def test_stars_unreliable_after_the_rescue_get_a_wider_one(pretrained, reference_star):
+    """An ESS that 250 proposals cannot reach sends the star through the rescue to the wider rescue: its weights
+    then come from 4 x 250 proposals (an ESS above 250), the stored proposals are the first 250 of that round
+    with weights renormalised over them; without the wider rescue the star stops at the rescue."""
+    posterior, card = pretrained
+    model = card.model(marginalize_scale=True)
+    err, mask, mag = reference_star(model)
+    small = dict(proposals=250, draws=200, adapt_rounds=1, rescue_rounds=2, min_ess=300.0, khat_max=np.inf)
+    assert ISConfig(**small).rescues() == [(2, 250), (2, 1000)]
+    wide = ImportanceSampler(posterior, model, model, ISConfig(**small)).sample(jax.random.key(0), err, mask, mag,
+                                                                                 progress=False)
+    assert list(wide.rounds) == [2] and list(wide.proposals) == [1000]
+    assert wide.ess[0] > 250 and wide.x.shape[1] == 250 and wide.log_q.shape == (1, 250)
+    np.testing.assert_allclose(np.logaddexp.reduce(wide.log_weights[0]), 0.0, atol=1e-5)
+    assert wide.ess_per_draw[0] == wide.ess[0] / 1000
+    narrow = ImportanceSampler(posterior, model, model, ISConfig(**small, wider_rescue=1)).sample(
+        jax.random.key(0), err, mask, mag, progress=False)
+    assert list(narrow.rounds) == [2] and list(narrow.proposals) == [250] and narrow.ess[0] <= 250
+    with pytest.raises(ValueError, match="wider_rescue"):
+        ISConfig(wider_rescue=0)
+
+
 def test_a_prior_wider_than_the_training_box_is_refused(pretrained):
     posterior, card = pretrained
     tables = card.prior().to_dict() | {"rv": {"dist": "uniform", "low": 2.0, "high": 6.0}}

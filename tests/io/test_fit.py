@@ -25,9 +25,13 @@ def test_npe_is_summary_and_posterior(catalog, tmp_path):
     result = fit_catalog(catalog, "npe-is", out=tmp_path, importance=SMALL, fallback=False, progress=False)
     s = result.summary
     assert list(s["method"][:3]) == ["npe-is"] * 3 and s["flag"][3].startswith("input:")
-    for name in ("ess", "ess_per_draw", "khat", "khat_npe", "n_rejected", "fallback", "chi2"):
+    for name in ("ess", "ess_per_draw", "khat", "khat_npe", "n_rejected", "proposals", "fallback", "chi2"):
         assert name in s.colnames, name
-    assert np.all(s["ess"][:3] > 0) and np.allclose(s["ess_per_draw"][:3], s["ess"][:3] / SMALL.proposals) and not np.any(s["fallback"])
+    # each star's proposals: the first pass's, or the wider rescue's for a star the rescue left unreliable
+    assert set(s["proposals"][:3]) <= {SMALL.proposals, SMALL.wider_rescue * SMALL.proposals}
+    assert np.all((s["proposals"][:3] == SMALL.proposals) | (s["adapt_rounds"][:3] == SMALL.rescue_rounds))
+    assert np.all(s["ess"][:3] > 0) and np.allclose(s["ess_per_draw"][:3], s["ess"][:3] / s["proposals"][:3])
+    assert not np.any(s["fallback"])
     for i in range(3):  # unreliable stars are flagged, never silently kept
         unreliable = s["khat"][i] > SMALL.khat_max or s["ess"][i] < SMALL.min_ess
         assert unreliable == ("npe-is:" in s["flag"][i]), (s["khat"][i], s["ess"][i], s["flag"][i])
@@ -200,7 +204,8 @@ def _stand_in_samplers(monkeypatch, khat: dict[str, list[float]]) -> tuple[list,
         k = np.array(khat[library])
         return ISDraws(params, np.zeros((n, cfg.proposals, 5)), np.zeros((n, cfg.proposals)),
                        np.full((n, cfg.proposals), -np.log(cfg.proposals)), k, np.full(n, 500.0), k,
-                       np.full(n, 500.0), np.zeros(n, int), log_z_is[library], np.ones(n), np.ones(n, int), cfg)
+                       np.full(n, 500.0), np.zeros(n, int), log_z_is[library], np.ones(n), np.ones(n, int),
+                       np.full(n, cfg.proposals), cfg)
 
     def smc(self, key, err, mask, mag, progress=True, astrometry=None):
         library, n, cfg = self.model.forward.library, len(mag), self.config
