@@ -40,6 +40,8 @@ from .npe.estimator import fill_absent
 from .npe.posterior import NPEPosterior
 
 INFLATE = 1.5  # an adapted component's scale over the weighted spread it was fitted to
+# each rescue's fold of the star's key: streams of their own (io.fit folds 2 for the fallback, 3 and 7 elsewhere)
+RESCUE_STREAMS = (1, 4)
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class ISConfig:
     # 0: the NPE's own draws, reliable for ~95% of survey stars (BENCHMARKS.md, whole process); the rest are rescued
     adapt_rounds: int = 0
     rescue_rounds: int = 8  # stars unreliable after adapt_rounds start again with this many (0: never)
-    # stars still unreliable after the rescue run it once more with this many times the proposals per round (1:
-    # never): most of them have k-hat in bounds but too few effective draws (BENCHMARKS.md, whole process)
+    # stars still unreliable after the rescue run it once more with this many times the proposals per round
+    # (1: never); chunks then hold proportionally fewer stars
     wider_rescue: int = 4
     defensive: float = 0.1  # weight of the NPE itself in each adapted mixture
     df: float = 5.0  # Student-t degrees of freedom of the adapted component
@@ -318,7 +320,7 @@ class ImportanceSampler:
         if proposals > stored:  # the first of an i.i.d. round: the same proposal density, weights renormalised
             total = jax.nn.logsumexp(log_w[:stored])
             x, log_q = x[:stored], log_q[:stored]
-            log_w = jnp.where(jnp.isfinite(total), log_w[:stored] - total, -jnp.log(stored))
+            log_w = jnp.where(jnp.isfinite(total), log_w[:stored] - total, log_w[:stored])  # all -inf: kept so
         return {"kept": kept, "sizes": sizes, "x": x, "log_q": log_q, "log_weights": log_w, "khat": khat, "ess": ess,
                 "khat_npe": khat_npe, "ess_npe": ess_npe, "n_rejected": n_rejected, "log_evidence": log_evidence}
 
@@ -338,11 +340,11 @@ class ImportanceSampler:
         out, seconds = self._sample_rows(keys, err, mask, mag, astrometry, np.arange(n), cfg.adapt_rounds,
                                          cfg.proposals, progress, "npe-is")
         rounds, proposals = np.full(n, cfg.adapt_rounds), np.full(n, cfg.proposals)
-        for step, (n_rounds, n_proposals) in enumerate(cfg.rescues(), start=1):
+        for stream, (n_rounds, n_proposals) in zip(RESCUE_STREAMS, cfg.rescues()):
             unreliable = np.flatnonzero(~((out["khat"] <= cfg.khat_max) & (out["ess"] >= cfg.min_ess)))  # ``reliable``
             if not unreliable.size:
                 break
-            again, more = self._sample_rows(fold_rows(keys[unreliable], step), err, mask, mag, astrometry, unreliable,
+            again, more = self._sample_rows(fold_rows(keys[unreliable], stream), err, mask, mag, astrometry, unreliable,
                                             n_rounds, n_proposals, progress,
                                             f"npe-is, {n_rounds} rounds of {n_proposals} proposals")
             for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
@@ -363,8 +365,9 @@ class ImportanceSampler:
         compiled once per number of proposals)."""
         run, out = self._program(proposals), []
         seconds = np.zeros(len(rows))
+        per_call = max(1, self.config.stars_per_call * self.config.proposals // proposals)  # the same memory per call
         with tqdm(total=len(rows), desc=desc, unit="star", disable=not progress) as bar:
-            for chunk, slots, valid, positions in chunks(len(rows), self.config.stars_per_call):
+            for chunk, slots, valid, positions in chunks(len(rows), per_call):
                 t0 = time.perf_counter()
                 at = rows[slots]
                 values = run(valid, keys[slots], err[at], mask[at], mag[at],

@@ -33,7 +33,7 @@ from ..diagnostics.convergence import ConvergenceCriteria, mode_rhat_ess, star_d
 from ..inference.averaging import (MIN_WEIGHT, LibraryAverage, averaged_log_evidence, library_weights, pool,
                                    shared_prior, valid_prior_mass)
 from ..inference.batching import fold_rows
-from ..inference.importance import ISConfig
+from ..inference.importance import RESCUE_STREAMS, ISConfig
 from ..inference.nuts import NUTSConfig, NUTSSampler, StarDraws
 from ..inference.smc import SMCConfig, SMCDraws, SMCSampler
 from ..model.forward import PARAMS
@@ -58,6 +58,8 @@ def reported(params: dict) -> tuple[str, ...]:
 METHODS = ("nuts", "smc", "npe", "npe-is")
 AVERAGING = ("smc", "npe-is")  # methods that yield each library's evidence
 FALLBACKS = ("nuts", "smc")
+FALLBACK_STREAM = 2  # the fallback's fold of a star's key: not one of the rescues'
+assert FALLBACK_STREAM not in RESCUE_STREAMS
 INITS = ("prior", "npe")  # where NUTS chains start: the best of prior candidates, or NPE draws
 MIN_DIVERSITY = 0.1  # SMC: fewer distinct particles than this share after the last reweighting is a collapse
 MIN_ACCEPTANCE = 0.1  # SMC: HMC moves at the posterior that accept less than this do not refresh the particles
@@ -545,7 +547,7 @@ class Fitter:
         if engine == "npe-is" and self.fallback:
             failed = np.flatnonzero(np.any([~f.importance.reliable for f in fits], axis=0))
             if len(failed):
-                again = self._averaged(catalog, rows[failed], fold_rows(keys[failed], 2), progress, astrometric, "smc")
+                again = self._averaged(catalog, rows[failed], fold_rows(keys[failed], FALLBACK_STREAM), progress, astrometric, "smc")
                 _replace_averaged(result, failed, again)
         return result
 
@@ -584,7 +586,7 @@ class Fitter:
         if len(unreliable) == 0:
             return
         engine = self._nuts if self.fallback == "nuts" else self._smc
-        exact = engine(catalog, rows[unreliable], fold_rows(keys[unreliable], 2), progress)
+        exact = engine(catalog, rows[unreliable], fold_rows(keys[unreliable], FALLBACK_STREAM), progress)
         n_draws = result.params["teff"].shape[-1]
         for j, i in enumerate(unreliable):
             for p in reported(result.params):  # the equal-weight draws, thinned evenly to the importance draws' length
@@ -798,7 +800,8 @@ def _posterior(catalog: Catalog, fitted, result: _Fitted, model, method: str):
         x, dims2 = importance.x, ("star", "proposal")
         data = {p: (dims2, x[..., i]) for i, p in enumerate(PARAMS)}
         data |= {"log_q": (dims2, importance.log_q), "log_weight": (dims2, importance.log_weights),
-                 "khat": ("star", importance.khat), "ess": ("star", importance.ess)}
+                 "khat": ("star", importance.khat), "ess": ("star", importance.ess),
+                 "proposals": ("star", importance.proposals)}  # behind khat and ess; the first of them are stored
         tree["importance"] = xr.Dataset(data, coords={"star": stars})
     if result.libraries is not None:  # averaged over libraries: each one's evidence and weight
         a = result.libraries
