@@ -120,6 +120,7 @@ def npe_is(args) -> dict:
     total = time.perf_counter() - start
     out = {"stars_requested": args.stars, "stars_run": n, "proposals_per_round": 1000,
            "adapt_rounds": cfg.adapt_rounds, "rescued": int((res.rounds > cfg.adapt_rounds).sum()),
+           "widened": int((res.proposals > cfg.proposals).sum()),
            "reliable_fraction": float(res.reliable.mean()), "compile_and_probe_seconds": probe_seconds,
            "sampling_seconds": run_seconds, "end_to_end_seconds": total, "stars_per_second": n / run_seconds,
            "median_teff": float(np.median(medians["teff"])), "goal_seconds": GOALS["npe-is"]}

@@ -72,18 +72,23 @@ def main() -> None:
               "jax": jax.__version__, "stars": args.stars, "proposals_per_round": args.proposals, "npe_is": []}
     runs = {}
     default = ISConfig()
-    for name, rounds, rescue in (("npe proposals", 0, 0), ("3 adaptation rounds", 3, 0),
-                                 ("3 rounds + rescue (the default until 2026-12-02)", 3, default.rescue_rounds),
-                                 ("default: npe proposals + rescue", default.adapt_rounds, default.rescue_rounds)):
-        cfg = ISConfig(proposals=args.proposals, adapt_rounds=rounds, rescue_rounds=rescue,
+    for name, rounds, rescue, wider in (
+            ("npe proposals", 0, 0, 1), ("3 adaptation rounds", 3, 0, 1),
+            ("3 rounds + rescue (the default until 2026-12-02)", 3, default.rescue_rounds, 1),
+            ("npe proposals + rescue (the default until 2026-12-02, afternoon)", default.adapt_rounds,
+             default.rescue_rounds, 1),
+            ("default: npe proposals + rescue + wider rescue", default.adapt_rounds, default.rescue_rounds,
+             default.wider_rescue)):
+        cfg = ISConfig(proposals=args.proposals, adapt_rounds=rounds, rescue_rounds=rescue, wider_rescue=wider,
                        stars_per_call=args.stars_per_call)
         sampler = ImportanceSampler(posterior, proposal, proposal, cfg)
         # the compiling run covers every star, so that the rescue (if any star needs it) is compiled too
         res, seconds = timed(lambda k, s: sampler.sample(k, cat.err[s], cat.mask[s], cat.mag[s], progress=False), None)
         runs[name] = (res, seconds)
-        proposals = args.stars * args.proposals * (rounds + 1) + args.proposals * np.sum(res.rounds > rounds) * (rescue + 1)
+        rescued, widened = np.sum(res.rounds > rounds), np.sum(res.proposals > args.proposals)
+        proposals = args.proposals * (args.stars * (rounds + 1) + (rescued + wider * widened) * (rescue + 1))
         result["npe_is"].append({
-            "run": name, "adapt_rounds": rounds, "rescue_rounds": rescue, "rescued": int(np.sum(res.rounds > rounds)),
+            "run": name, "adapt_rounds": rounds, "rescue_rounds": rescue, "rescued": int(rescued), "widened": int(widened),
             "seconds": round(seconds, 2), "stars_per_second": round(args.stars / seconds, 2),
             "proposals_per_second": round(float(proposals) / seconds),
             "median_ess": round(float(np.median(res.ess)), 1), "reliable_fraction": round(float(res.reliable.mean()), 3)})
@@ -107,7 +112,7 @@ def main() -> None:
     nuts_per_star = nuts_seconds / m
     nuts_cost = np.array([nuts_per_star / max(d["ess_bulk_min"], 1.0) * EFFECTIVE for d in diags])
 
-    res, is_seconds = runs["default: npe proposals + rescue"]
+    res, is_seconds = runs["default: npe proposals + rescue + wider rescue"]
     is_per_star = is_seconds / args.stars
     is_cost = is_per_star / np.maximum(res.ess[:m], 1.0) * EFFECTIVE
     both = mixed & res.reliable[:m]

@@ -182,8 +182,10 @@ def main() -> None:
         *([f"NPE-IS: {int(np.sum(f.summary['adapt_rounds'] == ISConfig().adapt_rounds))} stars from the first pass "
            f"({ISConfig().adapt_rounds} adaptation rounds), "
            f"{int(np.sum(f.summary['adapt_rounds'] == ISConfig().rescue_rounds))} rescued with "
-           f"{ISConfig().rescue_rounds} (column `adapt_rounds`).", ""]
-          if (f := fits.get("npe-is")) is not None and "adapt_rounds" in f.summary.colnames else []),
+           f"{ISConfig().rescue_rounds} (column `adapt_rounds`), "
+           f"{int(np.sum(f.summary['proposals'] > ISConfig().proposals))} of them with the wider rescue "
+           f"(column `proposals`).", ""]
+          if (f := fits.get("npe-is")) is not None and "proposals" in f.summary.colnames else []),
         "Flag reasons (stars per reason):", "",
         *[f"- {m}: " + (", ".join(f"{k} {v}" for k, v in ood.reason_counts(f.summary["flag"]).items()) or "none")
           for m, f in fits.items()], "",
