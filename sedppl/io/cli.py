@@ -269,8 +269,10 @@ def _cmd_fit(args) -> int:
     if args.method == "nuts":
         print(f"nuts: {int((s['n_modes'] > 1).sum())} stars with chains in more than one mode (weighted by mass)")
     if args.method == "npe-is":
+        rescued = int(np.sum(s["adapt_rounds"] == args.rescue_rounds)) if args.rescue_rounds else 0
         print(f"npe-is: median khat {np.nanmedian(s['khat']):.2f}, median ESS {np.nanmedian(s['ess']):.0f}; "
-              f"{int(np.sum(s['fallback']))} stars refitted with {'SMC' if ',' in args.library else args.fallback.upper()}"
+              f"{rescued} stars rescued ({int(np.sum(s['proposals'] > args.proposals))} with the wider rescue), "
+              f"{int(np.sum(s['fallback']))} refitted with {'SMC' if ',' in args.library else args.fallback.upper()}"
               + ("" if not args.no_fallback else " (fallback off)"))
     draws = "" if args.keep_draws == 0 else f" and the draws in {args.out / 'posterior'}/"
     print(f"wrote {path}{draws} (read both with sedppl.io.fit.FitResult.read)")

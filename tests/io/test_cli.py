@@ -183,11 +183,12 @@ def test_fit_options_reach_the_sampler_settings(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         main(["fit", str(cat), "--out", str(tmp_path / "fit"), "--chains", "3", "--draws", "70", "--warmup", "60",
               "--no-retry", "--restart-gap", "inf", "--proposals", "500", "--method", "npe-is", "--adapt-rounds", "2",
-              "--rescue-rounds", "5", "--fallback", "nuts", "--quiet"])
+              "--rescue-rounds", "5", "--wider-rescue", "3", "--fallback", "nuts", "--quiet"])
     nuts, importance = seen["fitter"].config, seen["fitter"].importance
     assert (nuts.chains, nuts.draws, nuts.warmup, nuts.retry, nuts.restart_gap) == (3, 70, 60, False, math.inf)
     assert (importance.proposals, importance.draws) == (500, 70)
     assert (importance.adapt_rounds, importance.rescue_rounds, seen["fitter"].fallback) == (2, 5, "nuts")
+    assert importance.wider_rescue == 3 and importance.rescues() == [(5, 500), (5, 1500)]
 
 
 def test_fit_npe_uses_the_pretrained_model_and_refuses_a_mismatch(tmp_path, capsys):
