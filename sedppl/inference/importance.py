@@ -73,6 +73,10 @@ class ISConfig:
         if self.wider_rescue < 1:
             raise ValueError(f"wider_rescue must be >= 1 (1: no wider rescue), got {self.wider_rescue}")
 
+    def trusts(self, khat, ess):
+        """Whether weights with this k̂ and ESS can be trusted (elementwise): both within the limits."""
+        return (khat <= self.khat_max) & (ess >= self.min_ess)
+
     def rescues(self) -> list[tuple[int, int]]:
         """(adaptation rounds, proposals per round) of each rescue, in order: each reruns the stars still
         unreliable after the one before."""
@@ -110,7 +114,7 @@ class ISDraws:
     @property
     def reliable(self) -> np.ndarray:
         """Stars whose weights can be trusted: k̂ and ESS both within the configured limits."""
-        return (self.khat <= self.config.khat_max) & (self.ess >= self.config.min_ess)
+        return self.config.trusts(self.khat, self.ess)
 
 
 def smoothed_weights(log_ratios: Float[Array, " n"]) -> tuple[Array, Array, Array]:
@@ -341,7 +345,7 @@ class ImportanceSampler:
                                          cfg.proposals, progress, "npe-is")
         rounds, proposals = np.full(n, cfg.adapt_rounds), np.full(n, cfg.proposals)
         for stream, (n_rounds, n_proposals) in zip(RESCUE_STREAMS, cfg.rescues()):
-            unreliable = np.flatnonzero(~((out["khat"] <= cfg.khat_max) & (out["ess"] >= cfg.min_ess)))  # ``reliable``
+            unreliable = np.flatnonzero(~cfg.trusts(out["khat"], out["ess"]))
             if not unreliable.size:
                 break
             again, more = self._sample_rows(fold_rows(keys[unreliable], stream), err, mask, mag, astrometry, unreliable,

@@ -194,7 +194,7 @@ def write_report(comparison: Comparison, out: Path, catalog: Catalog, n_corner: 
         f"npe-is {np.median(stars['npe-is_swd']):.2f}; noise floor (two halves of the reference draws) "
         f"{np.median(stars['swd_floor']):.2f}.",
         f"- Importance sampling: median k̂ {np.median(khat):.2f} (NPE alone: {np.median(stars['npe-is_khat_npe']):.2f}), "
-        f"median ESS {np.median(ess):.0f}; {int(np.sum((khat <= cfg.khat_max) & (ess >= cfg.min_ess)))}/{n} stars "
+        f"median ESS {np.median(ess):.0f}; {int(np.sum(cfg.trusts(khat, ess)))}/{n} stars "
         f"with k̂ <= {cfg.khat_max} and ESS >= {cfg.min_ess:g} (the others would be refitted by `sedppl fit`'s fallback, SMC by default).",
         "- Time per star (median): " + ", ".join(
             f"{m} {np.median(stars[f'{m}_seconds']):.2f} s" for m in ("nuts",) + COMPARED) + ".", "",
