@@ -34,7 +34,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 from scipy.ndimage import distance_transform_edt
 
-from .hermite import cell_weights, slope_weights, stencil_weights, with_derivatives
+from .hermite import cell_weights, interpolate_cell, slope_weights, stencil_weights, with_derivatives
 
 LIBRARIES = ("phoenix", "kurucz", "bosz")
 SPECTRAL_LIBRARIES = ("phoenix", "kurucz")
@@ -105,16 +105,16 @@ class Grid(eqx.Module):
         """Lower cell index (3,) and the cubic Hermite weights (2, 2, 2, 4) of one point on each corner's
         [value, d/dlog Teff, d/dlogg, d/d[M/H]] (``hermite.cell_weights``)."""
         index, frac, _ = self.locate(teff, logg, mh)
-        widths = jnp.stack([nodes[i + 1] - nodes[i] for nodes, i in zip(self.axes, index)])
-        return index, cell_weights(jnp.clip(frac, 0.0, 1.0), widths)
+        return index, cell_weights(jnp.clip(frac, 0.0, 1.0), self._widths(index))
+
+    def _widths(self, index: Array) -> Float[Array, " 3"]:
+        return jnp.stack([nodes[i + 1] - nodes[i] for nodes, i in zip(self.axes, index)])
 
     def hermite(self, table: Float[Array, "nt ng nz 4 q"], teff: ArrayLike, logg: ArrayLike,
                 mh: ArrayLike) -> Float[Array, " q"]:
         """C1 cubic Hermite interpolation of a node table with its derivatives (``with_slopes``)."""
-        index, weights = self.hermite_weights(teff, logg, mh)
-        start = (index[0], index[1], index[2], jnp.zeros((), index.dtype), jnp.zeros((), index.dtype))
-        corners = jax.lax.dynamic_slice(table, start, (2, 2, 2) + table.shape[3:])
-        return jnp.tensordot(weights.astype(corners.dtype), corners, axes=4)
+        index, frac, _ = self.locate(teff, logg, mh)
+        return interpolate_cell(table, index, jnp.clip(frac, 0.0, 1.0), self._widths(index))
 
     def stencil(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike) -> tuple[Array, Array]:
         """The same Hermite interpolant as weights (4, 4, 4) on the nodes from index - 1 to index + 2 along

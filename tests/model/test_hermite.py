@@ -53,6 +53,31 @@ def test_stencil_weights_give_the_same_interpolant_as_the_slope_table(phoenix):
                                    phoenix.hermite(table, teff, logg, mh), atol=2e-4)
 
 
+def test_gradient_equals_autodiff_of_the_corner_block_formula(phoenix):
+    """``hermite`` gathers rows and brings its own JVP (value and partials in one pass); both modes of
+    differentiation, batched, must equal plain autodiff of the textbook writing: the (2, 2, 2) block of
+    corners and a tensordot with the cell weights."""
+    _, table = _grid_table(phoenix, np.random.default_rng(4))
+
+    def rows(p):
+        return phoenix.hermite(table, 10 ** p[0], p[1], p[2])
+
+    def block_formula(p):
+        index, weights = phoenix.hermite_weights(10 ** p[0], p[1], p[2])
+        zero = jnp.zeros((), index.dtype)
+        corners = jax.lax.dynamic_slice(table, (index[0], index[1], index[2], zero, zero), (2, 2, 2) + table.shape[3:])
+        return jnp.tensordot(weights, corners, axes=4)
+
+    rng = np.random.default_rng(5)
+    points = jnp.asarray(np.column_stack([rng.uniform(3.4, 4.05, 64), rng.uniform(0.1, 5.9, 64),
+                                          rng.uniform(-3.9, 0.9, 64)]), jnp.float32)
+    want = np.asarray(jax.vmap(jax.jacrev(block_formula))(points))
+    np.testing.assert_allclose(jax.vmap(rows)(points), jax.vmap(block_formula)(points), atol=2e-5)
+    for jacobian in (jax.jacrev, jax.jacfwd):
+        got = np.asarray(jax.vmap(jacobian(rows))(points))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
 def _interp_1d(x):
     """A function on one axis of the Phoenix grid (log Teff), Hermite-interpolated."""
     grid = load_library("phoenix")
@@ -80,6 +105,8 @@ def test_regular_grid_interpolation_reproduces_a_quadratic_inside():
     for a, r in [(1.3, 3.1), (2.71, 4.9), (0.9, 2.6)]:
         got = regular_hermite(table, jnp.array([a, r]), ((0.0, 0.5, 9), (2.0, 0.5, 9)))
         np.testing.assert_allclose(got, [a**2 + 0.5 * r**2 - a], rtol=1e-5)
+        slope = jax.grad(lambda x: regular_hermite(table, x, ((0.0, 0.5, 9), (2.0, 0.5, 9)))[0])(jnp.array([a, r]))
+        np.testing.assert_allclose(slope, [2 * a - 1, r], rtol=1e-4)  # exact for a quadratic, as the value
 
 
 @pytest.mark.parametrize("x", [-1.0, 10.0])
