@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Forward-model throughput of this checkout against an earlier commit's, in one run on one machine:
+# the earlier commit's own bench_forward.py, then this one's, twice over (A B A B), so that the ratio
+# is read from neighbouring measurements.
+#
+#   bash benchmarks/forward_against.sh [COMMIT=cdc70dc] [BATCH=100000]
+#
+# cdc70dc is the landed code when issue 22 (throughput) was filed: its only forward path interpolates
+# spectra multilinearly. Needs the repository's .venv (make .venv/.installed).
+set -euo pipefail
+commit=${1:-cdc70dc}
+batch=${2:-100000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-$here/.venv/bin/python}
+then_dir=$(mktemp -d)
+trap 'rm -rf "$then_dir"' EXIT
+git -C "$here" worktree add --detach -q "$then_dir/tree" "$commit"
+trap 'git -C "$here" worktree remove --force "$then_dir/tree"; rm -rf "$then_dir"' EXIT
+echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores; then: $commit; now: $(git -C "$here" rev-parse --short HEAD)"
+for round in 1 2; do
+  echo "## round $round: $commit"
+  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" | grep '^|')
+  echo "## round $round: now"
+  (cd "$here" && "$python" benchmarks/bench_forward.py --batch "$batch" --paths fast multilinear | grep '^|')
+done
