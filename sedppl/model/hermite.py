@@ -136,15 +136,14 @@ def cell_sums(table: Float[Array, ...], index: Int[Array, " d"],
     cell's lower corner; each weight set has ``cell_weights``' shape. Written for XLA on a CPU, where
     batched (vmap) it runs ~10x faster than one ``dynamic_slice`` of the (2,)*d block and a tensordot
     (BENCHMARKS.md, "Forward model"): each term gathers one whole row, and each sum is one fused pass.
-    The barriers keep that so: the weights are computed once, not once per gathered number; no sum is
-    fused into its consumer (a dot or a reduction would gather every row again per output element);
-    and each sum gathers its own rows (rows shared between sums are first copied out whole, ~5x slower).
+    The barriers keep that so: no sum is fused into its consumer (a dot or a reduction would gather
+    every row again per output element), and each sum gathers its own rows (rows shared between sums
+    are first copied out whole, ~5x slower).
     """
     d = index.shape[0]
     shape, values = table.shape[:d], table.shape[d]
     rows = table.reshape((-1,) + table.shape[d + 1:])
     strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(d)]
-    weight_sets = jax.lax.optimization_barrier(weight_sets)
     sums = []
     for weights in weight_sets:
         base = sum(index[a] * strides[a] for a in range(d))
