@@ -13,13 +13,21 @@ batch=${2:-100000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$here/.venv/bin/python}
 then_dir=$(mktemp -d)
-trap 'rm -rf "$then_dir"' EXIT
+cleanup() {
+  git -C "$here" worktree remove --force "$then_dir/tree" 2>/dev/null || true
+  git -C "$here" worktree prune || true
+  rm -rf "$then_dir"
+}
+trap cleanup EXIT
 git -C "$here" worktree add --detach -q "$then_dir/tree" "$commit"
-trap 'git -C "$here" worktree remove --force "$then_dir/tree"; rm -rf "$then_dir"' EXIT
-echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores; then: $commit; now: $(git -C "$here" rev-parse --short HEAD)"
+echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores; then: $commit; now: $(git -C "$here" describe --always --dirty)"
+(cd "$then_dir/tree" && PYTHONPATH=. "$python" -c 'import sedppl; print("# then imports", sedppl.__file__)')
+then_paths=()  # a commit whose bench knows paths measures the fast and multilinear ones, as now
+if grep -q -- '--paths' "$then_dir/tree/benchmarks/bench_forward.py"; then then_paths=(--paths fast multilinear); fi
+rows() { grep '^|' || { echo "no result rows from $1" >&2; exit 1; }; }
 for round in 1 2; do
   echo "## round $round: $commit"
-  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" | grep '^|')
+  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" "${then_paths[@]}" | rows "$commit")
   echo "## round $round: now"
-  (cd "$here" && "$python" benchmarks/bench_forward.py --batch "$batch" --paths fast multilinear | grep '^|')
+  (cd "$here" && "$python" benchmarks/bench_forward.py --batch "$batch" --paths fast multilinear | rows now)
 done

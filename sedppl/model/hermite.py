@@ -29,6 +29,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, Float, Int
 
 
@@ -133,16 +134,22 @@ def cell_sums(table: Float[Array, ...], index: Int[Array, " d"],
     """For each weight set w: the sum over the cell's corners c and values v of w[c, v] * table[index + c, v].
 
     ``table``: grid (d axes) + (1 + d,) + trailing, as ``with_derivatives`` gives it; ``index``: the
-    cell's lower corner; each weight set has ``cell_weights``' shape. Written for XLA on a CPU, where
-    batched (vmap) it runs ~10x faster than one ``dynamic_slice`` of the (2,)*d block and a tensordot
-    (BENCHMARKS.md, "Forward model"): each term gathers one whole row, and each sum is one fused pass.
+    cell's lower corner, each entry at most its axis' length - 2 (the rows are read from the flattened
+    grid, so an index past that would read the next line's nodes, not fail); each weight set has
+    ``cell_weights``' shape. Written for XLA on a CPU, where batched (vmap) each row gathered whole,
+    one at a time, and weighted into a single fused sum is several times faster than one
+    ``dynamic_slice`` of the (2,)*d block and a tensordot (BENCHMARKS.md, "Forward model").
     The barriers keep that so: no sum is fused into its consumer (a dot or a reduction would gather
     every row again per output element), and each sum gathers its own rows (rows shared between sums
     are first copied out whole, ~5x slower).
     """
     d = index.shape[0]
     shape, values = table.shape[:d], table.shape[d]
+    if values != 1 + d:
+        raise ValueError(f"a table for {d} axes holds 1 + {d} values per node (``with_derivatives``), not {values}")
     rows = table.reshape((-1,) + table.shape[d + 1:])
+    if rows.shape[0] >= 2**31:
+        raise ValueError("table too large for int32 row indices")
     strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(d)]
     sums = []
     for weights in weight_sets:
@@ -162,27 +169,38 @@ def interpolate_cell(table: Float[Array, ...], index: Int[Array, " d"], frac: Fl
                      widths: Float[Array, " d"]) -> Float[Array, "..."]:
     """The C1 cubic Hermite interpolant at fractional position ``frac`` of the cell at ``index``.
 
-    Differentiable in ``frac`` only (the table, the index and the cell's widths are data). Its JVP
-    gathers each row once for the value and the d partial derivatives together, so reverse mode
-    transposes a (d, q) Jacobian instead of the gathers.
+    Differentiable in ``frac`` only (the table and the cell's widths are data: differentiating in them
+    raises). Its JVP gathers each row once for the value and the d partial derivatives together, so
+    reverse mode transposes a (d, q) Jacobian instead of the gathers.
     """
     return cell_sums(table, index, cell_weights(frac, widths))[0]
 
 
-@interpolate_cell.defjvp
 def _interpolate_cell_jvp(primals, tangents):
     table, index, frac, widths = primals
+    table_dot, _, frac_dot, widths_dot = tangents
+    if not (isinstance(table_dot, SymbolicZero) and isinstance(widths_dot, SymbolicZero)):
+        raise NotImplementedError("interpolate_cell is differentiable in its position (frac) only, "
+                                  "not in the table or the cell widths")
     weights = cell_weights(frac, widths)
+    if isinstance(frac_dot, SymbolicZero):
+        value = cell_sums(table, index, weights)[0]
+        return value, jnp.zeros_like(value)
     partial_weights = jax.jacfwd(cell_weights)(frac, widths)  # cell_weights' shape + (d,)
     value, *partials = cell_sums(table, index, weights,
                                  *(partial_weights[..., a] for a in range(frac.shape[0])))
-    return value, jnp.tensordot(tangents[2].astype(value.dtype), jnp.stack(partials), axes=1)
+    return value, jnp.tensordot(frac_dot.astype(value.dtype), jnp.stack(partials), axes=1)
+
+
+interpolate_cell.defjvp(_interpolate_cell_jvp, symbolic_zeros=True)
 
 
 def regular_hermite(table: Float[Array, ...], x: Float[Array, " d"],
                     axes: tuple[tuple[float, float, int], ...]) -> Float[Array, " q"]:
     """Hermite interpolation of ``with_derivatives`` output on a regular grid, ``axes`` = (start, step, n)
     per dimension; points outside take the nearest edge's value."""
+    if tuple(n for _, _, n in axes) != table.shape[:len(axes)]:
+        raise ValueError(f"axes {axes} do not match the table's shape {table.shape}")
     index, frac = [], []
     for xi, (start, step, n) in zip(x, axes):
         i = jnp.clip(jnp.floor((xi - start) / step), 0, n - 2).astype(jnp.int32)

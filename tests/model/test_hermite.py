@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import load_library
-from sedppl.model.hermite import derivative_weights, regular_hermite, slope_weights, with_derivatives
+from sedppl.model.hermite import cell_weights, derivative_weights, regular_hermite, slope_weights, with_derivatives
 
 
 def test_three_point_slopes_are_exact_for_quadratics_on_uneven_nodes():
@@ -53,29 +53,65 @@ def test_stencil_weights_give_the_same_interpolant_as_the_slope_table(phoenix):
                                    phoenix.hermite(table, teff, logg, mh), atol=2e-4)
 
 
+def _block_formula(table, index, weights):
+    """The textbook writing: the (2,)*d block of corners in one slice, a tensordot with the cell weights."""
+    d = index.shape[0]
+    zero = jnp.zeros((), index.dtype)
+    corners = jax.lax.dynamic_slice(table, tuple(index) + (zero,) * (table.ndim - d), (2,) * d + table.shape[d:])
+    return jnp.tensordot(weights, corners, axes=d + 1)
+
+
+def _assert_same_function_and_derivatives(fast, reference, points):
+    """Both compiled, so that both see the same float32 rounding of the position (log10 of 10**x)."""
+    np.testing.assert_allclose(jax.jit(jax.vmap(fast))(points), jax.jit(jax.vmap(reference))(points), atol=2e-5)
+    want = np.asarray(jax.jit(jax.vmap(jax.jacrev(reference)))(points))
+    scale = np.abs(want).max(axis=(0, 1))  # per input coordinate: their derivatives differ in size
+    for jacobian in (jax.jacrev, jax.jacfwd):
+        got = np.asarray(jax.jit(jax.vmap(jacobian(fast)))(points))
+        excess = np.abs(got - want) - (1e-4 * np.abs(want) + 1e-5 * scale)
+        assert excess.max() <= 0, f"{jacobian.__name__}: worst excess {excess.max():.3g} at {np.argmax(excess)}"
+
+
 def test_gradient_equals_autodiff_of_the_corner_block_formula(phoenix):
     """``hermite`` gathers rows and brings its own JVP (value and partials in one pass); both modes of
-    differentiation, batched, must equal plain autodiff of the textbook writing: the (2, 2, 2) block of
-    corners and a tensordot with the cell weights."""
+    differentiation, batched and compiled, must equal plain autodiff of the textbook writing."""
     _, table = _grid_table(phoenix, np.random.default_rng(4))
 
     def rows(p):
         return phoenix.hermite(table, 10 ** p[0], p[1], p[2])
 
     def block_formula(p):
-        index, weights = phoenix.hermite_weights(10 ** p[0], p[1], p[2])
-        zero = jnp.zeros((), index.dtype)
-        corners = jax.lax.dynamic_slice(table, (index[0], index[1], index[2], zero, zero), (2, 2, 2) + table.shape[3:])
-        return jnp.tensordot(weights, corners, axes=4)
+        return _block_formula(table, *phoenix.hermite_weights(10 ** p[0], p[1], p[2]))
 
     rng = np.random.default_rng(5)
     points = jnp.asarray(np.column_stack([rng.uniform(3.4, 4.05, 64), rng.uniform(0.1, 5.9, 64),
                                           rng.uniform(-3.9, 0.9, 64)]), jnp.float32)
-    want = np.asarray(jax.vmap(jax.jacrev(block_formula))(points))
-    np.testing.assert_allclose(jax.vmap(rows)(points), jax.vmap(block_formula)(points), atol=2e-5)
-    for jacobian in (jax.jacrev, jax.jacfwd):
-        got = np.asarray(jax.vmap(jacobian(rows))(points))
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    _assert_same_function_and_derivatives(rows, block_formula, points)
+
+
+def test_regular_grid_gradient_equals_autodiff_of_the_corner_block_formula():
+    """The same for ``regular_hermite`` (the fast path's (A_V, R_V) basis): uneven steps, several values."""
+    av, rv = np.linspace(0.0, 3.0, 7), np.linspace(2.0, 6.0, 5)
+    axes = ((0.0, 0.5, 7), (2.0, 1.0, 5))
+    values = np.random.default_rng(6).normal(size=(7, 5, 4))
+    table = jnp.asarray(with_derivatives(values, slope_weights((av, rv), np.ones((7, 5), bool))), jnp.float32)
+
+    def block_formula(x):
+        index = jnp.clip(jnp.floor((x - jnp.array([0.0, 2.0])) / jnp.array([0.5, 1.0])), 0, jnp.array([5, 3]))
+        frac = jnp.clip((x - jnp.array([0.0, 2.0])) / jnp.array([0.5, 1.0]) - index, 0.0, 1.0)
+        return _block_formula(table, index.astype(jnp.int32), cell_weights(frac, jnp.array([0.5, 1.0])))
+
+    rng = np.random.default_rng(7)
+    points = jnp.asarray(np.column_stack([rng.uniform(0.01, 2.99, 64), rng.uniform(2.01, 5.99, 64)]), jnp.float32)
+    _assert_same_function_and_derivatives(lambda x: regular_hermite(table, x, axes), block_formula, points)
+
+
+def test_the_table_is_data_not_a_parameter():
+    """The interpolant's own JVP covers the position only; a derivative in the table is refused, not zero."""
+    av = np.linspace(0.0, 3.0, 7)
+    table = jnp.asarray(with_derivatives(av[:, None] ** 2, slope_weights((av,), np.ones(7, bool))), jnp.float32)
+    with pytest.raises(NotImplementedError, match="frac"):
+        jax.grad(lambda t: regular_hermite(t, jnp.array([1.3]), ((0.0, 0.5, 7),))[0])(table)
 
 
 def _interp_1d(x):
