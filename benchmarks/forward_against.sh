@@ -3,13 +3,17 @@
 # the earlier commit's own bench_forward.py, then this one's, twice over (A B A B), so that the ratio
 # is read from neighbouring measurements.
 #
-#   bash benchmarks/forward_against.sh [COMMIT=cdc70dc] [BATCH=100000]
+#   bash benchmarks/forward_against.sh [COMMIT=cdc70dc] [BATCH=100000] [REPEATS=5]
+#
+# Each figure is the median of REPEATS timed calls; at small batches, where a call takes milliseconds on
+# this shared machine, take more (e.g. 10000 50).
 #
 # cdc70dc is the landed code when issue 22 (throughput) was filed: its only forward path interpolates
 # spectra multilinearly. Needs the repository's .venv (make .venv/.installed).
 set -euo pipefail
 commit=${1:-cdc70dc}
 batch=${2:-100000}
+repeats=${3:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$here/.venv/bin/python}
 then_dir=$(mktemp -d)
@@ -27,7 +31,7 @@ if grep -q -- '--paths' "$then_dir/tree/benchmarks/bench_forward.py"; then then_
 rows() { grep '^|' || { echo "no result rows from $1" >&2; exit 1; }; }
 for round in 1 2; do
   echo "## round $round: $commit"
-  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" "${then_paths[@]}" | rows "$commit")
+  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" --repeats "$repeats" "${then_paths[@]}" | rows "$commit")
   echo "## round $round: now"
-  (cd "$here" && "$python" benchmarks/bench_forward.py --batch "$batch" --paths fast multilinear | rows now)
+  (cd "$here" && "$python" benchmarks/bench_forward.py --batch "$batch" --repeats "$repeats" --paths fast multilinear | rows now)
 done
