@@ -24,14 +24,15 @@ cleanup() {
 }
 trap cleanup EXIT
 git -C "$here" worktree add --detach -q "$then_dir/tree" "$commit"
-echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores; then: $commit; now: $(git -C "$here" describe --always --dirty)"
+echo "# $(date -u +%FT%TZ) $(uname -n), $(nproc) cores; batch $batch, repeats $repeats; then: $commit; now: $(git -C "$here" describe --always --dirty)"
 (cd "$then_dir/tree" && PYTHONPATH=. "$python" -c 'import sedppl; print("# then imports", sedppl.__file__)')
+(cd "$here" && "$python" -c 'import sedppl; print("# now imports", sedppl.__file__)')
 then_paths=()  # a commit whose bench knows paths measures the fast and multilinear ones, as now
 if grep -q -- '--paths' "$then_dir/tree/benchmarks/bench_forward.py"; then then_paths=(--paths fast multilinear); fi
 rows() { grep '^|' || { echo "no result rows from $1" >&2; exit 1; }; }
 for round in 1 2; do
   echo "## round $round: $commit"
-  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" --repeats "$repeats" "${then_paths[@]}" | rows "$commit")
+  (cd "$then_dir/tree" && PYTHONPATH=. "$python" benchmarks/bench_forward.py --batch "$batch" --repeats "$repeats" ${then_paths[@]+"${then_paths[@]}"} | rows "$commit")
   echo "## round $round: now"
   (cd "$here" && "$python" benchmarks/bench_forward.py --batch "$batch" --repeats "$repeats" --paths fast multilinear | rows now)
 done

@@ -182,10 +182,7 @@ def _interpolate_cell_jvp(primals, tangents):
     if not (isinstance(table_dot, SymbolicZero) and isinstance(widths_dot, SymbolicZero)):
         raise NotImplementedError("interpolate_cell is differentiable in its position (frac) only, "
                                   "not in the table or the cell widths")
-    weights = cell_weights(frac, widths)
-    if isinstance(frac_dot, SymbolicZero):
-        value = cell_sums(table, index, weights)[0]
-        return value, jnp.zeros_like(value)
+    weights = cell_weights(frac, widths)  # frac_dot is not a symbolic zero: only it can carry a tangent here
     partial_weights = jax.jacfwd(cell_weights)(frac, widths)  # cell_weights' shape + (d,)
     value, *partials = cell_sums(table, index, weights,
                                  *(partial_weights[..., a] for a in range(frac.shape[0])))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import load_library
-from sedppl.model.hermite import cell_weights, derivative_weights, regular_hermite, slope_weights, with_derivatives
+from sedppl.model.hermite import (cell_weights, derivative_weights, interpolate_cell, regular_hermite, slope_weights,
+                                  with_derivatives)
 
 
 def test_three_point_slopes_are_exact_for_quadratics_on_uneven_nodes():
@@ -90,7 +91,8 @@ def test_gradient_equals_autodiff_of_the_corner_block_formula(phoenix):
 
 
 def test_regular_grid_gradient_equals_autodiff_of_the_corner_block_formula():
-    """The same for ``regular_hermite`` (the fast path's (A_V, R_V) basis): uneven steps, several values."""
+    """The same for ``regular_hermite`` (the fast path's (A_V, R_V) basis): a different step and length on
+    each axis, several values."""
     av, rv = np.linspace(0.0, 3.0, 7), np.linspace(2.0, 6.0, 5)
     axes = ((0.0, 0.5, 7), (2.0, 1.0, 5))
     values = np.random.default_rng(6).normal(size=(7, 5, 4))
@@ -112,6 +114,8 @@ def test_the_table_is_data_not_a_parameter():
     table = jnp.asarray(with_derivatives(av[:, None] ** 2, slope_weights((av,), np.ones(7, bool))), jnp.float32)
     with pytest.raises(NotImplementedError, match="frac"):
         jax.grad(lambda t: regular_hermite(t, jnp.array([1.3]), ((0.0, 0.5, 7),))[0])(table)
+    with pytest.raises(NotImplementedError, match="widths"):
+        jax.grad(lambda w: interpolate_cell(table, jnp.array([2]), jnp.array([0.6]), w)[0])(jnp.array([0.5]))
 
 
 def _interp_1d(x):
@@ -151,3 +155,12 @@ def test_regular_grid_takes_the_edge_value_outside(x):
     table = jnp.asarray(with_derivatives(av[:, None], slope_weights((av,), np.ones(9, bool))))
     got = float(regular_hermite(table, jnp.array([x]), ((0.0, 0.5, 9),))[0])
     assert got == pytest.approx(np.clip(x, 0, 4))
+
+
+def test_a_table_that_does_not_fit_its_axes_is_refused():
+    av = np.linspace(0.0, 3.0, 7)
+    table = jnp.asarray(with_derivatives(av[:, None] ** 2, slope_weights((av,), np.ones(7, bool))), jnp.float32)
+    with pytest.raises(ValueError, match="do not match"):
+        regular_hermite(table, jnp.array([1.3]), ((0.0, 0.5, 8),))
+    with pytest.raises(ValueError, match="1 \\+ 1 values per node"):
+        interpolate_cell(table[:, :1], jnp.array([2]), jnp.array([0.6]), jnp.array([0.5]))
