@@ -108,10 +108,15 @@ def test_regular_grid_gradient_equals_autodiff_of_the_corner_block_formula():
     _assert_same_function_and_derivatives(lambda x: regular_hermite(table, x, axes), block_formula, points)
 
 
+def _quadratic_table_1d():
+    """x**2 on 7 even nodes over [0, 3] (start 0, step 0.5), with its slopes: a table ``regular_hermite`` reads."""
+    av = np.linspace(0.0, 3.0, 7)
+    return jnp.asarray(with_derivatives(av[:, None] ** 2, slope_weights((av,), np.ones(7, bool))), jnp.float32)
+
+
 def test_the_table_is_data_not_a_parameter():
     """The interpolant's own JVP covers the position only; a derivative in the table is refused, not zero."""
-    av = np.linspace(0.0, 3.0, 7)
-    table = jnp.asarray(with_derivatives(av[:, None] ** 2, slope_weights((av,), np.ones(7, bool))), jnp.float32)
+    table = _quadratic_table_1d()
     with pytest.raises(NotImplementedError, match="frac"):
         jax.grad(lambda t: regular_hermite(t, jnp.array([1.3]), ((0.0, 0.5, 7),))[0])(table)
     with pytest.raises(NotImplementedError, match="widths"):
@@ -158,8 +163,7 @@ def test_regular_grid_takes_the_edge_value_outside(x):
 
 
 def test_a_table_that_does_not_fit_its_axes_is_refused():
-    av = np.linspace(0.0, 3.0, 7)
-    table = jnp.asarray(with_derivatives(av[:, None] ** 2, slope_weights((av,), np.ones(7, bool))), jnp.float32)
+    table = _quadratic_table_1d()
     with pytest.raises(ValueError, match="do not match"):
         regular_hermite(table, jnp.array([1.3]), ((0.0, 0.5, 8),))
     with pytest.raises(ValueError, match="1 \\+ 1 values per node"):
