@@ -18,8 +18,10 @@ footprint from the star's own magnitudes) and the idealised one, ``NoiseModel``:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,13 +66,13 @@ class NoiseModel:
 
 def prior_predictive(key: jax.Array, model: SEDModel, mag_err: jax.Array, mask: jax.Array) -> dict[str, np.ndarray]:
     """One prior-predictive draw per star (rows of mag_err/mask), all inside the grid's validity region."""
-    return _until_valid(_compiled_draw(model), key, mag_err.shape[0], mag_err, mask)
+    return _until_valid(functools.partial(_prior_rows, model), key, mag_err.shape[0], mag_err, mask)
 
 
 def survey_predictive(key: jax.Array, model: SEDModel, noise: SurveyNoise, n: int) -> dict[str, np.ndarray]:
     """n prior-predictive stars under the survey noise model: inside the grid, and each with at least
     ``noise.min_bands`` bands in the catalogue. Adds each star's ``err`` and ``mask``."""
-    return _first_valid(jax.jit(jax.vmap(lambda k: survey_star(k, model, noise))), key, n)
+    return _first_valid(functools.partial(_survey_rows, model, noise), key, n)
 
 
 def survey_star(key: jax.Array, model: SEDModel, noise: SurveyNoise) -> dict[str, jax.Array]:
@@ -134,13 +136,21 @@ def _first_valid(draw, key: jax.Array, n: int, batch: int = 1024, rounds: int = 
                      f"the catalogue ({n} needed): choose bands that more stars are detected in, or a lower min_bands")
 
 
-def _compiled_draw(model: SEDModel):
+# Compiled once per model structure and batch shape (the model's arrays are arguments, its settings static),
+# so a second simulation under the same model does not compile again.
+@eqx.filter_jit
+def _survey_rows(model: SEDModel, noise: SurveyNoise, keys: jax.Array) -> dict[str, jax.Array]:
+    return jax.vmap(lambda k: survey_star(k, model, noise))(keys)
+
+
+@eqx.filter_jit
+def _prior_rows(model: SEDModel, keys: jax.Array, err: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
     def one(key, err, mask):
         sample = {k: v[0] for k, v in Predictive(model, num_samples=1)(key, err, mask).items() if k != "in_grid"}
         sample["ok"] = model.forward.in_grid(stack_params(sample))
         return sample
 
-    return jax.jit(jax.vmap(one))
+    return jax.vmap(one)(keys, err, mask)
 
 
 def noise_settings(noise: NoiseModel | SurveyNoise) -> dict:

@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import jax
@@ -50,8 +51,11 @@ def test_missing_bands_do_not_change_the_likelihood_when_nan(model, star):
     assert float(a) == float(b)
 
 
-def test_simulated_catalog_is_inside_prior_and_grid(model):
+def test_simulated_catalog_is_inside_prior_and_grid(model, caplog):
     table = simulate_catalog(jax.random.key(3), 300, model, NoiseModel(p_missing=0.9))
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):  # another catalogue of that size: compiled already
+        simulate_catalog(jax.random.key(4), 300, sed_model(), NoiseModel(p_missing=0.9))
+    assert not [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
     support = model.support()
     for p, (lo, hi) in support.items():
         assert np.all((table[f"true_{p}"] >= lo) & (table[f"true_{p}"] <= hi)), p
@@ -65,15 +69,18 @@ def test_simulated_catalog_is_inside_prior_and_grid(model):
 
 
 @pytest.mark.parametrize("floor", [0.02, "libraries"])
-def test_simulation_is_reproducible_and_noise_matches_the_model(model, floor):
+def test_simulation_is_reproducible_and_noise_matches_the_model(model, floor, caplog):
     """Standardised residuals of simulated magnitudes against the noiseless model are N(0, 1), with the
     floor each star's own: one number, or the library floor at its true Teff (computed here from the
-    table, not through the model)."""
+    table, not through the model). The same simulation under the same model built afresh compiles
+    nothing again (the two floors, two priors, get a program each: the residuals would show it if not)."""
     tables = model.prior.to_dict()
     tables["likelihood"]["sys_floor"] = floor
     model = SEDModel(model.forward, Prior.from_dict(tables))
     a = simulate_catalog(jax.random.key(7), 400, model)
-    b = simulate_catalog(jax.random.key(7), 400, model)
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        b = simulate_catalog(jax.random.key(7), 400, SEDModel(model.forward, Prior.from_dict(tables)))
+    assert not [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
     assert np.array_equal(np.asarray(a["gaia_g"]), np.asarray(b["gaia_g"]), equal_nan=True)
     params = jnp.asarray(np.column_stack([a[f"true_{p}"] for p in PARAMS]))
     mu = np.asarray(jax.vmap(model.magnitudes)(params, jnp.asarray(a["true_log10_theta"])))
