@@ -137,7 +137,8 @@ def _first_valid(draw, key: jax.Array, n: int, batch: int = 1024, rounds: int = 
 
 
 # Compiled once per model structure and batch shape (the model's arrays are arguments, its settings static),
-# so a second simulation under the same model does not compile again.
+# so a second simulation under an equal model does not compile again. The programs stay in JAX's caches for
+# the process (a loop over thousands of priors keeps thousands; ``jax.clear_caches()`` drops them).
 @eqx.filter_jit
 def _survey_rows(model: SEDModel, noise: SurveyNoise, keys: jax.Array) -> dict[str, jax.Array]:
     return jax.vmap(lambda k: survey_star(k, model, noise))(keys)

@@ -54,6 +54,7 @@ def test_missing_bands_do_not_change_the_likelihood_when_nan(model, star):
 def test_simulated_catalog_is_inside_prior_and_grid(model, caplog):
     table = simulate_catalog(jax.random.key(3), 300, model, NoiseModel(p_missing=0.9))
     with jax.log_compiles(), caplog.at_level(logging.WARNING):  # another catalogue of that size: compiled already
+        caplog.clear()
         simulate_catalog(jax.random.key(4), 300, sed_model(), NoiseModel(p_missing=0.9))
     assert not [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
     support = model.support()
@@ -79,6 +80,7 @@ def test_simulation_is_reproducible_and_noise_matches_the_model(model, floor, ca
     model = SEDModel(model.forward, Prior.from_dict(tables))
     a = simulate_catalog(jax.random.key(7), 400, model)
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        caplog.clear()
         b = simulate_catalog(jax.random.key(7), 400, SEDModel(model.forward, Prior.from_dict(tables)))
     assert not [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
     assert np.array_equal(np.asarray(a["gaia_g"]), np.asarray(b["gaia_g"]), equal_nan=True)
