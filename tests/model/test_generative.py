@@ -51,12 +51,19 @@ def test_missing_bands_do_not_change_the_likelihood_when_nan(model, star):
     assert float(a) == float(b)
 
 
+def _with_compilations(caplog, fn, *args):
+    """``fn(*args)`` and the programs JAX compiled while running it (the start of each "Compiling ..." log line)."""
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        out = fn(*args)
+    return out, [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
+
+
 def test_simulated_catalog_is_inside_prior_and_grid(model, caplog):
     table = simulate_catalog(jax.random.key(3), 300, model, NoiseModel(p_missing=0.9))
-    with jax.log_compiles(), caplog.at_level(logging.WARNING):  # another catalogue of that size: compiled already
-        caplog.clear()
-        simulate_catalog(jax.random.key(4), 300, sed_model(), NoiseModel(p_missing=0.9))
-    assert not [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
+    # another catalogue of that size: compiled already
+    _, compiled = _with_compilations(caplog, simulate_catalog, jax.random.key(4), 300, sed_model(), NoiseModel(p_missing=0.9))
+    assert not compiled
     support = model.support()
     for p, (lo, hi) in support.items():
         assert np.all((table[f"true_{p}"] >= lo) & (table[f"true_{p}"] <= hi)), p
@@ -79,10 +86,9 @@ def test_simulation_is_reproducible_and_noise_matches_the_model(model, floor, ca
     tables["likelihood"]["sys_floor"] = floor
     model = SEDModel(model.forward, Prior.from_dict(tables))
     a = simulate_catalog(jax.random.key(7), 400, model)
-    with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        caplog.clear()
-        b = simulate_catalog(jax.random.key(7), 400, SEDModel(model.forward, Prior.from_dict(tables)))
-    assert not [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling")]
+    b, compiled = _with_compilations(caplog, simulate_catalog, jax.random.key(7), 400,
+                                     SEDModel(model.forward, Prior.from_dict(tables)))  # the same model, built afresh
+    assert not compiled
     assert np.array_equal(np.asarray(a["gaia_g"]), np.asarray(b["gaia_g"]), equal_nan=True)
     params = jnp.asarray(np.column_stack([a[f"true_{p}"] for p in PARAMS]))
     mu = np.asarray(jax.vmap(model.magnitudes)(params, jnp.asarray(a["true_log10_theta"])))
