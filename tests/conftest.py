@@ -3,7 +3,8 @@ import warnings
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The suite's time is mostly XLA compiling programs it runs briefly: LLVM's level 0 compiles them ~35% faster
-# (BENCHMARKS.md, "Compilation"). Numbers differ from level 2 only by float rounding; set XLA_FLAGS to override.
+# (BENCHMARKS.md, "Compilation"). Results may differ from XLA's default level in the last bits; a level named
+# in XLA_FLAGS wins.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 warnings.filterwarnings("ignore", message=".*NumPy 2.*")
