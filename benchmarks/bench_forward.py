@@ -4,7 +4,10 @@
 
 Prints one Markdown table row per measurement (paste into BENCHMARKS.md) and
 writes benchmarks/results/forward.json. Times exclude compilation; each number
-is the median of --repeats runs on a batch of prior draws inside the grid.
+is the median of --repeats runs on a batch of prior draws inside the grid. The
+forward model is timed twice: ``jit(vmap(magnitudes))`` on the whole batch (as
+the filing code of issue 22 was) and ``many_magnitudes`` (blocks of ``BLOCK`` stars
+beyond ``WHOLE``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sedppl.model.forward import PARAMS
+from sedppl.model.forward import BLOCK, PARAMS, WHOLE, many_magnitudes
 from sedppl.model.generative import log_joint, sed_model
 from sedppl.model.simulate import NoiseModel, prior_predictive
 
@@ -61,6 +64,7 @@ def main() -> None:
 
         forward = jax.jit(jax.vmap(model.forward.magnitudes))
         t_fwd = _median_time(forward, params, log10_theta, repeats=args.repeats)
+        t_blocks = _median_time(many_magnitudes, model.forward, params, log10_theta, repeats=args.repeats)
 
         def one_logp(p, t, e, m, y, model=model):
             values = dict(zip(PARAMS, p)) | {"log10_theta": t}
@@ -71,6 +75,7 @@ def main() -> None:
         results.append({
             "date": date.today().isoformat(), "machine": machine, "library": args.library, "path": path,
             "bands": nb, "batch": batch, "forward_evals_per_s": batch / t_fwd,
+            "forward_in_blocks_evals_per_s": batch / t_blocks, "block": BLOCK if batch > WHOLE else None,
             "logdensity_grad_evals_per_s": batch / t_grad,
         })
     out = Path(__file__).parent / "results"
@@ -80,6 +85,9 @@ def main() -> None:
     for r in results:
         print(f"| {r['date']} | {r['machine']} | forward ({r['path']}), {r['bands']} bands, batch {r['batch']} | "
               f"{r['forward_evals_per_s']:.3g} /s |")
+        how = f"blocks of {r['block']}" if r["block"] else "one vmap"
+        print(f"| {r['date']} | {r['machine']} | forward ({r['path']}, many_magnitudes: {how}), "
+              f"batch {r['batch']} | {r['forward_in_blocks_evals_per_s']:.3g} /s |")
         print(f"| {r['date']} | {r['machine']} | log-density + gradient ({r['path']}), batch {r['batch']} | "
               f"{r['logdensity_grad_evals_per_s']:.3g} /s |")
 

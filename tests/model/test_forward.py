@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import node_table
-from sedppl.model.forward import MAS_IN_RAD, dilution_mag, forward_model, log10_theta_from_dilution
+from sedppl.model.forward import (MAS_IN_RAD, dilution_mag, forward_model, in_blocks, log10_theta_from_dilution,
+                                  many_magnitudes)
 from sedppl.model.passbands import SURVEY_BANDS, synthetic_magnitude
 
 R_SUN_CM, PC_CM = 6.957e10, 3.0856775814913673e18
@@ -233,3 +234,24 @@ def test_model_vega_has_vega_system_colours_near_zero():
     mags = np.asarray(forward_model("phoenix", bands).surface_magnitudes(jnp.array([9600.0, 4.0, -0.5, 0.0, 3.1])))
     colours = np.diff(mags - np.array([REGISTRY[b].vega_mag for b in bands]))
     assert np.max(np.abs(colours)) < 0.05
+
+
+def test_many_magnitudes_in_blocks_are_the_vmapped_magnitudes():
+    fm = forward_model("phoenix")
+    rng = np.random.default_rng(5)
+    params = jnp.asarray(np.column_stack([rng.uniform(3500, 9000, 11), rng.uniform(4.0, 4.8, 11),
+                                          rng.uniform(-1.0, 0.3, 11), rng.uniform(0, 5, 11), rng.uniform(2.5, 5, 11)]),
+                         jnp.float32)
+    log10_theta = jnp.asarray(rng.uniform(-2, 0, 11), jnp.float32)
+    reference = np.asarray(jax.jit(jax.vmap(fm.magnitudes))(params, log10_theta))
+    for block in (4, 11, 4096):  # three blocks of 4 (one row repeated as padding); one block; one vmap
+        np.testing.assert_allclose(many_magnitudes(fm, params, log10_theta, block, 0), reference, atol=2e-5)
+    np.testing.assert_allclose(many_magnitudes(fm, params, 0.0), reference - np.asarray(dilution_mag(log10_theta))[:, None]
+                               + float(dilution_mag(0.0)), atol=1e-4)
+
+
+def test_in_blocks_keeps_every_row_in_order():
+    xs = {"a": jnp.arange(10.0), "b": jnp.arange(20.0).reshape(10, 2)}
+    one = lambda x: x["a"] * 100 + x["b"].sum()  # noqa: E731
+    for block in (3, 4, 5, 9, 10, 64):
+        np.testing.assert_array_equal(in_blocks(one, xs, block, whole=0), jax.vmap(one)(xs))
