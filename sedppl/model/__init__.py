@@ -13,6 +13,5 @@ from .surveys import SurveyNoise
 __all__ = [
     "LIBRARIES", "PARAMS", "REGISTRY", "SURVEY_BANDS", "Fitzpatrick99", "NoiseModel", "Prior", "PriorError",
     "SEDModel", "SurveyNoise", "dilution_mag", "fitzpatrick99", "forward_model", "load_library", "log_joint", "log_prior",
-    "many_magnitudes",
-    "scale_conditional", "scale_marginal_log_likelihood", "sed_model", "simulate_catalog", "total_sigma",
+    "many_magnitudes", "scale_conditional", "scale_marginal_log_likelihood", "sed_model", "simulate_catalog", "total_sigma",
 ]

@@ -41,11 +41,10 @@ from .hermite import regular_hermite, slope_weights, with_derivatives
 from .passbands import SURVEY_BANDS, Passbands, check_bands, filter_response, reference_convolution
 
 PARAMS: tuple[str, ...] = ("teff", "logg", "mh", "av", "rv")
-# Batches of more than WHOLE stars are evaluated BLOCK at a time (``in_blocks``): XLA's temporaries (~1.9 kB
-# a star on the fast path) then stay ~8 MB and are reused from the heap, where one vmap over 1e5 stars maps
-# ~186 MB of fresh pages at every call. Up to WHOLE stars one vmap is faster. The numbers are the same
-# either way (BENCHMARKS.md, "Forward model").
-BLOCK, WHOLE = 4096, 16384
+# Batches of more than ONE_VMAP_MAX stars are evaluated BLOCK at a time (``in_blocks``): XLA's temporaries
+# (~1.9 kB a star on the fast path) then stay ~8 MB and are reused from the heap, where one vmap over 1e5 stars
+# maps ~186 MB of fresh pages at every call. At 1e4 stars one vmap is faster (BENCHMARKS.md, "Forward model").
+BLOCK, ONE_VMAP_MAX = 4096, 16384
 MAS_IN_RAD = np.pi / (180.0 * 3600.0 * 1000.0)
 
 
@@ -282,28 +281,35 @@ class PhotometricForwardModel(_ForwardModel):
 ForwardModel = SpectralForwardModel | TabulatedForwardModel | PhotometricForwardModel
 
 
-def in_blocks(one, xs, block: int = BLOCK, whole: int = WHOLE):
-    """``jax.vmap(one)(xs)``; over more than ``whole`` rows, evaluated in equal blocks of at most ``block``
-    rows (the last padded with at most one repeated row per block, so that one program serves every
-    block): the same numbers in bounded memory."""
+def in_blocks(per_row, xs, block: int = BLOCK, one_vmap_max: int = ONE_VMAP_MAX):
+    """``jax.vmap(per_row)(xs)``, over more than ``one_vmap_max`` rows evaluated in equal blocks of at most
+    ``block`` rows (padded at the end with fewer repeated rows than there are blocks, so that one program
+    serves every block): the same numbers to float32 rounding, in bounded memory."""
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    if n <= max(block, whole):
-        return jax.vmap(one)(xs)
+    if n <= one_vmap_max:
+        return jax.vmap(per_row)(xs)
     count = -(-n // block)
     size = -(-n // count)
     padded = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x[: count * size - n]]), xs)
-    ys = jax.lax.map(one, padded, batch_size=size)
+    ys = jax.lax.map(per_row, padded, batch_size=size)
     return jax.tree_util.tree_map(lambda y: y[:n], ys)
 
 
 @eqx.filter_jit
-def many_magnitudes(forward: ForwardModel, params: Float[Array, "n 5"], log10_theta_mas: Float[Array, " n"] | float,
-                    block: int = BLOCK, whole: int = WHOLE) -> Float[Array, "n nb"]:
-    """``forward.magnitudes`` of n stars (``in_blocks``): the numbers of ``jax.vmap(forward.magnitudes)``,
-    faster and in bounded memory for large n."""
-    params = jnp.asarray(params)
-    log10_theta_mas = jnp.broadcast_to(jnp.asarray(log10_theta_mas, params.dtype), params.shape[:1])
-    return in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, whole)
+def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
+                    log10_theta_mas: Float[ArrayLike, " n"] | float, block: int = BLOCK,
+                    one_vmap_max: int = ONE_VMAP_MAX) -> Float[Array, "n nb"]:
+    """``forward.magnitudes`` of n stars (``in_blocks``): ``jax.vmap(forward.magnitudes)``'s numbers, faster
+    and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all."""
+    params = jnp.asarray(params, jnp.result_type(float))
+    if params.ndim != 2 or params.shape[1] != len(PARAMS):
+        raise ValueError(f"params must have shape (n, {len(PARAMS)}) with columns {PARAMS}, got {params.shape}")
+    log10_theta_mas = jnp.asarray(log10_theta_mas, params.dtype)
+    if log10_theta_mas.shape not in ((), params.shape[:1]):
+        raise ValueError(f"log10_theta_mas must be one number or one per star ({params.shape[0]},), "
+                         f"got shape {log10_theta_mas.shape}")
+    log10_theta_mas = jnp.broadcast_to(log10_theta_mas, params.shape[:1])
+    return in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, one_vmap_max)
 
 
 PATHS = ("fast", "spectral", "multilinear")

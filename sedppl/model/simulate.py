@@ -139,7 +139,8 @@ def _first_valid(draw, key: jax.Array, n: int, batch: int = 1024, rounds: int = 
 # Compiled once per model structure and batch shape (the model's arrays are arguments, its settings static),
 # so a second simulation under an equal model does not compile again. The programs stay in JAX's caches for
 # the process (a loop over thousands of priors keeps thousands; ``jax.clear_caches()`` drops them).
-# Stars are drawn ``forward.BLOCK`` at a time (``in_blocks``): the same draws in bounded memory.
+# Over ``forward.ONE_VMAP_MAX`` stars, drawn ``forward.BLOCK`` at a time (``in_blocks``): the same draws, in
+# bounded memory.
 @eqx.filter_jit
 def _survey_rows(model: SEDModel, noise: SurveyNoise, keys: jax.Array) -> dict[str, jax.Array]:
     return in_blocks(lambda k: survey_star(k, model, noise), keys)

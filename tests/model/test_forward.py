@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import node_table
-from sedppl.model.forward import (MAS_IN_RAD, dilution_mag, forward_model, in_blocks, log10_theta_from_dilution,
-                                  many_magnitudes)
+from sedppl.model.forward import (MAS_IN_RAD, ONE_VMAP_MAX, dilution_mag, forward_model, in_blocks,
+                                  log10_theta_from_dilution, many_magnitudes)
 from sedppl.model.passbands import SURVEY_BANDS, synthetic_magnitude
 
 R_SUN_CM, PC_CM = 6.957e10, 3.0856775814913673e18
@@ -244,14 +244,22 @@ def test_many_magnitudes_in_blocks_are_the_vmapped_magnitudes():
                          jnp.float32)
     log10_theta = jnp.asarray(rng.uniform(-2, 0, 11), jnp.float32)
     reference = np.asarray(jax.jit(jax.vmap(fm.magnitudes))(params, log10_theta))
-    for block in (4, 11, 4096):  # three blocks of 4 (one row repeated as padding); one block; one vmap
-        np.testing.assert_allclose(many_magnitudes(fm, params, log10_theta, block, 0), reference, atol=2e-5)
+    for block, one_vmap_max in ((4, 0), (11, 0), (4, 11)):  # 3 blocks of 4, one row repeated; one block; one vmap
+        np.testing.assert_allclose(many_magnitudes(fm, params, log10_theta, block, one_vmap_max), reference, atol=2e-5)
     np.testing.assert_allclose(many_magnitudes(fm, params, 0.0), reference - np.asarray(dilution_mag(log10_theta))[:, None]
                                + float(dilution_mag(0.0)), atol=1e-4)
+    np.testing.assert_allclose(many_magnitudes(fm, np.asarray(params).round().astype(int), -1.5)[:, 0],  # integer params
+                               many_magnitudes(fm, np.asarray(params).round(), -1.5)[:, 0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"params must have shape \(n, 5\).*\(11, 4\)"):
+        many_magnitudes(fm, params[:, :4], log10_theta)
+    with pytest.raises(ValueError, match=r"log10_theta_mas must be one number or one per star \(11,\), got shape \(10,\)"):
+        many_magnitudes(fm, params, log10_theta[:10])
 
 
-def test_in_blocks_keeps_every_row_in_order():
+def test_in_blocks_keeps_every_row_in_order_and_blocks_only_large_batches():
     xs = {"a": jnp.arange(10.0), "b": jnp.arange(20.0).reshape(10, 2)}
-    one = lambda x: x["a"] * 100 + x["b"].sum()  # noqa: E731
+    per_row = lambda x: x["a"] * 100 + x["b"].sum()  # noqa: E731
     for block in (3, 4, 5, 9, 10, 64):
-        np.testing.assert_array_equal(in_blocks(one, xs, block, whole=0), jax.vmap(one)(xs))
+        np.testing.assert_array_equal(in_blocks(per_row, xs, block, one_vmap_max=0), jax.vmap(per_row)(xs))
+    scans = lambda n: "scan" in str(jax.make_jaxpr(lambda x: in_blocks(jnp.sin, x))(jnp.zeros(n)))  # noqa: E731
+    assert not scans(ONE_VMAP_MAX) and scans(ONE_VMAP_MAX + 1)
