@@ -6,8 +6,8 @@ Prints one Markdown table row per measurement (paste into BENCHMARKS.md) and
 writes benchmarks/results/forward.json. Times exclude compilation; each number
 is the median of --repeats runs on a batch of prior draws inside the grid. The
 forward model is timed twice: ``jit(vmap(magnitudes))`` on the whole batch (as
-the filing code of issue 22 was) and ``many_magnitudes`` (blocks of ``BLOCK`` stars
-beyond ``ONE_VMAP_MAX``).
+the filing code of issue 22 was) and ``many_magnitudes`` (in blocks beyond
+``forward.block_sizes()``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sedppl.model.forward import BLOCK, ONE_VMAP_MAX, PARAMS, many_magnitudes
+from sedppl.model.forward import PARAMS, block_sizes, many_magnitudes
 from sedppl.model.generative import log_joint, sed_model
 from sedppl.model.simulate import NoiseModel, prior_predictive
 
@@ -75,7 +75,8 @@ def main() -> None:
         results.append({
             "date": date.today().isoformat(), "machine": machine, "library": args.library, "path": path,
             "bands": nb, "batch": batch, "forward_evals_per_s": batch / t_fwd,
-            "forward_in_blocks_evals_per_s": batch / t_blocks, "block": BLOCK if batch > ONE_VMAP_MAX else None,
+            "forward_in_blocks_evals_per_s": batch / t_blocks,
+            "block": block_sizes()[0] if batch > block_sizes()[1] else None,
             "logdensity_grad_evals_per_s": batch / t_grad,
         })
     out = Path(__file__).parent / "results"

@@ -41,10 +41,13 @@ from .hermite import regular_hermite, slope_weights, with_derivatives
 from .passbands import SURVEY_BANDS, Passbands, check_bands, filter_response, reference_convolution
 
 PARAMS: tuple[str, ...] = ("teff", "logg", "mh", "av", "rv")
-# Batches of more than ONE_VMAP_MAX stars are evaluated BLOCK at a time (``in_blocks``): XLA's temporaries
-# (~1.9 kB a star on the fast path) then stay ~8 MB and are reused from the heap, where one vmap over 1e5 stars
-# maps ~186 MB of fresh pages at every call. At 1e4 stars one vmap is faster (BENCHMARKS.md, "Forward model").
+# On a CPU, batches of more than ONE_VMAP_MAX stars are evaluated BLOCK at a time (``vmap_in_blocks``): XLA's
+# temporaries (~1.9 kB a star on the fast path) then stay ~8 MB and are reused from the heap, where one vmap
+# over 1e5 stars maps ~186 MB of fresh pages at every call. At 1e4 stars one vmap is faster (BENCHMARKS.md,
+# "Forward model"). An accelerator needs large batches to fill it: there one vmap takes up to
+# ACCELERATOR_VMAP_MAX stars (~2 GB of temporaries; other sizes not measured).
 BLOCK, ONE_VMAP_MAX = 4096, 16384
+ACCELERATOR_VMAP_MAX = 2**20
 MAS_IN_RAD = np.pi / (180.0 * 3600.0 * 1000.0)
 
 
@@ -281,10 +284,21 @@ class PhotometricForwardModel(_ForwardModel):
 ForwardModel = SpectralForwardModel | TabulatedForwardModel | PhotometricForwardModel
 
 
-def in_blocks(per_row, xs, block: int = BLOCK, one_vmap_max: int = ONE_VMAP_MAX):
+def block_sizes() -> tuple[int, int]:
+    """(block, one_vmap_max) for the default backend: ``vmap_in_blocks``' defaults."""
+    if jax.default_backend() == "cpu":
+        return BLOCK, ONE_VMAP_MAX
+    return ACCELERATOR_VMAP_MAX, ACCELERATOR_VMAP_MAX
+
+
+def vmap_in_blocks(per_row, xs, block: int | None = None, one_vmap_max: int | None = None):
     """``jax.vmap(per_row)(xs)``, over more than ``one_vmap_max`` rows evaluated in equal blocks of at most
     ``block`` rows (padded at the end with fewer repeated rows than there are blocks, so that one program
-    serves every block): the same numbers to float32 rounding, in bounded memory."""
+    serves every block): the same numbers to float32 rounding, in bounded memory. Sizes default to
+    ``block_sizes()``."""
+    default_block, default_max = block_sizes()
+    block = default_block if block is None else block
+    one_vmap_max = default_max if one_vmap_max is None else one_vmap_max
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if n <= one_vmap_max:
         return jax.vmap(per_row)(xs)
@@ -297,10 +311,10 @@ def in_blocks(per_row, xs, block: int = BLOCK, one_vmap_max: int = ONE_VMAP_MAX)
 
 @eqx.filter_jit
 def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
-                    log10_theta_mas: Float[ArrayLike, " n"] | float, block: int = BLOCK,
-                    one_vmap_max: int = ONE_VMAP_MAX) -> Float[Array, "n nb"]:
-    """``forward.magnitudes`` of n stars (``in_blocks``): ``jax.vmap(forward.magnitudes)``'s numbers, faster
-    and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all."""
+                    log10_theta_mas: Float[ArrayLike, " n"] | float, block: int | None = None,
+                    one_vmap_max: int | None = None) -> Float[Array, "n nb"]:
+    """``forward.magnitudes`` of n stars (``vmap_in_blocks``): ``jax.vmap(forward.magnitudes)``'s numbers,
+    faster and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all."""
     params = jnp.asarray(params, jnp.result_type(float))
     if params.ndim != 2 or params.shape[1] != len(PARAMS):
         raise ValueError(f"params must have shape (n, {len(PARAMS)}) with columns {PARAMS}, got {params.shape}")
@@ -309,7 +323,7 @@ def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
         raise ValueError(f"log10_theta_mas must be one number or one per star ({params.shape[0]},), "
                          f"got shape {log10_theta_mas.shape}")
     log10_theta_mas = jnp.broadcast_to(log10_theta_mas, params.shape[:1])
-    return in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, one_vmap_max)
+    return vmap_in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, one_vmap_max)
 
 
 PATHS = ("fast", "spectral", "multilinear")

@@ -31,7 +31,7 @@ from numpyro.infer import Predictive
 
 from .astrometry import GAIA_DR3_PARALLAX_ZERO_POINT, AstrometricPrior, sample_mass_and_distance_prior, size_and_distance
 from .corrections import correction_name
-from .forward import PARAMS, dilution_mag, in_blocks
+from .forward import PARAMS, dilution_mag, vmap_in_blocks
 from .generative import SEDModel, stack_params
 from .priors import SCALE
 from .surveys import SurveyNoise
@@ -139,11 +139,11 @@ def _first_valid(draw, key: jax.Array, n: int, batch: int = 1024, rounds: int = 
 # Compiled once per model structure and batch shape (the model's arrays are arguments, its settings static),
 # so a second simulation under an equal model does not compile again. The programs stay in JAX's caches for
 # the process (a loop over thousands of priors keeps thousands; ``jax.clear_caches()`` drops them).
-# Over ``forward.ONE_VMAP_MAX`` stars, drawn ``forward.BLOCK`` at a time (``in_blocks``): the same draws, in
-# bounded memory.
+# Large batches are drawn in blocks (``forward.vmap_in_blocks``): the same draws (to float32 rounding)
+# in bounded memory.
 @eqx.filter_jit
 def _survey_rows(model: SEDModel, noise: SurveyNoise, keys: jax.Array) -> dict[str, jax.Array]:
-    return in_blocks(lambda k: survey_star(k, model, noise), keys)
+    return vmap_in_blocks(lambda k: survey_star(k, model, noise), keys)
 
 
 @eqx.filter_jit
@@ -153,7 +153,7 @@ def _prior_rows(model: SEDModel, keys: jax.Array, err: jax.Array, mask: jax.Arra
         sample["ok"] = model.forward.in_grid(stack_params(sample))
         return sample
 
-    return in_blocks(lambda row: one(*row), (keys, err, mask))
+    return vmap_in_blocks(lambda row: one(*row), (keys, err, mask))
 
 
 def noise_settings(noise: NoiseModel | SurveyNoise) -> dict:
