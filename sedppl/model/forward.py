@@ -309,12 +309,13 @@ def vmap_in_blocks(per_row, xs, block: int | None = None, one_vmap_max: int | No
     return jax.tree_util.tree_map(lambda y: y[:n], ys)
 
 
-@eqx.filter_jit
 def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
                     log10_theta_mas: Float[ArrayLike, " n"] | float, block: int | None = None,
                     one_vmap_max: int | None = None) -> Float[Array, "n nb"]:
     """``forward.magnitudes`` of n stars (``vmap_in_blocks``): ``jax.vmap(forward.magnitudes)``'s numbers,
-    faster and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all."""
+    faster and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all. Shapes are
+    checked, and a non-finite input is refused naming its star (row) and column: call it outside jit
+    (``vmap_in_blocks`` is the traceable part)."""
     params = jnp.asarray(params, jnp.result_type(float))
     if params.ndim != 2 or params.shape[1] != len(PARAMS):
         raise ValueError(f"params must have shape (n, {len(PARAMS)}) with columns {PARAMS}, got {params.shape}")
@@ -323,6 +324,17 @@ def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
         raise ValueError(f"log10_theta_mas must be one number or one per star ({params.shape[0]},), "
                          f"got shape {log10_theta_mas.shape}")
     log10_theta_mas = jnp.broadcast_to(log10_theta_mas, params.shape[:1])
+    columns = np.column_stack([np.asarray(params), np.asarray(log10_theta_mas)])
+    bad = np.argwhere(~np.isfinite(columns))
+    if bad.size:
+        names = PARAMS + ("log10_theta_mas",)
+        where = ", ".join(f"row {i} {names[j]}" for i, j in bad[:5])
+        raise ValueError(f"{len(bad)} non-finite input value(s): {where}{' ...' if len(bad) > 5 else ''}")
+    return _many_magnitudes(forward, params, log10_theta_mas, block, one_vmap_max)
+
+
+@eqx.filter_jit
+def _many_magnitudes(forward: ForwardModel, params, log10_theta_mas, block, one_vmap_max):
     return vmap_in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, one_vmap_max)
 
 

@@ -254,6 +254,8 @@ def test_many_magnitudes_in_blocks_are_the_vmapped_magnitudes():
         many_magnitudes(fm, params[:, :4], log10_theta)
     with pytest.raises(ValueError, match=r"log10_theta_mas must be one number or one per star \(11,\), got .*\(10,\)"):
         many_magnitudes(fm, params, log10_theta[:10])
+    with pytest.raises(ValueError, match=r"2 non-finite input value\(s\): row 3 teff, row 7 log10_theta_mas"):
+        many_magnitudes(fm, params.at[3, 0].set(jnp.nan), log10_theta.at[7].set(jnp.inf))
 
 
 def test_vmap_in_blocks_keeps_every_row_in_order_and_blocks_only_large_batches():
