@@ -80,7 +80,7 @@ class Grid(eqx.Module):
 
     def locate(self, teff: ArrayLike, logg: ArrayLike, mh: ArrayLike):
         """Lower cell index, fractional position in the cell, and validity of one point."""
-        point = (jnp.log10(teff), jnp.asarray(logg), jnp.asarray(mh))
+        point = (jnp.log10(jnp.maximum(teff, 1.0)), jnp.asarray(logg), jnp.asarray(mh))  # finite at teff <= 0 (outside)
         index, frac, inside = [], [], []
         for x, nodes in zip(point, self.axes):
             i = jnp.clip(jnp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)

@@ -314,8 +314,9 @@ def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
                     one_vmap_max: int | None = None) -> Float[Array, "n nb"]:
     """``forward.magnitudes`` of n stars (``vmap_in_blocks``): ``jax.vmap(forward.magnitudes)``'s numbers,
     faster and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all. Shapes are
-    checked, and a non-finite input is refused naming its star (row) and column: call it outside jit
-    (``vmap_in_blocks`` is the traceable part)."""
+    checked, and a non-finite input, a teff <= 0 K or an A_V or R_V outside ``forward.extinction_domain()``
+    is refused naming its star (row) and column: call it outside jit (``vmap_in_blocks`` is the traceable
+    part)."""
     params = jnp.asarray(params, jnp.result_type(float))
     if params.ndim != 2 or params.shape[1] != len(PARAMS):
         raise ValueError(f"params must have shape (n, {len(PARAMS)}) with columns {PARAMS}, got {params.shape}")
@@ -325,11 +326,23 @@ def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
                          f"got shape {log10_theta_mas.shape}")
     log10_theta_mas = jnp.broadcast_to(log10_theta_mas, params.shape[:1])
     columns = np.column_stack([np.asarray(params), np.asarray(log10_theta_mas)])
+    names = PARAMS + ("log10_theta_mas",)
     bad = np.argwhere(~np.isfinite(columns))
     if bad.size:
-        names = PARAMS + ("log10_theta_mas",)
         where = ", ".join(f"row {i} {names[j]}" for i, j in bad[:5])
         raise ValueError(f"{len(bad)} non-finite input value(s): {where}{' ...' if len(bad) > 5 else ''}")
+    domain = forward.extinction_domain()
+    outside = []
+    for name in ("teff", "av", "rv"):
+        value = columns[:, PARAMS.index(name)]
+        lo, hi = domain.get(name, (-np.inf, np.inf))
+        inside = (value >= lo) & (value <= hi) & ((value > 0) if name in ("teff", "rv") else True)
+        outside += [(i, name, value[i]) for i in np.flatnonzero(~inside)]
+    if outside:
+        ranges = ", ".join(f"{name} in [{lo:g}, {hi:g}]" for name, (lo, hi) in domain.items())
+        where = ", ".join(f"row {i} {name}={value:g}" for i, name, value in sorted(outside)[:5])
+        raise ValueError(f"{len(outside)} value(s) outside the forward model's domain (teff > 0 K, rv > 0, {ranges}): "
+                         f"{where}{' ...' if len(outside) > 5 else ''}")
     return _many_magnitudes(forward, params, log10_theta_mas, block, one_vmap_max)
 
 

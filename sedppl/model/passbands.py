@@ -106,7 +106,11 @@ SURVEY_BANDS: tuple[str, ...] = tuple(b for b in REGISTRY if b != "bessell_v")
 
 def check_bands(bands) -> tuple[str, ...]:
     """Validate band names against the registry; return them as a tuple."""
+    if isinstance(bands, str):
+        raise TypeError(f"bands must be a sequence of band names, not the string {bands!r} (write ({bands!r},))")
     bands = tuple(bands)
+    if not bands:
+        raise ValueError("need at least one band")
     unknown = [b for b in bands if b not in REGISTRY]
     if unknown:
         raise KeyError(f"Unknown band(s) {unknown}; known bands: {', '.join(REGISTRY)}")

@@ -47,6 +47,10 @@ class NoiseModel:
     min_bands: int = 3
 
     def __post_init__(self):
+        if isinstance(self.min_bands, bool) or not isinstance(self.min_bands, (int, np.integer)) or self.min_bands < 1:
+            raise ValueError(f"min_bands must be a whole number >= 1, got {self.min_bands!r}")
+        if not (np.isfinite(self.err_min) and np.isfinite(self.err_max)):
+            raise ValueError(f"err_min and err_max must be finite, got {self.err_min}, {self.err_max}")
         if not 0 < self.err_min <= self.err_max:
             raise ValueError(f"need 0 < err_min <= err_max, got {self.err_min}, {self.err_max}")
         if not 0 <= self.p_missing < 1:

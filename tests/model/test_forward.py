@@ -256,6 +256,14 @@ def test_many_magnitudes_in_blocks_are_the_vmapped_magnitudes():
         many_magnitudes(fm, params, log10_theta[:10])
     with pytest.raises(ValueError, match=r"2 non-finite input value\(s\): row 3 teff, row 7 log10_theta_mas"):
         many_magnitudes(fm, params.at[3, 0].set(jnp.nan), log10_theta.at[7].set(jnp.inf))
+    # finite but outside the model: a log of teff <= 0, A_V or R_V beyond the tables (held at the edge there)
+    with pytest.raises(ValueError, match=r"3 value\(s\) outside .*: row 2 teff=-5000, row 4 av=25, row 6 rv=1\b"):
+        many_magnitudes(fm, params.at[2, 0].set(-5000.0).at[4, 3].set(25.0).at[6, 4].set(1.0), log10_theta)
+    assert fm.extinction_domain() == {"av": (0.0, 20.0), "rv": (2.0, 6.0)}
+    spectral = forward_model("phoenix", ("gaia_g",), path="spectral")  # R_V = 0 divides by zero in Fitzpatrick99
+    with pytest.raises(ValueError, match=r"row 0 rv=0\b"):
+        many_magnitudes(spectral, params[:1].at[0, 4].set(0.0), 0.0)
+    assert np.all(np.isfinite(fm.magnitudes(params[0].at[0].set(-5000.0), 0.0)))  # unchecked, still finite
 
 
 def test_vmap_in_blocks_keeps_every_row_in_order_and_blocks_only_large_batches():

@@ -123,3 +123,14 @@ def test_unconstrained_space_maps_above_the_gravity_floor():
     logp, grad = jax.vmap(jax.value_and_grad(lambda v: -info.potential_fn(v)))(z)
     assert np.all(np.isfinite(np.asarray(logp)[valid]))
     assert all(np.all(np.isfinite(np.asarray(g)[valid])) for g in grad.values())
+
+
+def test_ideal_noise_model_refuses_settings_it_cannot_simulate():
+    """As ``SurveyNoise`` does: a band count that is not a whole number >= 1 (0 once failed inside JAX, -2
+    silently changed the missing-band rate) and an infinite error (once a misleading non-finite-magnitudes error)."""
+    for bad in ({"min_bands": 0}, {"min_bands": -2}, {"min_bands": 2.5}, {"min_bands": True}):
+        with pytest.raises(ValueError, match="min_bands must be a whole number >= 1"):
+            NoiseModel(**bad)
+    with pytest.raises(ValueError, match="must be finite"):
+        NoiseModel(err_max=np.inf)
+    assert NoiseModel(min_bands=np.int64(4)).min_bands == 4

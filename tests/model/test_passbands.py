@@ -22,6 +22,10 @@ def test_unknown_band_is_named():
     with pytest.raises(ValueError, match="Duplicate band names"):
         pb.check_bands(["gaia_g", "2mass_j", "gaia_g"])
     assert pb.check_bands(["2mass_j", "gaia_g"]) == ("2mass_j", "gaia_g")
+    with pytest.raises(ValueError, match="at least one band"):
+        pb.check_bands(())
+    with pytest.raises(TypeError, match="not the string 'gaia_g'"):  # not six one-letter bands
+        pb.check_bands("gaia_g")
     assert "bessell_v" in pb.REGISTRY and "bessell_v" not in pb.SURVEY_BANDS  # a calibration band, not a survey's
 
 
