@@ -221,6 +221,13 @@ def read_catalog(source, bands=None, min_bands: int = MIN_BANDS) -> Catalog:
     n_present = mask.sum(axis=1)
     for i in np.nonzero(n_present < min_bands)[0]:
         problems[i].append(f"only {n_present[i]} usable band(s), need at least {min_bands}")
+    for name, (lo, hi) in ASTROMETRIC_RANGES.items():  # read here so that a bad cell flags its star, not the fit
+        if name in table.colnames:
+            values, unreadable = _float_column(table, name)
+            for i, message in unreadable.items():
+                problems[i].append(message)
+            for i in np.flatnonzero(np.isfinite(values) & ((values < lo) | (values > hi))):
+                problems[i].append(f"{name}={values[i]:g} outside [{lo:g}, {hi:g}]")
     flags = np.array(["; ".join(p) for p in problems], dtype=object).astype(str)
     used = {"id"} | {c for b in present_bands for c in (b, f"{b}_err")}
     extra = table[[c for c in table.colnames if c not in used]] if len(table.colnames) > len(used) else Table()
@@ -228,6 +235,9 @@ def read_catalog(source, bands=None, min_bands: int = MIN_BANDS) -> Catalog:
 
 
 ASTROMETRIC_COLUMNS = ("parallax", "parallax_error", "ra", "dec")
+# mas, mas, deg, deg: what flags a star (an ra wraps; a missing or non-positive parallax error: fitted without one)
+ASTROMETRIC_RANGES = {"parallax": (-np.inf, np.inf), "parallax_error": (-np.inf, np.inf), "ra": (-np.inf, np.inf),
+                      "dec": (-90.0, 90.0)}
 
 
 def catalog_astrometry(catalog: Catalog, zero_point: float, dust_map: str | None) -> np.ndarray | None:
@@ -235,7 +245,8 @@ def catalog_astrometry(catalog: Catalog, zero_point: float, dust_map: str | None
     ``parallax_error`` [mas], ``ra`` and ``dec`` [deg] columns, or None if it has no parallax column.
 
     A star whose parallax or error is missing, or whose error is not positive, is fitted without one
-    (NaN); a column that is not numeric is an error naming it. A ``parallax`` column without
+    (NaN); a cell that is not a number, or a dec beyond +-90, flags its star in ``read_catalog``
+    (an unflagged one here is an error naming it). A ``parallax`` column without
     ``parallax_error`` is not used (with a warning).
     """
     import warnings
@@ -253,6 +264,7 @@ def catalog_astrometry(catalog: Catalog, zero_point: float, dust_map: str | None
     for name in ASTROMETRIC_COLUMNS:
         if name in names:
             values[name], bad = _float_column(catalog.extra, name)
+            bad = {i: message for i, message in bad.items() if catalog.flags[i] == ""}  # flagged: not fitted
             if bad:
                 i, message = next(iter(bad.items()))
                 raise CatalogError(f"star {str(catalog.ids[i])!r}: {message}")

@@ -65,6 +65,8 @@ def test_nan_and_empty_cells_mean_absent(tmp_path):
         ({"wise_w1": [8.5, np.inf, 10.5]}, "b", "wise_w1: infinite magnitude"),
         ({"gaia_g": [np.nan, 11.0, 12.0]}, "a", "only 2 usable band(s)"),
         ({"gaia_g": ["10.0", "eleven", "12"]}, "b", "gaia_g: cannot read 'eleven' as a number"),
+        ({"parallax": ["1.2", "abc", ""], "parallax_error": [0.1] * 3}, "b", "parallax: cannot read 'abc' as a number"),
+        ({"dec": [0.0, 0.0, -95.0]}, "c", "dec=-95 outside [-90, 90]"),
     ],
 )
 def test_bad_rows_flag_the_star_and_the_rest_goes_on(changes, star, words):

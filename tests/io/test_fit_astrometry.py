@@ -1,6 +1,8 @@
 """A catalogue with parallaxes and positions: read into astrometric vectors, fitted by npe-is with the
 parallax as a change of target, radius and distance reported; plain npe says it ignored them."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -81,8 +83,13 @@ def test_catalog_astrometry_columns():
     assert np.isnan(plane[0, 2]) and np.isfinite(plane[1, 2])  # no map value within 5 deg of the plane
     with pytest.warns(UserWarning, match="no 'parallax_error'"):
         assert catalog_astrometry(_catalog(parallax=[1.0, 2.0, 3.0]), 0.0, None) is None
-    with pytest.raises(CatalogError, match="star 'b': parallax: cannot read 'x'"):
-        catalog_astrometry(_catalog(parallax=["1", "x", "2"], parallax_error=[0.1] * 3), 0.0, None)
+    unreadable = _catalog(parallax=["1", "x", "2"], parallax_error=[0.1] * 3)  # the star is flagged, the rest goes on
+    assert list(unreadable.flags) == ["", "parallax: cannot read 'x' as a number", ""]
+    assert np.isnan(catalog_astrometry(unreadable, 0.0, None)[1, 0])
+    with pytest.raises(CatalogError, match="star 'b': parallax: cannot read 'x'"):  # unless someone unflags it
+        catalog_astrometry(dataclasses.replace(unreadable, flags=np.array([""] * 3)), 0.0, None)
+    off_sky = _catalog(parallax=[1.0] * 3, parallax_error=[0.1] * 3, ra=[10.0, -10.0, 10.0], dec=[-95.0, 0.0, 90.0])
+    assert list(off_sky.flags) == ["dec=-95 outside [-90, 90]", "", ""]  # an ra wraps
     with pytest.raises(CatalogError, match="'ra' and 'dec'"):
         catalog_astrometry(_catalog(parallax=[1.0] * 3, parallax_error=[0.1] * 3, ra=[1.0] * 3), 0.0, "SFD")
 
