@@ -222,7 +222,7 @@ def read_catalog(source, bands=None, min_bands: int = MIN_BANDS) -> Catalog:
     for i in np.nonzero(n_present < min_bands)[0]:
         problems[i].append(f"only {n_present[i]} usable band(s), need at least {min_bands}")
     for name, (lo, hi) in ASTROMETRIC_RANGES.items():  # read here so that a bad cell flags its star, not the fit
-        if name in table.colnames:
+        if "parallax" in table.colnames and name in table.colnames:  # without a parallax they are not used
             values, unreadable = _float_column(table, name)
             for i, message in unreadable.items():
                 problems[i].append(message)
@@ -245,7 +245,8 @@ def catalog_astrometry(catalog: Catalog, zero_point: float, dust_map: str | None
     ``parallax_error`` [mas], ``ra`` and ``dec`` [deg] columns, or None if it has no parallax column.
 
     A star whose parallax or error is missing, or whose error is not positive, is fitted without one
-    (NaN); a cell that is not a number, or a dec beyond +-90, flags its star in ``read_catalog``
+    (NaN); in a catalogue with parallaxes, a cell that is not a number, or a dec beyond +-90, flags its
+    star in ``read_catalog``
     (an unflagged one here is an error naming it). A ``parallax`` column without
     ``parallax_error`` is not used (with a warning).
     """

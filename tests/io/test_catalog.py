@@ -66,7 +66,7 @@ def test_nan_and_empty_cells_mean_absent(tmp_path):
         ({"gaia_g": [np.nan, 11.0, 12.0]}, "a", "only 2 usable band(s)"),
         ({"gaia_g": ["10.0", "eleven", "12"]}, "b", "gaia_g: cannot read 'eleven' as a number"),
         ({"parallax": ["1.2", "abc", ""], "parallax_error": [0.1] * 3}, "b", "parallax: cannot read 'abc' as a number"),
-        ({"dec": [0.0, 0.0, -95.0]}, "c", "dec=-95 outside [-90, 90]"),
+        ({"dec": [0.0, 0.0, -95.0], "parallax": [1.0] * 3, "parallax_error": [0.1] * 3}, "c", "dec=-95 outside [-90, 90]"),
     ],
 )
 def test_bad_rows_flag_the_star_and_the_rest_goes_on(changes, star, words):
@@ -75,6 +75,12 @@ def test_bad_rows_flag_the_star_and_the_rest_goes_on(changes, star, words):
     assert words in flagged[star]
     assert sum(bool(f) for f in cat.flags) == 1
     assert any(star in line and words in line for line in cat.flag_report())
+
+
+def test_positions_are_not_read_without_parallaxes():
+    """Only a catalogue with parallaxes uses ra and dec (the dust map): without one, sexagesimal text is carried."""
+    cat = read_catalog(_table(ra=["10:00:01", "11:00:00", "12:00:00"], dec=["-95", "+10:00:00", "0"]))
+    assert cat.usable.all()
 
 
 def test_whole_file_problems_raise_with_names(tmp_path):
