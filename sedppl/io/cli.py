@@ -175,7 +175,15 @@ def _cmd_ingest(args) -> int:
 
 def _cmd_check(args) -> int:
     from .catalog import read_catalog
+    from .partitions import check_dataset, is_partitioned
 
+    if is_partitioned(args.catalog):
+        found = check_dataset(args.catalog, bands=args.bands)
+        print(f"{args.catalog}: {found.files} partition(s), {found.stars} stars, bands {', '.join(found.bands)}")
+        print(f"usable: {found.usable}, flagged: {found.stars - found.usable}")
+        for line in found.flag_report:
+            print("  " + line)
+        return 0
     catalog = read_catalog(args.catalog, bands=args.bands)
     print(f"{args.catalog}: {len(catalog)} stars, bands {', '.join(catalog.bands)}")
     print(f"usable: {int(catalog.usable.sum())}, flagged: {int((~catalog.usable).sum())}")
@@ -400,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output catalog (.parquet, .csv, .ecsv or .fits)")
     p.set_defaults(func=_cmd_ingest)
 
-    p = sub.add_parser("check", help="read a catalog and report flagged stars")
+    p = sub.add_parser("check", help="read a catalog (a file, or a folder of Parquet partitions) and report flagged stars")
     p.add_argument("catalog", type=Path)
     p.add_argument("--bands", nargs="+", metavar="BAND")
     p.set_defaults(func=_cmd_check)

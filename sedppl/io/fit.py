@@ -759,15 +759,18 @@ def _summary(catalog: Catalog, fitted, result: _Fitted, method: str, has_paralla
 
 
 def _unfitted_summary(catalog: Catalog, method: str) -> Table:
-    """The summary of a catalogue with no usable star: id, method, bands, why each row was not fitted, and
-    the input columns; every fitted quantity is absent (NaN), nothing is trusted."""
+    """The summary of a catalogue with no usable star: the columns of any fit's summary (``_summary``), with
+    why each row was not fitted; every fitted quantity is absent (NaN, -1), nothing is trusted."""
     n = len(catalog)
     cols = {"id": catalog.ids, "method": np.full(n, method), "n_bands": catalog.n_bands}
     for p in REPORTED:
         for name in ("median", "p16", "p84"):
             cols[f"{p}_{name}"] = np.full(n, np.nan)
-    cols |= {"seconds": np.zeros(n), "flag": np.array([f"input: {f}" for f in catalog.flags]),
-             "retried": np.zeros(n, bool), "trusted": np.zeros(n, bool)}
+    verdicts = verdict_columns([], n, [])
+    cols |= {name: verdicts.pop(name) for name in DIAGNOSTICS}
+    cols |= {"seconds": np.zeros(n), "flag": np.array([f"input: {f}" for f in catalog.flags], dtype=str),
+             "retried": verdicts["retried"], "trusted": verdicts["trusted"]}
+    cols |= {name: summary_column(name, [], n, []) for name in ("chi2", "chi2_p")}  # every method's
     for j, band in enumerate(catalog.bands):
         cols[band], cols[f"{band}_err"] = catalog.mag[:, j], catalog.err[:, j]
     for name in catalog.extra.colnames:

@@ -206,6 +206,40 @@ def read_unit(unit: Unit, bands=None) -> Catalog:
         raise CatalogError(f"partition {unit.path}, rows {unit.start}-{unit.stop - 1}: {err}") from err
 
 
+@dataclass
+class DatasetCheck:
+    """What ``check_dataset`` found: the stars, the usable ones, and one line per flagged star."""
+
+    files: int
+    bands: tuple[str, ...]
+    stars: int
+    usable: int
+    flag_report: list[str]
+
+
+def check_dataset(source, bands=None, chunk: int = 100_000) -> DatasetCheck:
+    """``read_catalog``'s checks over a partitioned dataset (``sedppl check`` on a folder), one chunk of
+    ``chunk`` rows at a time so that a catalogue beyond memory can be checked: every partition has the
+    same band columns, ids are unique across them, and each flagged star is reported as
+    ``"<partition>: star 'id': why"``. A problem with a whole partition raises ``CatalogError`` naming it."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    files = partition_files(source)
+    bands = tuple(bands) if bands is not None else dataset_bands(files)
+    units = plan(files, chunk)
+    if is_hats(source):
+        check_hats_rows(source, units)
+    check_unique_ids(files)
+    stars = usable = 0
+    report = []
+    for unit in units:
+        catalog = read_unit(unit, bands)
+        stars += len(catalog)
+        usable += int(catalog.usable.sum())
+        report += [f"{Path(unit.path).name}: {line}" for line in catalog.flag_report()]
+    return DatasetCheck(len(files), bands, stars, usable, report)
+
+
 _FITTERS: dict[bytes, object] = {}  # per process (a Dask worker): the fits built so far, by settings
 MAX_FITTERS = 4  # fits kept per process; the oldest goes first
 

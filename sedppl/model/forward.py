@@ -73,6 +73,9 @@ class _ForwardModel(eqx.Module):
 
     def magnitudes(self, params: Float[Array, " 5"], log10_theta_mas: ArrayLike) -> Float[Array, " nb"]:
         """Observed magnitudes of a star of angular diameter 10**log10_theta_mas mas."""
+        if jnp.shape(params) != (len(PARAMS),):  # static: JAX would clamp a missing column's index silently
+            raise ValueError(f"params of one star must have shape ({len(PARAMS)},) with columns {PARAMS}, "
+                             f"got {jnp.shape(params)} (many stars: many_magnitudes or jax.vmap)")
         return self.surface_magnitudes(params) + dilution_mag(log10_theta_mas)
 
     def in_grid(self, params: Float[Array, " 5"]) -> Bool[Array, ""]:

@@ -171,8 +171,12 @@ def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel 
     ``noise``: ``surveys.SurveyNoise`` (the default, as the default NPE model was trained: errors,
     detection and footprint from the star's magnitudes) or ``NoiseModel`` (idealised: errors and
     missing bands drawn blind to the star)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be a whole number of stars, got {n!r}")
     if n < 1:
         raise ValueError(f"need at least one star, got n={n}")
+    if not isinstance(noise, (NoiseModel, SurveyNoise)):
+        raise TypeError(f"noise must be a simulate.NoiseModel or a surveys.SurveyNoise, got {noise!r}")
     k_noise, k_draw = jax.random.split(key)
     if isinstance(noise, SurveyNoise):
         sample = survey_predictive(k_draw, model, noise, n)

@@ -218,3 +218,7 @@ def test_a_catalogue_without_usable_stars_still_writes_their_flags(tmp_path, cap
     summary = FitResult.read(tmp_path / "o").summary
     assert list(summary["id"]) == ["a", "b"] and not summary["trusted"].any()
     assert "2mass_j_err=-1.0" in summary["flag"][0] and list(summary["note"]) == ["x", "y"]
+    from sedppl.io.columns import DIAGNOSTICS
+
+    assert {"chi2", "chi2_p", *DIAGNOSTICS} <= set(summary.colnames)  # a fit's columns, every number absent
+    assert np.isnan(summary["chi2"]).all() and np.isnan(summary["rhat_max"]).all() and (summary["n_divergent"] == -1).all()

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from astropy.table import Table, vstack
 
-from sedppl.io.catalog import CatalogError, write_table
+from sedppl.io.catalog import CatalogError, read_catalog, write_table
 from sedppl.io.cli import main
 from sedppl.io.fit import FitResult, fit_catalog
-from sedppl.io.partitions import check_hats_rows, check_unique_ids, dataset_bands, partition_catalog, partition_files, plan
+from sedppl.io.partitions import (check_dataset, check_hats_rows, check_unique_ids, dataset_bands, partition_catalog,
+                                   partition_files, plan)
 from sedppl.io.run import RunFolderError
 from sedppl.model.generative import sed_model
 from sedppl.model.simulate import simulate_catalog
@@ -128,6 +129,33 @@ def test_partitions_must_share_their_bands_and_have_ids(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatalogError, match="holds no Parquet files"):
         partition_files(tmp_path / "empty")
+
+
+def test_a_dataset_is_checked_chunk_by_chunk_like_one_catalogue(stars, tmp_path, capsys):
+    table = Table.read(stars)
+    table["gaia_g_err"][7] = -0.1  # flags star 7 (its band), in the second partition
+    table["2mass_j"][2] = np.nan
+    table["2mass_j_err"][2] = 0.02  # an error without a magnitude: flagged
+    write_table(table, tmp_path / "flagged.parquet")
+    partition_catalog(tmp_path / "flagged.parquet", 6, tmp_path / "parts")
+    one = read_catalog(tmp_path / "flagged.parquet")
+    found = check_dataset(tmp_path / "parts", chunk=4)
+    assert (found.files, found.stars, found.usable, found.bands) == (2, 10, int(one.usable.sum()), one.bands)
+    expected = [f"{'part-000000' if k < 6 else 'part-000001'}.parquet: {line}"
+                for k, line in zip(np.flatnonzero(~one.usable), one.flag_report())]
+    assert found.flag_report == expected and len(expected) >= 1
+    assert main(["check", str(tmp_path / "parts")]) == 0
+    out = capsys.readouterr().out
+    assert "2 partition(s), 10 stars" in out and f"flagged: {10 - found.usable}" in out
+    assert all(line in out for line in expected)
+    write_table(table[:1], tmp_path / "parts" / "part-000002.parquet")  # star 0 again
+    with pytest.raises(CatalogError, match="ids repeat across the partitions"):
+        check_dataset(tmp_path / "parts")
+    write_table(Table({"id": ["new"], "gaia_g": [10.0], "gaia_g_err": [0.01]}), tmp_path / "parts" / "part-000002.parquet")
+    with pytest.raises(CatalogError, match="part-000002.parquet has bands"):
+        check_dataset(tmp_path / "parts")
+    assert main(["check", str(tmp_path / "parts")]) == 2
+    assert "part-000002.parquet has bands" in capsys.readouterr().err
 
 
 def test_cli_partition_and_its_refusals(stars, tmp_path, capsys):

@@ -264,6 +264,9 @@ def test_many_magnitudes_in_blocks_are_the_vmapped_magnitudes():
     with pytest.raises(ValueError, match=r"row 0 rv=0\b"):
         many_magnitudes(spectral, params[:1].at[0, 4].set(0.0), 0.0)
     assert np.all(np.isfinite(fm.magnitudes(params[0].at[0].set(-5000.0), 0.0)))  # unchecked, still finite
+    for wrong in (params[0, :3], jnp.concatenate([params[0], params[0, :2]]), params[:2]):  # once clamped silently
+        with pytest.raises(ValueError, match=r"params of one star must have shape \(5,\)"):
+            fm.magnitudes(wrong, 0.0)
 
 
 def test_vmap_in_blocks_keeps_every_row_in_order_and_blocks_only_large_batches():

@@ -134,3 +134,16 @@ def test_ideal_noise_model_refuses_settings_it_cannot_simulate():
     with pytest.raises(ValueError, match="must be finite"):
         NoiseModel(err_max=np.inf)
     assert NoiseModel(min_bands=np.int64(4)).min_bands == 4
+
+
+def test_simulate_catalog_refuses_a_count_or_noise_it_cannot_use():
+    """Once Python's own errors from deep inside (a float n, a text n, noise=None); True counted as one star."""
+    model = sed_model()
+    for bad in (2.5, "3", True, None):
+        with pytest.raises(TypeError, match="n must be a whole number of stars"):
+            simulate_catalog(jax.random.key(0), bad, model)
+    with pytest.raises(ValueError, match="need at least one star"):
+        simulate_catalog(jax.random.key(0), 0, model)
+    with pytest.raises(TypeError, match="noise must be"):
+        simulate_catalog(jax.random.key(0), 3, model, noise=None)
+    assert len(simulate_catalog(jax.random.key(0), np.int64(2), model, noise=NoiseModel())) == 2
