@@ -108,16 +108,43 @@ class FitResult:
         run that has not finished (``run.UnfinishedRunError``)."""
         import xarray as xr
 
-        from .run import check_finished, read_posterior
+        from .run import UnfinishedRunError, check_finished, read_posterior
 
         out = Path(out)
         if not (out / "summary.parquet").exists() and not (out / "run.json").exists():
             raise FileNotFoundError(f"{out} holds no fit: no summary.parquet")
         check_finished(out)
-        summary = Table.read(out / "summary.parquet")
+        try:
+            summary = Table.read(out / "summary.parquet")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{out} holds no fit: no summary.parquet (its run.json says it finished)") from None
+        except Exception as err:  # pyarrow's errors do not name the file
+            raise UnfinishedRunError(f"{out / 'summary.parquet'} cannot be read ({err}): the fit is damaged; "
+                                     "rerun it with --overwrite") from err
         if (out / "posterior.nc").exists():  # written before results were streamed in chunks
             return cls(summary, xr.open_datatree(out / "posterior.nc", engine="h5netcdf").load())
-        return cls(summary, read_posterior(out))
+        posterior = read_posterior(out)
+        _check_draws_present(out, summary, posterior)
+        return cls(summary, posterior)
+
+
+def _check_draws_present(out: Path, summary: Table, posterior) -> None:
+    """Refuse a fit whose stored draws lack fitted stars (draw files removed or lost after the run finished),
+    unless the run kept none (``keep_draws=0``): such a fit would read as whole."""
+    import json
+
+    from .run import RUN_FILE, UnfinishedRunError
+
+    record = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
+    if record.get("identity", {}).get("keep_draws") == 0 or "teff_median" not in summary.colnames:
+        return
+    fitted = np.asarray(summary["id"]).astype(str)[np.isfinite(np.asarray(summary["teff_median"], float))]
+    stored = posterior["posterior"]["star"].values.astype(str) if "posterior" in posterior.children else []
+    lost = np.setdiff1d(fitted, stored)
+    if lost.size:
+        raise UnfinishedRunError(f"{out}: the draws of {lost.size} fitted star(s) are missing from posterior/ "
+                                 f"({', '.join(map(repr, lost[:5]))}{' ...' if lost.size > 5 else ''}): files were "
+                                 "removed or lost; rerun the fit with --overwrite")
 
 
 @dataclass

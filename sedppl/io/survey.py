@@ -87,7 +87,16 @@ class SurveyMapping:
             except TypeError as exc:
                 raise MappingError(f"{path}: [bands.{band}]: {exc}") from None
             _check_band(path, band, bands[band])
-        return cls(raw["id"], bands, raw.get("labels", {}), raw.get("select", {}), astrometry)
+        labels, select = raw.get("labels", {}), raw.get("select", {})
+        for name, cols in (labels.items() if isinstance(labels, dict) else [("", labels)]):
+            if (not isinstance(cols, dict) or "value" not in cols or set(cols) - {"value", "minus", "plus"}
+                    or not all(isinstance(v, str) for v in cols.values())):
+                raise MappingError(f"{path}: [labels.{name}] maps 'value' and optionally 'minus', 'plus' to column "
+                                   f"names; got {cols!r}")
+        if not isinstance(select, dict) or not all(isinstance(v, list) and v for v in select.values()):
+            raise MappingError(f"{path}: select maps each column to a list of accepted values, e.g. "
+                               f"select = {{Type = [\"Single\"]}}; got {select!r}")  # a text would match by letter
+        return cls(raw["id"], bands, labels, select, astrometry)
 
     def columns(self) -> list[str]:
         cols = [self.id]
@@ -136,7 +145,13 @@ def _is_number(value) -> bool:
 def _flag_ok(table: Table, band: BandColumns) -> np.ndarray:
     if band.flag is None:
         return np.ones(len(table), bool)
+    if np.asarray(table[band.flag]).dtype.kind == "f":
+        raise MappingError(f"flag column {band.flag!r} holds real numbers, not flag characters: is it the right column?")
     flags = [str(v) if v is not None else "" for v in np.ma.filled(np.ma.asarray(table[band.flag]).astype(str), "")]
+    longest = max(map(len, flags), default=0)
+    if longest and band.flag_index >= longest:
+        raise MappingError(f"flag_index {band.flag_index} is beyond every flag in column {band.flag!r} "
+                           f"(the longest has {longest} characters)")
     return np.array([len(f) > band.flag_index and f[band.flag_index] in band.good for f in flags])
 
 

@@ -62,6 +62,10 @@ _REQUIRED = {
     "exponential": ("mean", "high"),
     "mixture": ("low", "high", "weights", "components"),
 }
+_OPTIONAL = {"exponential": ("shift",)}
+_COMPONENT_KEYS = {"truncnormal": ("loc", "scale"), "uniform": ("low", "high")}  # of a mixture's components
+MAX_TAIL_SCALES = 8.0  # a truncnormal's loc at most this many scales outside its support (NumPyro samples it
+#                        correctly to ~10; at 20 every draw lands outside)
 
 
 class PriorError(ValueError):
@@ -122,16 +126,29 @@ class ParameterPrior:
         missing = [k for k in _REQUIRED[kind] if k not in table]
         if missing:
             raise PriorError(f"prior [{name}]: dist {kind!r} needs {missing}")
+        unknown = sorted(set(table) - {"dist", *_REQUIRED[kind], *_OPTIONAL.get(kind, ())})
+        if unknown:  # a misspelt optional key would otherwise be dropped without a word
+            raise PriorError(f"prior [{name}]: unknown key(s) {unknown} for dist {kind!r}; it takes "
+                             f"{list(_REQUIRED[kind] + _OPTIONAL.get(kind, ()))}")
         args = {k: v for k, v in table.items() if k != "dist"}
+        if kind == "mixture":
+            for key in ("weights", "components"):
+                if not isinstance(args[key], list):
+                    raise PriorError(f"prior [{name}]: {key} must be a list, got {args[key]!r}")
+            for i, comp in enumerate(args["components"]):
+                kind_i = comp.get("dist") if isinstance(comp, dict) else None
+                if kind_i not in _COMPONENT_KEYS:
+                    raise PriorError(f"prior [{name}]: mixture components must be tables with dist truncnormal or "
+                                     f"uniform, got components[{i}] = {comp!r}")
+                if sorted(set(comp) - {"dist"}) != sorted(_COMPONENT_KEYS[kind_i]):
+                    raise PriorError(f"prior [{name}]: components[{i}] ({kind_i}) needs exactly "
+                                     f"{list(_COMPONENT_KEYS[kind_i])}, got {sorted(set(comp) - {'dist'})}")
         _check_numbers(name, args)
         if kind == "mixture":
             if len(args["weights"]) != len(args["components"]) or not args["components"]:
                 raise PriorError(f"prior [{name}]: 'weights' and 'components' must have the same non-zero length")
             if any(w < 0 for w in args["weights"]) or not math.isclose(sum(args["weights"]), 1.0, rel_tol=1e-6):
                 raise PriorError(f"prior [{name}]: mixture weights must be non-negative and sum to 1")
-            for comp in args["components"]:
-                if comp.get("dist") not in ("truncnormal", "uniform"):
-                    raise PriorError(f"prior [{name}]: mixture components must be truncnormal or uniform, got {comp}")
         return cls(name, kind, _freeze(args))
 
     def to_dict(self) -> dict:
@@ -155,6 +172,14 @@ class ParameterPrior:
             low, high = max(low, grid_bounds[self.name][0]), min(high, grid_bounds[self.name][1])
         if not low < high:
             raise PriorError(f"prior [{self.name}]: empty support [{low}, {high}]")
+        normals = [("", args)] if self.dist == "truncnormal" else [
+            (f"components[{i}].", c) for i, c in enumerate(args.get("components", ())) if c["dist"] == "truncnormal"]
+        for where, normal in normals:
+            outside = max(low - normal["loc"], normal["loc"] - high, 0.0) / normal["scale"]
+            if outside > MAX_TAIL_SCALES:
+                raise PriorError(f"prior [{self.name}]: {where}loc = {normal['loc']} lies {outside:.0f} scales outside "
+                                 f"the support [{low:g}, {high:g}] (at most {MAX_TAIL_SCALES:g}): its draws "
+                                 "would not stay inside")
         return low, high
 
     def distribution(self, grid_bounds: dict[str, tuple[float, float]]) -> dist.Distribution:
@@ -230,6 +255,8 @@ class Prior:
         if missing:
             raise PriorError(f"prior file {source}: missing table(s) {missing}")
         likelihood = tables.get("likelihood", {})
+        if not isinstance(likelihood, dict) or set(likelihood) - {"sys_floor"}:
+            raise PriorError(f"prior file {source} [likelihood]: takes only 'sys_floor', got {likelihood!r}")
         return cls(
             params=tuple(ParameterPrior.from_dict(p, tables[p]) for p in PARAMS),
             scale=ParameterPrior.from_dict(SCALE, tables[SCALE]),

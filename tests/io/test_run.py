@@ -180,3 +180,20 @@ def test_thinned_and_summary_only_outputs(table, in_memory, tmp_path):
     bare = fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path / "bare", keep_draws=0)
     assert not (tmp_path / "bare" / "posterior").exists() and "posterior" not in bare.posterior.children
     assert len(bare.summary) == len(table)
+    assert len(FitResult.read(tmp_path / "bare").summary) == len(table)  # kept none: nothing is missing
+
+
+def test_a_finished_fit_with_lost_draws_or_a_damaged_summary_does_not_read_as_whole(table, tmp_path):
+    """Once it read with an empty posterior and the note 'no draws stored', as if none had been kept."""
+    fit_catalog(table, "npe", draws=DRAWS, progress=False, out=tmp_path / "fit", chunk=2)
+    (tmp_path / "fit" / "posterior" / "000001.nc").unlink()  # stars 2 and 3
+    with pytest.raises(UnfinishedRunError, match=r"the draws of 2 fitted star\(s\) are missing"):
+        FitResult.read(tmp_path / "fit")
+    for draws in (tmp_path / "fit" / "posterior").glob("*.nc"):
+        draws.unlink()
+    with pytest.raises(UnfinishedRunError, match=r"the draws of 6 fitted star\(s\) are missing"):
+        FitResult.read(tmp_path / "fit")
+    summary = tmp_path / "fit" / "summary.parquet"
+    summary.write_bytes(summary.read_bytes()[:300])
+    with pytest.raises(UnfinishedRunError, match=r"summary.parquet cannot be read"):
+        FitResult.read(tmp_path / "fit")

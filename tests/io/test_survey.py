@@ -97,6 +97,9 @@ def test_ingest_cli_mirrors_the_functions(tmp_path, photometry, capsys):
     (('err = "eK"', 'err = "K"'), r"\[bands.2mass_ks\]: err and mag both name column 'K'"),
     (('err = "eK"', "err = 3"), r"\[bands.2mass_ks\]: err must be a column name"),
     (("max_err = 0.1", "max_err = 0"), r"\[bands.gaia_g\]: max_err must be a number > 0"),
+    # once a one-word KeyError ('value'), and a text select that kept every row with an S or an M in it
+    (('value = "T"', 'valu = "T"'), r"\[labels.teff\] maps 'value' and optionally 'minus', 'plus'"),
+    (('select = {kind = ["single"]}', 'select = {kind = "single"}'), r"select maps each column to a list"),
 ])
 def test_band_settings_of_the_wrong_kind_are_refused_by_name(tmp_path, edit, words):
     bad = tmp_path / "bad.toml"
@@ -115,6 +118,19 @@ def test_columns_that_are_not_photometry_are_refused_by_name(photometry, mapping
     swapped["eK"] = swapped["K"]  # the error column holds magnitudes
     with pytest.raises(MappingError, match=r"band 2mass_ks: the errors in column 'eK' have a median of 8.3 mag"):
         survey_catalog(swapped, mapping)
+
+
+def test_a_flag_setting_that_cannot_fit_its_column_is_refused_by_name(photometry, mapping, tmp_path):
+    """Once every star silently lost the band, read as bad data: an index past every flag, a numeric column."""
+    photometry["T"], photometry["eT"], photometry["ET"] = 3000.0, 10.0, 10.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MAPPING.replace("flag_index = 1", "flag_index = 7"))
+    with pytest.raises(MappingError, match=r"flag_index 7 is beyond every flag in column 'qf' \(the longest has 2"):
+        survey_catalog(photometry, SurveyMapping.load(bad))
+    bad.write_text(MAPPING.replace('flag = "qf"\nflag_index = 1', 'flag = "G"\nflag_index = 0'))
+    with pytest.raises(MappingError, match=r"flag column 'G' holds real numbers"):
+        survey_catalog(photometry, SurveyMapping.load(bad))
+    assert len(survey_catalog(photometry, mapping)) == 3  # the mapping as written still reads
 
 
 def test_astrometry_columns_are_mapped(photometry, tmp_path):

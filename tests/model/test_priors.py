@@ -105,7 +105,7 @@ def _tables():
         ({"logg": {"dist": "uniform", "low": 5.0, "high": 1.0}}, "empty support"),
         ({"logg": {"dist": "uniform", "low": 4.0, "high": 4.0}}, "empty support"),
         ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0],
-                 "components": [{"dist": "loguniform", "low": 0.1, "high": 1}]}}, "must be truncnormal or uniform"),
+                 "components": [{"dist": "loguniform", "low": 0.1, "high": 1}]}}, "must be tables with dist truncnormal or uniform"),
         ({"rv": {"dist": "truncnormal", "loc": 3.1, "scale": float("nan"), "low": 2, "high": 5}},
          r"\[rv\]: scale must be finite"),
         ({"av": {"dist": "exponential", "mean": -1.0, "high": 10.0}}, r"\[av\]: mean must be > 0"),
@@ -123,7 +123,25 @@ def _tables():
         ({"rv": {"dist": "truncnormal", "loc": 3.1, "scale": 0.0, "low": 2, "high": 5}}, r"\[rv\]: scale must be > 0"),
         ({"logg": {"low": 0.0, "high": 5.0}}, r"\[logg\]: needs a table with a 'dist' key"),
         ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0], "components": "thin disk"}},
-         r"\[mh\]: components must be a number"),
+         r"\[mh\]: components must be a list"),
+        # once a traceback (a number for the list), a bare KeyError 'loc' in the fit, or silently dropped keys
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0], "components": 5}},
+         r"\[mh\]: components must be a list"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": 1.0, "components": [{"dist": "uniform", "low": -1, "high": 1}]}},
+         r"\[mh\]: weights must be a list"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0], "components": [{"dist": "truncnormal", "scale": 0.3}]}},
+         r"\[mh\]: components\[0\] \(truncnormal\) needs exactly \['loc', 'scale'\], got \['scale'\]"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [1.0], "components": [3]}},
+         r"\[mh\]: mixture components must be tables"),
+        ({"logg": {"dist": "uniform", "low": 0.1, "high": 5.5, "foo": 3}}, r"\[logg\]: unknown key\(s\) \['foo'\]"),
+        ({"av": {"dist": "exponential", "shfit": 0.1, "mean": 1.0, "high": 10.0}}, r"\[av\]: unknown key\(s\) \['shfit'\]"),
+        ({"likelihood": {"sys_floor": 0.02, "foo": 1}}, r"\[likelihood\]: takes only 'sys_floor'"),
+        # a loc far outside the support: NumPyro's draws leave it (all of them at 20 scales)
+        ({"rv": {"dist": "truncnormal", "loc": 50.0, "scale": 0.18, "low": 2.5, "high": 4.5}},
+         r"\[rv\]: loc = 50.0 lies 253 scales outside the support \[2.5, 4.5\]"),
+        ({"mh": {"dist": "mixture", "low": -1, "high": 1, "weights": [0.5, 0.5],
+                 "components": [{"dist": "uniform", "low": -1, "high": 1}, {"dist": "truncnormal", "loc": 3.0, "scale": 0.1}]}},
+         r"\[mh\]: components\[1\]\.loc = 3.0 lies 20 scales outside"),
         ({"likelihood": {"sys_floor": [0.02]}}, r"\[likelihood\]: sys_floor must be a number or 'libraries'"),
         ({"likelihood": {"sys_floor": float("inf")}}, r"sys_floor must be a finite number >= 0"),
         ({"likelihood": {"sys_floor": -0.5}}, r"sys_floor must be a finite number >= 0"),
@@ -195,3 +213,15 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[teff\n")
     with pytest.raises(PriorError, match="not valid TOML"):
         Prior.load(bad)
+
+
+def test_a_truncnormal_up_to_the_allowed_tail_keeps_its_draws_inside():
+    """The limit on how far outside its support a truncnormal's loc may lie is one NumPyro still samples."""
+    import jax
+
+    from sedppl.model.priors import MAX_TAIL_SCALES
+
+    rv = {"dist": "truncnormal", "loc": 4.5 + MAX_TAIL_SCALES * 0.18, "scale": 0.18, "low": 2.5, "high": 4.5}
+    d = Prior.from_dict({**_tables(), "rv": rv}).params[4].distribution(BOUNDS)
+    draws = np.asarray(d.sample(jax.random.key(0), (4000,)))
+    assert ((draws >= 2.5) & (draws <= 4.5)).all() and np.isfinite(np.asarray(d.log_prob(draws))).all()

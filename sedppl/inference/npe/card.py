@@ -10,6 +10,7 @@ not match what the caller asks for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import warnings
@@ -178,10 +179,25 @@ def verify_model(path: str | Path, card: ModelCard) -> None:
 
 
 def read_card(path: str | Path) -> ModelCard:
+    """The model card in ``path``; a card that is not JSON, not an object, or lacks a field is refused by name."""
     path = Path(path)
-    if not (path / "card.json").exists():
+    file = path / "card.json"
+    if not file.exists():
         raise FileNotFoundError(f"{path} is not an NPE model directory (no card.json)")
-    return ModelCard.from_json((path / "card.json").read_text())
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelMismatchError(f"{file} is not valid JSON ({err}); restore it, or retrain") from None
+    if not isinstance(data, dict):
+        raise ModelMismatchError(f"{file} must hold a JSON object (a model card), got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(ModelCard)}
+    required = [n for n, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing, unknown = [n for n in required if n not in data], sorted(set(data) - set(fields))
+    if missing or unknown:
+        raise ModelMismatchError(f"{file} is not a whole model card: missing field(s) {missing}, unknown {unknown}; "
+                                 "restore it, or retrain")
+    return ModelCard.from_json(json.dumps(data))
 
 
 def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Prior | None = None
@@ -209,7 +225,11 @@ def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Pr
         warnings.warn(f"NPE model {path} was trained under other photometric zero points ({stale}); plain NPE "
                       "draws inherit that offset until it is retrained, while npe-is weights them to the current "
                       "model", UserWarning, stacklevel=2)
-    posterior = eqx.tree_deserialise_leaves(Path(path) / "weights.eqx", card.skeleton())
+    try:
+        posterior = eqx.tree_deserialise_leaves(Path(path) / "weights.eqx", card.skeleton())
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError) as err:  # a card without checksums that does not fit its weights
+        raise ModelMismatchError(f"NPE model {path}: weights.eqx does not fit the architecture in card.json ({err}); "
+                                 "restore the files, or retrain") from err
     return posterior, card
 
 

@@ -80,6 +80,38 @@ def test_a_modified_truncated_or_edited_model_is_refused(trained, tmp_path):
             load_npe(model)
 
 
+def test_a_damaged_card_is_refused_by_name(trained, tmp_path):
+    """Once a bare JSON message, a traceback (a list; a missing field) or a one-word KeyError ('bands'),
+    and for a card without checksums whose architecture does not fit its weights, equinox's shape error."""
+    import shutil
+
+    out, _, _ = trained
+    card = json.loads((out / "card.json").read_text())
+    cases = {
+        "notjson": ('{"library": "phoenix", oops', r"card.json is not valid JSON"),
+        "list": ("[1, 2, 3]", r"card.json must hold a JSON object \(a model card\), got list"),
+        "nobands": (json.dumps({k: v for k, v in card.items() if k != "bands"}), r"missing field\(s\) \['bands'\]"),
+        "noarch": (json.dumps({k: v for k, v in card.items() if k != "architecture"}),
+                   r"missing field\(s\) \['architecture'\]"),
+        "extra": (json.dumps(card | {"colour": "blue"}), r"unknown \['colour'\]"),
+        "unsigned": (json.dumps({k: v for k, v in card.items() if k != "checksums"}
+                                | {"architecture": card["architecture"] | {"width": 32}}),
+                     r"weights.eqx does not fit the architecture in card.json"),
+    }
+    for name, (text, message) in cases.items():
+        model = shutil.copytree(out, tmp_path / name)
+        (model / "card.json").write_text(text)
+        with pytest.warns(UserWarning, match="no checksums") if name == "unsigned" else _nothing():
+            with pytest.raises(ModelMismatchError, match=message):
+                load_npe(model)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def _flip(data: bytes) -> bytes:
     middle = len(data) // 2
     return data[:middle] + bytes([data[middle] ^ 1, data[middle + 1] ^ 1]) + data[middle + 2:]
