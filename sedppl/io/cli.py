@@ -70,6 +70,13 @@ def _cmd_prior(args) -> int:
     for name, (lo, hi) in prior.support(bounds).items():
         print(f"{name:<12} {lo:>10.4g} {hi:>10.4g}   {prior.to_dict()[name]['dist']}")
     print(f"sys_floor    {prior.sys_floor}")
+    from ..model.generative import sed_model
+    from ..model.priors import PriorError
+
+    try:  # A_V and R_V: the default (fast) forward model covers a fixed range
+        sed_model(args.library, prior=prior)
+    except PriorError as err:
+        print(f"note: {err}", file=sys.stderr)
     return 0
 
 

@@ -122,6 +122,12 @@ def test_prior_file_is_taken_and_checked(tmp_path, capsys):
     bad.write_text(default.replace('dist = "uniform"\nlow = 0.1', 'dist = "unifrom"\nlow = 0.1'))
     assert main(["simulate", "5", "--prior", str(bad), "--out", str(tmp_path / "x.csv")]) == 2
     assert "[logg]: unknown dist 'unifrom'" in capsys.readouterr().err
+    assert main(["prior", str(path)]) == 0 and capsys.readouterr().err == ""
+    wide = tmp_path / "wide.toml"  # valid, but beyond the fast forward model's A_V range: said, not refused
+    wide.write_text(default.replace("high = 15.0", "high = 30.0"))
+    assert main(["prior", str(wide)]) == 0
+    assert "note: prior [av]: its support [0.003, 30] leaves the range the fast forward model covers" in \
+        capsys.readouterr().err
 
 
 def test_check_reports_flagged_stars(tmp_path, capsys):
