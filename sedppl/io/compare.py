@@ -28,7 +28,7 @@ from ..inference.importance import ISConfig
 from ..inference.nuts import NUTSConfig
 from ..inference.smc import SMCConfig
 from ..model.forward import PARAMS
-from .catalog import Catalog, read_catalog
+from .catalog import Catalog, CatalogError, read_catalog
 from .fit import REPORTED, FitResult, fit_catalog
 
 COMPARED = ("npe", "npe-is")
@@ -69,6 +69,10 @@ def compare_catalog(
     from .fit import DEFAULT_NPE_MODEL
 
     catalog = catalog if isinstance(catalog, Catalog) else read_catalog(catalog)
+    if not catalog.usable.any():  # nothing for the methods to agree on (once a bare xarray error)
+        report = catalog.flag_report()
+        raise CatalogError(f"no usable star to compare ({len(catalog)} flagged: {'; '.join(report[:3])}"
+                           f"{' ...' if len(report) > 3 else ''})")
     if prior is None:
         prior = read_card(npe_model or DEFAULT_NPE_MODEL).prior()
     elif not isinstance(prior, Prior):

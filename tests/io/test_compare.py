@@ -89,3 +89,13 @@ def test_reference_grade_raises_the_exact_engines_to_the_measured_settings(tmp_p
         with pytest.raises(SystemExit):
             main(["compare", str(path), "--out", str(tmp_path / "cmp"), "--quiet", *extra])
         assert (seen["config"].draws, seen["smc"].particles, seen["smc"].final_moves) == (draws, particles, moves)
+
+
+def test_a_catalogue_without_usable_stars_is_refused_naming_their_flags(tmp_path, capsys):
+    """Once 'error: Could not find node at posterior', after every method had run on nothing."""
+    path = tmp_path / "flagged.csv"
+    path.write_text("id,gaia_g,gaia_g_err,2mass_j,2mass_j_err\na,10,0.01,9,-1\nb,11,0.01,,\n")
+    assert main(["compare", str(path), "--out", str(tmp_path / "cmp"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable star to compare (2 flagged: star 'a': 2mass_j: magnitude without a positive" in err
+    assert not (tmp_path / "cmp").exists()
