@@ -33,6 +33,7 @@ its exact conditional, as in NUTS.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import equinox as eqx
@@ -78,6 +79,15 @@ class Architecture:
     flow: str = "maf"  # "maf" or "coupling" (see module)
 
     def __post_init__(self):
+        for name, low in (("width", 1), ("depth", 0), ("heads", 1), ("summary_dim", 1), ("flow_layers", 1),
+                          ("flow_width", 1), ("flow_depth", 0), ("knots", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"architecture: {name} must be a whole number >= {low}, got {value!r}")
+        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or not 0 < self.interval < math.inf:
+            raise ValueError(f"architecture: interval must be a finite number > 0, got {self.interval!r}")
+        if not isinstance(self.conditional_affine, bool):
+            raise ValueError(f"architecture: conditional_affine must be true or false, got {self.conditional_affine!r}")
         if self.flow not in FLOWS:
             raise ValueError(f"flow must be one of {list(FLOWS)}, got {self.flow!r}")
         if self.support_map not in SLOPES:

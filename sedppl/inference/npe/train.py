@@ -70,6 +70,20 @@ class TrainConfig:
     val_size: int = 4096
     init_from: str | None = None  # a trained model directory to start from (fine-tuning)
 
+    def __post_init__(self):
+        """Refuse, by name, settings that would fail deep inside or train a model that reads as finished but
+        is not one (a negative learning rate, zero epochs)."""
+        for name, low in (("seed", 0), ("batch_size", 1), ("steps_per_epoch", 1), ("max_epochs", 1),
+                          ("warmup_steps", 0), ("patience", 1), ("val_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"training config: [train] {name} must be a whole number >= {low}, got {value!r}")
+        rate, budget = self.learning_rate, self.max_minutes
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
+            raise ValueError(f"training config: [train] learning_rate must be a finite number > 0, got {rate!r}")
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget >= 0:  # 0: one epoch
+            raise ValueError(f"training config: [train] max_minutes must be a number >= 0, got {budget!r}")
+
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         tables = read_toml(path, "training config")

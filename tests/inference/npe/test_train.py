@@ -283,6 +283,21 @@ def test_config_file_errors_name_the_table_and_key(tmp_path):
     good.write_text("[train]\nbatch_size = 32\n[noise]\nerr_max = 0.2\n[architecture]\nwidth = 16\n")
     config = TrainConfig.from_toml(good)
     assert config.batch_size == 32 and config.noise.err_max == 0.2 and config.architecture.width == 16
+    # once a traceback from equinox or JAX, an argmax of an empty sequence, or (a negative learning rate, zero
+    # epochs) a model written as if trained, with a validation loss of inf
+    for table, setting, words in (
+        ("architecture", 'width = "big"', r"architecture: width must be a whole number >= 1, got 'big'"),
+        ("architecture", "heads = 0", r"architecture: heads must be a whole number >= 1, got 0"),
+        ("architecture", "interval = -5.0", r"architecture: interval must be a finite number > 0"),
+        ("train", "batch_size = 0", r"\[train\] batch_size must be a whole number >= 1, got 0"),
+        ("train", "max_epochs = 0", r"\[train\] max_epochs must be a whole number >= 1, got 0"),
+        ("train", 'seed = "two"', r"\[train\] seed must be a whole number >= 0, got 'two'"),
+        ("train", "learning_rate = -1.0", r"\[train\] learning_rate must be a finite number > 0, got -1.0"),
+        ("train", "max_minutes = -1.0", r"\[train\] max_minutes must be a number >= 0, got -1.0"),
+    ):
+        bad.write_text(f"[{table}]\n{setting}\n")
+        with pytest.raises(ValueError, match=words):
+            TrainConfig.from_toml(bad)
 
 
 def test_cli_time_budget_stops_and_resume_finishes(trained, tmp_path):
