@@ -113,7 +113,7 @@ class FitResult:
         out = Path(out)
         if not (out / "summary.parquet").exists() and not (out / "run.json").exists():
             raise FileNotFoundError(f"{out} holds no fit: no summary.parquet")
-        check_finished(out)
+        record = check_finished(out)
         try:
             summary = Table.read(out / "summary.parquet")
         except FileNotFoundError:
@@ -124,19 +124,16 @@ class FitResult:
         if (out / "posterior.nc").exists():  # written before results were streamed in chunks
             return cls(summary, xr.open_datatree(out / "posterior.nc", engine="h5netcdf").load())
         posterior = read_posterior(out)
-        _check_draws_present(out, summary, posterior)
+        _check_draws_present(out, summary, posterior, record.get("identity", {}).get("keep_draws"))
         return cls(summary, posterior)
 
 
-def _check_draws_present(out: Path, summary: Table, posterior) -> None:
+def _check_draws_present(out: Path, summary: Table, posterior, keep_draws: int | None) -> None:
     """Refuse a fit whose stored draws lack fitted stars (draw files removed or lost after the run finished),
     unless the run kept none (``keep_draws=0``): such a fit would read as whole."""
-    import json
+    from .run import UnfinishedRunError
 
-    from .run import RUN_FILE, UnfinishedRunError
-
-    record = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).exists() else {}
-    if record.get("identity", {}).get("keep_draws") == 0 or "teff_median" not in summary.colnames:
+    if keep_draws == 0 or "teff_median" not in summary.colnames:
         return
     fitted = np.asarray(summary["id"]).astype(str)[np.isfinite(np.asarray(summary["teff_median"], float))]
     stored = posterior["posterior"]["star"].values.astype(str) if "posterior" in posterior.children else []

@@ -264,16 +264,18 @@ def read_posterior(out: Path):
     return joined
 
 
-def check_finished(out: Path) -> None:
-    """Raise ``UnfinishedRunError`` unless ``out``'s run finished (folders without ``run.json`` predate it)."""
+def check_finished(out: Path) -> dict:
+    """Raise ``UnfinishedRunError`` unless ``out``'s run finished (folders without ``run.json`` predate it);
+    return its record (empty without one)."""
     run = out / RUN_FILE
     if not run.exists():
-        return
+        return {}
     record = json.loads(run.read_text())
     if record.get("status") != "complete":
         done = len(list((out / "chunks").glob("*.parquet"))) if (out / "chunks").exists() else 0
         raise UnfinishedRunError(f"{out} holds an unfinished run ({done} of {record.get('chunks', '?')} chunks "
                                  "written): rerun the same fit with the same --out to finish it")
+    return record
 
 
 def checked_chunking(method: str, chunk: int | None, keep_draws: int | None) -> int:

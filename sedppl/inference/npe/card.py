@@ -104,7 +104,10 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelCard:
         if data.get("version") != CARD_VERSION:
             raise ModelMismatchError(f"model card version {data.get('version')} is not {CARD_VERSION}")
         return cls(**data | {"bands": tuple(data["bands"])})
@@ -197,7 +200,7 @@ def read_card(path: str | Path) -> ModelCard:
     if missing or unknown:
         raise ModelMismatchError(f"{file} is not a whole model card: missing field(s) {missing}, unknown {unknown}; "
                                  "restore it, or retrain")
-    return ModelCard.from_json(json.dumps(data))
+    return ModelCard.from_dict(data)
 
 
 def load_npe(path: str | Path, bands=None, library: str | None = None, prior: Prior | None = None
