@@ -22,7 +22,10 @@ a node whose band is real and a neighbour whose band is floor, the two paths'
 slopes differ (the reference differences the floor values, the tables their
 fit), by up to ~35 mmag in FUV there, 50-70 mag below the star's brightest band. The forward model
 interpolates m0 and alpha between nodes, and phi between (A_V, R_V) samples,
-with the same C1 cubic Hermite scheme (``hermite``).
+with the same C1 cubic Hermite scheme (``hermite``). Components whose node
+slopes matter least are interpolated from their values alone (``choose_flat``:
+together they move no band by more than ``TOLERANCE`` anywhere in the tables'
+domain), which makes the fast path ~1.25x faster on a CPU.
 
 ``python -m sedppl.model.band_tables`` rebuilds ``data/<library>_bands.npz`` for
 the spectral libraries; each file records the hash of the library it was built from.
@@ -45,6 +48,8 @@ AV_MAX, AV_STEP = 20.0, 0.5  # mag
 RV_RANGE, RV_STEP = (2.0, 6.0), 0.25  # the range Fitzpatrick99's R_V features are solved on
 TOLERANCE = 1e-3  # mag: largest error of the compressed A_V g at any node and relevant sample
 MAX_FLOORED = 1e-4  # share of a band's flux from floored wavelengths beyond which it is not photometry
+PHOTOMETRY_DEPTH = 60.0  # mag below a star's brightest band beyond which a magnitude is the spectra's floor
+FLAT_SAMPLES = 40_000  # points of the tables' domain on which ``choose_flat`` checks its choice
 TABLE_BANDS: tuple[str, ...] = tuple(REGISTRY)
 
 
@@ -161,6 +166,52 @@ def compress(g: np.ndarray, relevant: np.ndarray, fit_rows: np.ndarray,
     return alpha, vt[:rank].reshape((rank,) + g.shape[1:])
 
 
+def domain_sample(library: str, n: int, seed: int) -> np.ndarray:
+    """(n, 5) points (teff, logg, mh, av, rv) spread over the tables' domain: a valid grid cell at random,
+    uniform within it, A_V and R_V uniform over the sampled ranges."""
+    grid = load_library(library)
+    rng = np.random.default_rng(seed)
+    cells = np.argwhere(np.asarray(grid.cell_valid))[rng.integers(int(np.sum(grid.cell_valid)), size=n)]
+    x = [np.asarray(nodes, np.float64)[cells[:, a]] for a, nodes in enumerate(grid.axes)]
+    x = [lo + rng.uniform(size=n) * (np.asarray(nodes, np.float64)[cells[:, a] + 1] - lo)
+         for a, (lo, nodes) in enumerate(zip(x, grid.axes))]
+    return np.column_stack([10.0 ** x[0], x[1], x[2], rng.uniform(0.0, AV_MAX, n), rng.uniform(*RV_RANGE, n)])
+
+
+def choose_flat(library: str, tables: dict[str, np.ndarray], tolerance: float = TOLERANCE,
+                n: int = FLAT_SAMPLES, seed: int = 0) -> np.ndarray:
+    """(R,) bool: the components interpolated from their node values alone (zero slopes; ``hermite``).
+
+    Per band, the components whose slopes change its magnitude least join the flat ones while the
+    largest change of the band by all of them together stays within ``tolerance`` over n points of the
+    tables' domain (``domain_sample``; magnitudes more than ``PHOTOMETRY_DEPTH`` below the star's
+    brightest band, the floor in either path, not counted)."""
+    import jax  # here, not at the top: the forward model imports this module
+
+    from .forward import TabulatedForwardModel
+
+    grid, owner = load_library(library), tables["component_band"]
+    bands = tuple(str(b) for b in tables["bands"])
+    shaped = TabulatedForwardModel(grid, bands, np.zeros(owner.shape, bool), tables)
+    flat = TabulatedForwardModel(grid, bands, np.ones(owner.shape, bool), tables)
+    points = jax.numpy.asarray(domain_sample(library, n, seed), jax.numpy.float32)
+    magnitudes = np.asarray(jax.jit(jax.vmap(shaped.surface_magnitudes))(points), np.float64)
+    photometry = magnitudes - magnitudes.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
+    change = (np.asarray(points[:, 3:4], np.float64)
+              * (np.asarray(jax.jit(jax.vmap(lambda p: shaped.components(p)[1]))(points), np.float64)
+                 - np.asarray(jax.jit(jax.vmap(lambda p: flat.components(p)[2]))(points), np.float64)))
+    chosen = np.zeros(owner.shape, bool)
+    for b in range(len(bands)):
+        mine, rows = np.flatnonzero(owner == b), photometry[:, b]
+        total = np.zeros(rows.sum())
+        for r in mine[np.argsort(np.abs(change[rows][:, mine]).max(axis=0))]:
+            if np.abs(total + change[rows, r]).max() > tolerance:
+                break
+            total += change[rows, r]
+            chosen[r] = True
+    return chosen
+
+
 def build(library: str, bands=TABLE_BANDS, tolerance: float = TOLERANCE) -> dict[str, np.ndarray]:
     """The tables of one spectral library: m0 (grid + (nb,)), alpha (grid + (R,)), phi (R, n_av, n_rv),
     the band of each component, the sample axes and the library file's hash."""
@@ -178,7 +229,7 @@ def build(library: str, bands=TABLE_BANDS, tolerance: float = TOLERANCE) -> dict
         alphas.append(alpha)
         phis.append(phi)
         owners += [b] * len(phi)
-    return {
+    tables = {
         "bands": np.array(bands), "av": av_samples(), "rv": rv_samples(),
         "m0": np.stack(m0s, axis=-1).reshape(shape + (len(bands),)).astype(np.float32),
         "alpha": np.concatenate(alphas, axis=1).reshape(shape + (-1,)).astype(np.float32),
@@ -186,6 +237,7 @@ def build(library: str, bands=TABLE_BANDS, tolerance: float = TOLERANCE) -> dict
         "library_hash": np.array(library_hash(library)), "tolerance": np.array(tolerance),
         "max_floored": np.array(MAX_FLOORED),
     } | inputs(library, bands)
+    return tables | {"flat": choose_flat(library, tables, tolerance)}
 
 
 def inputs(library: str, bands=TABLE_BANDS) -> dict[str, np.ndarray]:
@@ -206,6 +258,9 @@ def load_tables(library: str) -> dict[str, np.ndarray]:
                                 "run `python -m sedppl.model.band_tables` or use the spectral forward path")
     with np.load(path) as data:
         tables = {k: data[k] for k in data.files}
+    if "flat" not in tables:
+        raise ValueError(f"{path.name} was built by an earlier sedppl (no choice of flat components); rebuild it "
+                         "with `python -m sedppl.model.band_tables`")
     if str(tables["library_hash"]) != library_hash(library):
         raise ValueError(f"{path.name} was built from another version of {library}.npz; "
                          "rebuild it with `python -m sedppl.model.band_tables`")
@@ -225,8 +280,8 @@ def main() -> None:
         np.savez_compressed(partial, **tables)
         partial.replace(target)
         ranks = np.bincount(tables["component_band"], minlength=len(tables["bands"]))
-        print(f"wrote {table_file(library)}: {len(tables['phi'])} components; per band "
-              + ", ".join(f"{b} {r}" for b, r in zip(tables["bands"], ranks)))
+        print(f"wrote {table_file(library)}: {len(tables['phi'])} components ({tables['flat'].sum()} flat); "
+              "per band " + ", ".join(f"{b} {r}" for b, r in zip(tables["bands"], ranks)))
 
 
 if __name__ == "__main__":

@@ -153,36 +153,50 @@ class TabulatedForwardModel(_ForwardModel):
     """The fast path: band magnitudes precomputed from the spectra (``band_tables``), C1 in every parameter.
 
     m_b = m0_b + A_V sum_r alpha_br phi_br(A_V, R_V): m0 and alpha are Hermite-interpolated
-    between the grid's nodes, phi between the (A_V, R_V) samples. Agrees with the
-    spectral path (``interpolation="hermite"``) to the tables' tolerance.
+    between the grid's nodes, phi between the (A_V, R_V) samples. Components whose node slopes
+    change no band by more than the tables' tolerance (``band_tables.choose_flat``; ``flat``
+    overrides the tables' choice) are interpolated from their values alone (``hermite``: still C1),
+    which reads a quarter of their rows. Agrees with the spectral path
+    (``interpolation="hermite"``) to the tables' tolerance.
     """
 
     grid: SpectralGrid
     table: Float[Array, "nt ng nz 4 q"]
-    phi: Float[Array, "nav nrv 3 r"]
-    component_band: Float[Array, "r nb"]
+    flat_table: Float[Array, "nt ng nz 1 rf"]
+    phi: Float[Array, "nav nrv 3 rs"]
+    flat_phi: Float[Array, "nav nrv 1 rf"]
+    shaped_band: Float[Array, "rs nb"]
+    flat_band: Float[Array, "rf nb"]
     bands: tuple[str, ...] = eqx.field(static=True)
     av_axis: tuple[float, float, int] = eqx.field(static=True)
     rv_axis: tuple[float, float, int] = eqx.field(static=True)
 
-    def __init__(self, grid: SpectralGrid, bands=SURVEY_BANDS):
+    def __init__(self, grid: SpectralGrid, bands=SURVEY_BANDS, flat: np.ndarray | None = None,
+                 tables: dict[str, np.ndarray] | None = None):
         self.bands = check_bands(bands)
         self.grid = grid
-        tables = load_tables(grid.name)
+        tables = load_tables(grid.name) if tables is None else tables
         known = list(tables["bands"])
         missing = [b for b in self.bands if b not in known]
         if missing:
             raise KeyError(f"no band tables for {missing}; use the spectral forward path")
         columns = [known.index(b) for b in self.bands]
         owner = tables["component_band"]
+        flat = np.asarray(tables["flat"] if flat is None else flat, bool)
+        if flat.shape != owner.shape:
+            raise ValueError(f"flat must hold one flag per component {owner.shape}, got shape {flat.shape}")
         components = np.flatnonzero(np.isin(owner, columns))
-        values = np.concatenate([tables["m0"][..., columns], tables["alpha"][..., components]], axis=-1)
-        self.table = grid.with_slopes(values)
-        onehot = owner[components][:, None] == np.asarray(columns)[None, :]
-        self.component_band = jnp.asarray(onehot, jnp.float32)
+        shaped, flat = components[~flat[components]], components[flat[components]]
+        alpha = tables["alpha"]
+        self.table = grid.with_slopes(np.concatenate([tables["m0"][..., columns], alpha[..., shaped]], axis=-1))
+        self.flat_table = jnp.asarray(alpha[..., None, flat], jnp.float32)
+        self.shaped_band, self.flat_band = (jnp.asarray(owner[c][:, None] == np.asarray(columns)[None, :], jnp.float32)
+                                            for c in (shaped, flat))
         av, rv = tables["av"], tables["rv"]
         slopes = slope_weights((av, rv), np.ones((av.size, rv.size), bool))
-        self.phi = jnp.asarray(with_derivatives(np.moveaxis(tables["phi"][components], 0, -1), slopes), jnp.float32)
+        phi = np.moveaxis(tables["phi"], 0, -1)
+        self.phi = jnp.asarray(with_derivatives(phi[..., shaped], slopes), jnp.float32)
+        self.flat_phi = jnp.asarray(phi[..., None, flat], jnp.float32)
         self.av_axis = (float(av[0]), float(av[1] - av[0]), int(av.size))
         self.rv_axis = (float(rv[0]), float(rv[1] - rv[0]), int(rv.size))
 
@@ -202,14 +216,20 @@ class TabulatedForwardModel(_ForwardModel):
             inside &= (value >= lo) & (value <= hi)
         return inside
 
-    def _basis(self, av: ArrayLike, rv: ArrayLike) -> Float[Array, " r"]:
-        return regular_hermite(self.phi, jnp.stack([av, rv]), (self.av_axis, self.rv_axis))
+    def components(self, params: Float[Array, " 5"]) -> tuple[Array, Array, Array]:
+        """(m0 (nb,), alpha phi of the shaped components, alpha phi of the flat ones), each component in
+        the tables' order within its group: the terms of ``surface_magnitudes`` before the band sums."""
+        teff, logg, mh, av, rv = params
+        shaped = self.grid.hermite(self.table, teff, logg, mh)
+        flat = self.grid.hermite(self.flat_table, teff, logg, mh)
+        at, axes = jnp.stack([av, rv]), (self.av_axis, self.rv_axis)
+        nb = len(self.bands)
+        return (shaped[:nb], shaped[nb:] * regular_hermite(self.phi, at, axes),
+                flat * regular_hermite(self.flat_phi, at, axes))
 
     def _split(self, params: Float[Array, " 5"]) -> tuple[Array, Array]:
-        q = self.grid.hermite(self.table, params[0], params[1], params[2])
-        nb = len(self.bands)
-        extinction = params[3] * ((q[nb:] * self._basis(params[3], params[4])) @ self.component_band)
-        return q[:nb], extinction
+        m0, shaped, flat = self.components(params)
+        return m0, params[3] * (shaped @ self.shaped_band + flat @ self.flat_band)
 
     def extinction(self, params: Float[Array, " 5"]) -> Float[Array, " nb"]:
         return self._split(params)[1]

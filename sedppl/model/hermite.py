@@ -10,7 +10,11 @@ derivative per axis,
 with the 1-D cubic Hermite polynomials along every axis (no cross-derivative
 terms). Both the value on a cell face and the derivative across it depend only
 on the data at that face's corners, so the interpolant is continuous with a
-continuous gradient (C1) everywhere, and exact at the nodes.
+continuous gradient (C1) everywhere, and exact at the nodes. A table may also
+hold the values alone: its derivatives are then taken as zero, which keeps the
+interpolant C1 and exact at the nodes (a flat tangent at every face) for the
+price of a coarser shape between nodes -- for quantities too small for their
+slopes to matter, at a quarter of the rows read.
 
 The node derivatives are finite differences over the nodes that exist: the
 three-point formula on a non-uniform axis (exact for quadratics) where both
@@ -133,7 +137,8 @@ def cell_sums(table: Float[Array, ...], index: Int[Array, " d"],
               *weight_sets: Float[Array, ...]) -> tuple[Float[Array, "..."], ...]:
     """For each weight set w: the sum over the cell's corners c and values v of w[c, v] * table[index + c, v].
 
-    ``table``: grid (d axes) + (1 + d,) + trailing, as ``with_derivatives`` gives it; ``index``: the
+    ``table``: grid (d axes) + (1 + d,) + trailing, as ``with_derivatives`` gives it, or grid + (1,) +
+    trailing, the values alone (derivatives taken as zero: only w[c, 0] is used); ``index``: the
     cell's lower corner, each entry at most its axis' length - 2 (the rows are read from the flattened
     grid, so an index past that would read the next line's nodes, not fail); each weight set has
     ``cell_weights``' shape. Written for XLA on a CPU, where batched (vmap) each row gathered whole,
@@ -145,9 +150,10 @@ def cell_sums(table: Float[Array, ...], index: Int[Array, " d"],
     """
     d = index.shape[0]
     shape, values = table.shape[:d], table.shape[d]
-    if values != 1 + d:
-        raise ValueError(f"a table for {d} axes holds 1 + {d} values per node (``with_derivatives``), not {values}")
-    rows = table.reshape((-1,) + table.shape[d + 1:])
+    if values not in (1, 1 + d):
+        raise ValueError(f"a table for {d} axes holds 1 + {d} values per node (``with_derivatives``) or the "
+                         f"value alone, not {values}")
+    rows = table.reshape((int(np.prod(table.shape[:d + 1])),) + table.shape[d + 1:])  # (-1 fails on a table of width 0)
     if rows.shape[0] >= 2**31:
         raise ValueError("table too large for int32 row indices")
     strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(d)]

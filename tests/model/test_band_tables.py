@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import load_library
-from sedppl.model.band_tables import TOLERANCE, av_samples, load_tables, node_extinction, relevant_samples
-from sedppl.model.forward import forward_model
+from sedppl.model.band_tables import (PHOTOMETRY_DEPTH, TOLERANCE, av_samples, choose_flat, domain_sample, load_tables,
+                                      node_extinction, relevant_samples)
+from sedppl.model.forward import TabulatedForwardModel, forward_model
 from sedppl.model.generative import sed_model
 from sedppl.model.priors import Prior, PriorError
 from sedppl.model.simulate import simulate_catalog
@@ -47,12 +48,35 @@ def test_fast_path_agrees_with_spectral_extinction_and_magnitudes(library, n):
     fast = np.asarray(jax.jit(jax.vmap(forward_model(library, bands, "fast").surface_magnitudes))(params))
     spectral = np.asarray(jax.jit(jax.vmap(forward_model(library, bands, "spectral").surface_magnitudes))(params))
     assert np.isfinite(fast).all()
-    photometry = spectral - spectral.min(axis=1, keepdims=True) < 60.0
+    photometry = spectral - spectral.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
     assert photometry.mean() > 0.99
     diff = np.where(photometry, fast - spectral, 0.0)
     rms, worst = np.sqrt(np.mean(diff**2, axis=0)), np.max(np.abs(diff), axis=0)
     assert rms.max() < 2e-3, dict(zip(bands, rms.round(5)))
     assert worst.max() < 1e-2, dict(zip(bands, worst.round(4)))
+
+
+@pytest.mark.parametrize("library", ["phoenix", "kurucz"])
+def test_flat_components_move_no_band_beyond_the_tolerance(library):
+    """Interpolating the chosen components from their values alone changes no band by more than the
+    tables' tolerance over the whole domain (fresh points, not those the choice was made on; A_V to 20),
+    against the same tables with every component's slopes; and the choice is not empty."""
+    tables, grid = load_tables(library), load_library(library)
+    assert tables["flat"].mean() > 0.3
+    bands = forward_model(library).bands
+    every_slope = TabulatedForwardModel(grid, bands, np.zeros_like(tables["flat"]))
+    points = jnp.asarray(domain_sample(library, 20_000, seed=1), jnp.float32)
+    shaped = np.asarray(jax.jit(jax.vmap(every_slope.surface_magnitudes))(points))
+    fast = np.asarray(jax.jit(jax.vmap(forward_model(library, bands, "fast").surface_magnitudes))(points))
+    photometry = shaped - shaped.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
+    worst = np.max(np.abs(fast - shaped), axis=0, where=photometry, initial=0.0)
+    assert worst.max() <= 1.5 * TOLERANCE, dict(zip(bands, worst.round(5)))
+
+
+def test_the_choice_of_flat_components_is_reproducible():
+    tables = load_tables("phoenix")
+    np.testing.assert_array_equal(choose_flat("phoenix", {k: v for k, v in tables.items() if k != "flat"}),
+                                  tables["flat"])
 
 
 def test_the_three_paths_agree_at_a_node_without_dust():

@@ -167,4 +167,27 @@ def test_a_table_that_does_not_fit_its_axes_is_refused():
     with pytest.raises(ValueError, match="do not match"):
         regular_hermite(table, jnp.array([1.3]), ((0.0, 0.5, 8),))
     with pytest.raises(ValueError, match="1 \\+ 1 values per node"):
-        interpolate_cell(table[:, :1], jnp.array([2]), jnp.array([0.6]), jnp.array([0.5]))
+        interpolate_cell(jnp.concatenate([table, table[:, :1]], axis=1), jnp.array([2]), jnp.array([0.6]),
+                         jnp.array([0.5]))
+
+
+def test_a_table_of_values_alone_is_the_interpolant_with_zero_slopes(phoenix):
+    """Values alone (the fast path's flat components): the same as the full table with its slopes set to
+    zero, value and gradient, exact at the nodes, and still C1 -- its derivative across a face is zero on
+    both sides, where the full table's is the node slope."""
+    values, table = _grid_table(phoenix, np.random.default_rng(8))
+    alone = table[..., :1, :]
+    zeroed = table.at[..., 1:, :].set(0.0)
+    rng = np.random.default_rng(9)
+    points = jnp.asarray(np.column_stack([rng.uniform(3.4, 4.05, 64), rng.uniform(0.1, 5.9, 64),
+                                          rng.uniform(-3.9, 0.9, 64)]), jnp.float32)
+    _assert_same_function_and_derivatives(lambda p: phoenix.hermite(alone, 10 ** p[0], p[1], p[2]),
+                                          lambda p: phoenix.hermite(zeroed, 10 ** p[0], p[1], p[2]), points)
+    teff, logg, mh = (np.asarray(a, np.float64) for a in phoenix.axes)
+    i, j, k = 30, 8, 5
+    np.testing.assert_allclose(phoenix.hermite(alone, 10 ** teff[i], logg[j], mh[k]), values[i, j, k], atol=2e-4)
+    across = jax.jacfwd(lambda x: phoenix.hermite(alone, 10**x, logg[j] + 0.2, mh[k] + 0.1))
+    for x in (teff[i] - 1e-5, teff[i] + 1e-5):
+        np.testing.assert_allclose(across(jnp.float32(x)), 0.0, atol=1.0)  # f'' ~ 5e4 here: 1e-5 moves it ~0.5
+    full = jax.jacfwd(lambda x: phoenix.hermite(table, 10**x, logg[j] + 0.2, mh[k] + 0.1))
+    assert np.abs(np.asarray(full(jnp.float32(teff[i])))).min() > 10.0  # the full table's slopes are not zero there
