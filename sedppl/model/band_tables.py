@@ -25,7 +25,7 @@ interpolates m0 and alpha between nodes, and phi between (A_V, R_V) samples,
 with the same C1 cubic Hermite scheme (``hermite``). Components whose node
 slopes matter least are interpolated from their values alone (``choose_flat``:
 together they move no band by more than ``TOLERANCE`` anywhere in the tables'
-domain), which makes the fast path ~1.25x faster on a CPU.
+domain), which makes the fast path ~1.2x faster on a CPU (BENCHMARKS.md).
 
 ``python -m sedppl.model.band_tables`` rebuilds ``data/<library>_bands.npz`` for
 the spectral libraries; each file records the hash of the library it was built from.
@@ -171,10 +171,13 @@ def domain_sample(library: str, n: int, seed: int) -> np.ndarray:
     uniform within it, A_V and R_V uniform over the sampled ranges."""
     grid = load_library(library)
     rng = np.random.default_rng(seed)
-    cells = np.argwhere(np.asarray(grid.cell_valid))[rng.integers(int(np.sum(grid.cell_valid)), size=n)]
-    x = [np.asarray(nodes, np.float64)[cells[:, a]] for a, nodes in enumerate(grid.axes)]
-    x = [lo + rng.uniform(size=n) * (np.asarray(nodes, np.float64)[cells[:, a] + 1] - lo)
-         for a, (lo, nodes) in enumerate(zip(x, grid.axes))]
+    valid = np.argwhere(np.asarray(grid.cell_valid))
+    cells = valid[rng.integers(len(valid), size=n)]
+    x = []
+    for a, nodes in enumerate(grid.axes):
+        nodes = np.asarray(nodes, np.float64)
+        lower, upper = nodes[cells[:, a]], nodes[cells[:, a] + 1]
+        x.append(lower + rng.uniform(size=n) * (upper - lower))
     return np.column_stack([10.0 ** x[0], x[1], x[2], rng.uniform(0.0, AV_MAX, n), rng.uniform(*RV_RANGE, n)])
 
 
@@ -187,6 +190,7 @@ def choose_flat(library: str, tables: dict[str, np.ndarray], tolerance: float = 
     tables' domain (``domain_sample``; magnitudes more than ``PHOTOMETRY_DEPTH`` below the star's
     brightest band, the floor in either path, not counted)."""
     import jax  # here, not at the top: the forward model imports this module
+    import jax.numpy as jnp
 
     from .forward import TabulatedForwardModel
 
@@ -194,7 +198,7 @@ def choose_flat(library: str, tables: dict[str, np.ndarray], tolerance: float = 
     bands = tuple(str(b) for b in tables["bands"])
     shaped = TabulatedForwardModel(grid, bands, np.zeros(owner.shape, bool), tables)
     flat = TabulatedForwardModel(grid, bands, np.ones(owner.shape, bool), tables)
-    points = jax.numpy.asarray(domain_sample(library, n, seed), jax.numpy.float32)
+    points = jnp.asarray(domain_sample(library, n, seed), jnp.float32)
     magnitudes = np.asarray(jax.jit(jax.vmap(shaped.surface_magnitudes))(points), np.float64)
     photometry = magnitudes - magnitudes.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
     change = (np.asarray(points[:, 3:4], np.float64)
@@ -214,7 +218,8 @@ def choose_flat(library: str, tables: dict[str, np.ndarray], tolerance: float = 
 
 def build(library: str, bands=TABLE_BANDS, tolerance: float = TOLERANCE) -> dict[str, np.ndarray]:
     """The tables of one spectral library: m0 (grid + (nb,)), alpha (grid + (R,)), phi (R, n_av, n_rv),
-    the band of each component, the sample axes and the library file's hash."""
+    the band of each component, which components are flat (``choose_flat``), the sample axes and the
+    library file's hash."""
     if library not in SPECTRAL_LIBRARIES:
         raise ValueError(f"band tables are built from spectra; {library!r} is not one of {SPECTRAL_LIBRARIES}")
     grid = load_library(library)
