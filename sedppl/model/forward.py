@@ -182,11 +182,11 @@ class TabulatedForwardModel(_ForwardModel):
             raise KeyError(f"no band tables for {missing}; use the spectral forward path")
         columns = [known.index(b) for b in self.bands]
         owner = tables["component_band"]
-        flat = np.asarray(tables["flat"] if flat is None else flat, bool)
-        if flat.shape != owner.shape:
-            raise ValueError(f"flat must hold one flag per component {owner.shape}, got shape {flat.shape}")
+        is_flat = np.asarray(tables["flat"] if flat is None else flat, bool)
+        if is_flat.shape != owner.shape:
+            raise ValueError(f"flat must hold one flag per component {owner.shape}, got shape {is_flat.shape}")
         components = np.flatnonzero(np.isin(owner, columns))
-        shaped, flat = components[~flat[components]], components[flat[components]]
+        shaped, flat = components[~is_flat[components]], components[is_flat[components]]
         alpha = tables["alpha"]
         self.table = grid.with_slopes(np.concatenate([tables["m0"][..., columns], alpha[..., shaped]], axis=-1))
         self.flat_table = jnp.asarray(alpha[..., None, flat], jnp.float32)

@@ -73,6 +73,11 @@ def test_flat_components_move_no_band_beyond_the_tolerance(library):
     assert worst.max() <= 1.5 * TOLERANCE, dict(zip(bands, worst.round(5)))
 
 
+def test_a_choice_of_flat_components_that_does_not_fit_the_tables_is_refused():
+    with pytest.raises(ValueError, match="one flag per component"):
+        TabulatedForwardModel(load_library("phoenix"), ("gaia_g",), np.zeros(3, bool))
+
+
 def test_the_choice_of_flat_components_is_reproducible():
     tables = load_tables("phoenix")
     np.testing.assert_array_equal(choose_flat("phoenix", {k: v for k, v in tables.items() if k != "flat"}),
