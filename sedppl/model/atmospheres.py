@@ -110,9 +110,10 @@ class Grid(eqx.Module):
     def _widths(self, index: Array) -> Float[Array, " 3"]:
         return jnp.stack([nodes[i + 1] - nodes[i] for nodes, i in zip(self.axes, index)])
 
-    def hermite(self, table: Float[Array, "nt ng nz 4 q"], teff: ArrayLike, logg: ArrayLike,
+    def hermite(self, table: Float[Array, "nt ng nz v q"], teff: ArrayLike, logg: ArrayLike,
                 mh: ArrayLike) -> Float[Array, " q"]:
-        """C1 cubic Hermite interpolation of a node table with its derivatives (``with_slopes``)."""
+        """C1 cubic Hermite interpolation of a node table with its derivatives (``with_slopes``: v = 4) or of
+        its values alone (v = 1: zero slopes, ``hermite.cell_sums``)."""
         index, frac, _ = self.locate(teff, logg, mh)
         return interpolate_cell(table, index, jnp.clip(frac, 0.0, 1.0), self._widths(index))
 

@@ -24,8 +24,9 @@ fit), by up to ~35 mmag in FUV there, 50-70 mag below the star's brightest band.
 interpolates m0 and alpha between nodes, and phi between (A_V, R_V) samples,
 with the same C1 cubic Hermite scheme (``hermite``). Components whose node
 slopes matter least are interpolated from their values alone (``choose_flat``:
-together they move no band by more than ``TOLERANCE`` anywhere in the tables'
-domain), which makes the fast path ~1.2x faster on a CPU (BENCHMARKS.md).
+together they move no band by more than ``TOLERANCE`` at ``FLAT_SAMPLES``
+points spread over the tables' domain), which makes the fast path ~1.2x faster
+on a CPU (BENCHMARKS.md).
 
 ``python -m sedppl.model.band_tables`` rebuilds ``data/<library>_bands.npz`` for
 the spectral libraries; each file records the hash of the library it was built from.
@@ -181,39 +182,53 @@ def domain_sample(library: str, n: int, seed: int) -> np.ndarray:
     return np.column_stack([10.0 ** x[0], x[1], x[2], rng.uniform(0.0, AV_MAX, n), rng.uniform(*RV_RANGE, n)])
 
 
-def choose_flat(library: str, tables: dict[str, np.ndarray], tolerance: float = TOLERANCE,
-                n: int = FLAT_SAMPLES, seed: int = 0) -> np.ndarray:
-    """(R,) bool: the components interpolated from their node values alone (zero slopes; ``hermite``).
-
-    Per band, the components whose slopes change its magnitude least join the flat ones while the
-    largest change of the band by all of them together stays within ``tolerance`` over n points of the
-    tables' domain (``domain_sample``; magnitudes more than ``PHOTOMETRY_DEPTH`` below the star's
-    brightest band, the floor in either path, not counted)."""
-    import jax  # here, not at the top: the forward model imports this module
+def flat_effects(library: str, tables: dict[str, np.ndarray], n: int = FLAT_SAMPLES,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """At n points of the tables' domain (``domain_sample``): how much interpolating each component from its
+    values alone changes its band (n, R), and which band magnitudes are photometry (n, nb): within
+    ``PHOTOMETRY_DEPTH`` of the star's brightest band (beyond, both paths give the spectra's floor)."""
     import jax.numpy as jnp
+    from jax import jit, vmap
 
-    from .forward import TabulatedForwardModel
+    from .forward import TabulatedForwardModel  # here: the forward model imports this module
 
     grid, owner = load_library(library), tables["component_band"]
     bands = tuple(str(b) for b in tables["bands"])
     shaped = TabulatedForwardModel(grid, bands, np.zeros(owner.shape, bool), tables)
     flat = TabulatedForwardModel(grid, bands, np.ones(owner.shape, bool), tables)
     points = jnp.asarray(domain_sample(library, n, seed), jnp.float32)
-    magnitudes = np.asarray(jax.jit(jax.vmap(shaped.surface_magnitudes))(points), np.float64)
-    photometry = magnitudes - magnitudes.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
-    change = (np.asarray(points[:, 3:4], np.float64)
-              * (np.asarray(jax.jit(jax.vmap(lambda p: shaped.components(p)[1]))(points), np.float64)
-                 - np.asarray(jax.jit(jax.vmap(lambda p: flat.components(p)[2]))(points), np.float64)))
+    magnitudes = np.asarray(jit(vmap(shaped.surface_magnitudes))(points), np.float64)
+    with_slopes = np.asarray(jit(vmap(lambda p: shaped.components(p)[1]))(points), np.float64)
+    without = np.asarray(jit(vmap(lambda p: flat.components(p)[2]))(points), np.float64)
+    change = np.asarray(points[:, 3:4], np.float64) * (with_slopes - without)
+    return change, magnitudes - magnitudes.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
+
+
+def greedy_flat(change: np.ndarray, photometry: np.ndarray, owner: np.ndarray, tolerance: float) -> np.ndarray:
+    """(R,) bool: per band, the components with the smallest largest change join the flat ones, one at a
+    time, while the largest change of the band by all of them together, over its photometry rows, stays
+    within ``tolerance``. A band without photometry rows keeps every slope."""
     chosen = np.zeros(owner.shape, bool)
-    for b in range(len(bands)):
-        mine, rows = np.flatnonzero(owner == b), photometry[:, b]
-        total = np.zeros(rows.sum())
-        for r in mine[np.argsort(np.abs(change[rows][:, mine]).max(axis=0))]:
-            if np.abs(total + change[rows, r]).max() > tolerance:
+    for b in range(photometry.shape[1]):
+        mine, rows = np.flatnonzero(owner == b), np.flatnonzero(photometry[:, b])
+        if rows.size == 0:
+            continue
+        effects = change[np.ix_(rows, mine)]
+        total = np.zeros(rows.size)
+        for j in np.argsort(np.abs(effects).max(axis=0), kind="stable"):
+            if np.abs(total + effects[:, j]).max() > tolerance:
                 break
-            total += change[rows, r]
-            chosen[r] = True
+            total += effects[:, j]
+            chosen[mine[j]] = True
     return chosen
+
+
+def choose_flat(library: str, tables: dict[str, np.ndarray], tolerance: float = TOLERANCE,
+                n: int = FLAT_SAMPLES, seed: int = 0) -> np.ndarray:
+    """(R,) bool: the components the fast path interpolates from their node values alone (zero slopes;
+    ``hermite``): ``greedy_flat`` on ``flat_effects`` at n points of the tables' domain."""
+    change, photometry = flat_effects(library, tables, n, seed)
+    return greedy_flat(change, photometry, tables["component_band"], tolerance)
 
 
 def build(library: str, bands=TABLE_BANDS, tolerance: float = TOLERANCE) -> dict[str, np.ndarray]:

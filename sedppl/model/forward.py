@@ -149,15 +149,22 @@ class SpectralForwardModel(_ForwardModel):
         return jnp.tensordot(weights.astype(block.dtype), _band_magnitudes(reddened, self.weights), axes=3)
 
 
+def _band_matrix(owners: np.ndarray, columns: list[int]) -> Float[Array, "r nb"]:
+    """One-hot (components, bands): which of the model's bands (``columns`` of the tables) each component's
+    term adds to."""
+    return jnp.asarray(owners[:, None] == np.asarray(columns)[None, :], jnp.float32)
+
+
 class TabulatedForwardModel(_ForwardModel):
     """The fast path: band magnitudes precomputed from the spectra (``band_tables``), C1 in every parameter.
 
     m_b = m0_b + A_V sum_r alpha_br phi_br(A_V, R_V): m0 and alpha are Hermite-interpolated
-    between the grid's nodes, phi between the (A_V, R_V) samples. Components whose node slopes
-    change no band by more than the tables' tolerance (``band_tables.choose_flat``; ``flat``
-    overrides the tables' choice) are interpolated from their values alone (``hermite``: still C1),
-    which reads a quarter of their rows. Agrees with the spectral path
-    (``interpolation="hermite"``) to the tables' tolerance.
+    between the grid's nodes, phi between the (A_V, R_V) samples. The flat components, whose node
+    slopes together change no band by more than the tables' tolerance (``band_tables.choose_flat``;
+    ``flat`` overrides the tables' choice), are interpolated from their values alone (``hermite``:
+    still C1), which reads one row per corner instead of four. Agrees with the spectral path
+    (``interpolation="hermite"``) to the tables' tolerance twice over: the compression's and the
+    flat components'.
     """
 
     grid: SpectralGrid
@@ -186,17 +193,17 @@ class TabulatedForwardModel(_ForwardModel):
         if is_flat.shape != owner.shape:
             raise ValueError(f"flat must hold one flag per component {owner.shape}, got shape {is_flat.shape}")
         components = np.flatnonzero(np.isin(owner, columns))
-        shaped, flat = components[~is_flat[components]], components[is_flat[components]]
+        shaped_ids, flat_ids = components[~is_flat[components]], components[is_flat[components]]
         alpha = tables["alpha"]
-        self.table = grid.with_slopes(np.concatenate([tables["m0"][..., columns], alpha[..., shaped]], axis=-1))
-        self.flat_table = jnp.asarray(alpha[..., None, flat], jnp.float32)
-        self.shaped_band, self.flat_band = (jnp.asarray(owner[c][:, None] == np.asarray(columns)[None, :], jnp.float32)
-                                            for c in (shaped, flat))
+        self.table = grid.with_slopes(np.concatenate([tables["m0"][..., columns], alpha[..., shaped_ids]], axis=-1))
+        self.flat_table = jnp.asarray(alpha[..., None, flat_ids], jnp.float32)
+        self.shaped_band = _band_matrix(owner[shaped_ids], columns)
+        self.flat_band = _band_matrix(owner[flat_ids], columns)
         av, rv = tables["av"], tables["rv"]
         slopes = slope_weights((av, rv), np.ones((av.size, rv.size), bool))
         phi = np.moveaxis(tables["phi"], 0, -1)
-        self.phi = jnp.asarray(with_derivatives(phi[..., shaped], slopes), jnp.float32)
-        self.flat_phi = jnp.asarray(phi[..., None, flat], jnp.float32)
+        self.phi = jnp.asarray(with_derivatives(phi[..., shaped_ids], slopes), jnp.float32)
+        self.flat_phi = jnp.asarray(phi[..., None, flat_ids], jnp.float32)
         self.av_axis = (float(av[0]), float(av[1] - av[0]), int(av.size))
         self.rv_axis = (float(rv[0]), float(rv[1] - rv[0]), int(rv.size))
 

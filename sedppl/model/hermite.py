@@ -14,7 +14,7 @@ continuous gradient (C1) everywhere, and exact at the nodes. A table may also
 hold the values alone: its derivatives are then taken as zero, which keeps the
 interpolant C1 and exact at the nodes (a flat tangent at every face) for the
 price of a coarser shape between nodes -- for quantities too small for their
-slopes to matter, at a quarter of the rows read.
+slopes to matter, at one row read per corner instead of 1 + d.
 
 The node derivatives are finite differences over the nodes that exist: the
 three-point formula on a non-uniform axis (exact for quadratics) where both
@@ -200,8 +200,8 @@ interpolate_cell.defjvp(_interpolate_cell_jvp, symbolic_zeros=True)
 
 def regular_hermite(table: Float[Array, ...], x: Float[Array, " d"],
                     axes: tuple[tuple[float, float, int], ...]) -> Float[Array, " q"]:
-    """Hermite interpolation of ``with_derivatives`` output on a regular grid, ``axes`` = (start, step, n)
-    per dimension; points outside take the nearest edge's value."""
+    """Hermite interpolation of ``with_derivatives`` output (or of the values alone, ``cell_sums``) on a
+    regular grid, ``axes`` = (start, step, n) per dimension; points outside take the nearest edge's value."""
     if tuple(n for _, _, n in axes) != table.shape[:len(axes)]:
         raise ValueError(f"axes {axes} do not match the table's shape {table.shape}")
     index, frac = [], []

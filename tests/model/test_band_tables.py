@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import load_library
-from sedppl.model.band_tables import (PHOTOMETRY_DEPTH, TOLERANCE, av_samples, choose_flat, domain_sample, load_tables,
+from sedppl.model.band_tables import (PHOTOMETRY_DEPTH, TOLERANCE, av_samples, domain_sample, greedy_flat, load_tables,
                                       node_extinction, relevant_samples)
 from sedppl.model.forward import TabulatedForwardModel, forward_model
 from sedppl.model.generative import sed_model
@@ -58,9 +58,10 @@ def test_fast_path_agrees_with_spectral_extinction_and_magnitudes(library, n):
 
 @pytest.mark.parametrize("library", ["phoenix", "kurucz"])
 def test_flat_components_move_no_band_beyond_the_tolerance(library):
-    """Interpolating the chosen components from their values alone changes no band by more than the
-    tables' tolerance over the whole domain (fresh points, not those the choice was made on; A_V to 20),
-    against the same tables with every component's slopes; and the choice is not empty."""
+    """Interpolating the flat components from their values alone changes no band by more than about the
+    tables' tolerance on fresh points of the domain (not those the choice was made on; A_V to 20: 1.0 mmag
+    at most on Phoenix, 1.03 on Kurucz), against the same tables with every component's slopes; and the
+    default model does use them (a third of the components or more, and they change something)."""
     tables, grid = load_tables(library), load_library(library)
     assert tables["flat"].mean() > 0.3
     bands = forward_model(library).bands
@@ -71,17 +72,43 @@ def test_flat_components_move_no_band_beyond_the_tolerance(library):
     photometry = shaped - shaped.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH
     worst = np.max(np.abs(fast - shaped), axis=0, where=photometry, initial=0.0)
     assert worst.max() <= 1.5 * TOLERANCE, dict(zip(bands, worst.round(5)))
+    assert worst.max() > 0.2 * TOLERANCE
+
+
+def test_greedy_flat_bounds_the_sum_of_the_flat_changes_not_each_alone():
+    """Two bands; band 0's three components change it by 0.4, 0.5 and -0.3 at one point and not elsewhere.
+    Smallest first: -0.3, then -0.3 + 0.4 = 0.1, then 0.1 + 0.5 = 0.6, which fits a tolerance of 0.7 but not
+    0.55 (though 0.5 alone would). Band 1 has no photometry and keeps its slopes; tolerance 0 keeps every
+    slope."""
+    owner = np.array([0, 0, 0, 1])
+    change = np.zeros((3, 4))
+    change[1, :3] = [0.4, 0.5, -0.3]
+    change[:, 3] = 1e-9
+    photometry = np.array([[True, False]] * 3)
+    np.testing.assert_array_equal(greedy_flat(change, photometry, owner, 0.7), [True, True, True, False])
+    np.testing.assert_array_equal(greedy_flat(change, photometry, owner, 0.55), [True, False, True, False])
+    np.testing.assert_array_equal(greedy_flat(change, photometry, owner, 0.0), [False] * 4)
+
+
+def test_bands_whose_components_are_all_shaped_or_all_flat_run_and_differentiate():
+    """Empty groups (zero-width tables): W2 has no flat component on Phoenix; with every component flat the
+    shaped group holds the magnitudes alone."""
+    grid, n = load_library("phoenix"), len(load_tables("phoenix")["flat"])
+    star = jnp.array([5400.0, 4.4, -0.2, 3.3, 3.4])
+    for flat in (None, np.ones(n, bool)):
+        model = TabulatedForwardModel(grid, ("wise_w2", "gaia_g"), flat)
+        reference = TabulatedForwardModel(grid, ("wise_w2", "gaia_g"), np.zeros(n, bool))
+        np.testing.assert_allclose(model.surface_magnitudes(star)[0], reference.surface_magnitudes(star)[0],
+                                   atol=TOLERANCE)
+        assert np.isfinite(np.asarray(jax.jacfwd(model.surface_magnitudes)(star))).all()
+        assert np.isfinite(np.asarray(jax.jacrev(model.surface_magnitudes)(star))).all()
+    only_w2 = TabulatedForwardModel(grid, ("wise_w2",))
+    assert only_w2.flat_table.shape[-1] == 0 and only_w2.flat_band.shape == (0, 1)
 
 
 def test_a_choice_of_flat_components_that_does_not_fit_the_tables_is_refused():
     with pytest.raises(ValueError, match="one flag per component"):
         TabulatedForwardModel(load_library("phoenix"), ("gaia_g",), np.zeros(3, bool))
-
-
-def test_the_choice_of_flat_components_is_reproducible():
-    tables = load_tables("phoenix")
-    np.testing.assert_array_equal(choose_flat("phoenix", {k: v for k, v in tables.items() if k != "flat"}),
-                                  tables["flat"])
 
 
 def test_the_three_paths_agree_at_a_node_without_dust():
