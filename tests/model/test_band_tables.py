@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sedppl.model.atmospheres import load_library
-from sedppl.model.band_tables import (PHOTOMETRY_DEPTH, TOLERANCE, av_samples, domain_sample, greedy_flat, load_tables,
-                                      node_extinction, relevant_samples)
+from sedppl.model.band_tables import (PHOTOMETRY_DEPTH, TOLERANCE, av_samples, domain_sample, flat_effects, greedy_flat,
+                                      load_tables, node_extinction, relevant_samples)
 from sedppl.model.forward import TabulatedForwardModel, forward_model
 from sedppl.model.generative import sed_model
 from sedppl.model.priors import Prior, PriorError
@@ -88,6 +88,24 @@ def test_greedy_flat_bounds_the_sum_of_the_flat_changes_not_each_alone():
     np.testing.assert_array_equal(greedy_flat(change, photometry, owner, 0.7), [True, True, True, False])
     np.testing.assert_array_equal(greedy_flat(change, photometry, owner, 0.55), [True, False, True, False])
     np.testing.assert_array_equal(greedy_flat(change, photometry, owner, 0.0), [False] * 4)
+
+
+def test_flat_effects_add_up_to_the_change_of_the_magnitudes():
+    """Per band, the components' changes ``choose_flat`` weighs sum to the change of the band's magnitude
+    between every slope kept and none (the model's own numbers), and photometry is the model's magnitudes
+    within PHOTOMETRY_DEPTH of the brightest band."""
+    tables, grid = load_tables("phoenix"), load_library("phoenix")
+    change, photometry = flat_effects("phoenix", tables, n=300, seed=2)
+    bands = tuple(str(b) for b in tables["bands"])
+    points = jnp.asarray(domain_sample("phoenix", 300, seed=2), jnp.float32)
+    def magnitudes(flat):
+        return np.asarray(jax.jit(jax.vmap(TabulatedForwardModel(grid, bands, flat, tables).surface_magnitudes))(points))
+
+    none_flat, all_flat = magnitudes(np.zeros_like(tables["flat"])), magnitudes(np.ones_like(tables["flat"]))
+    per_band = np.stack([change[:, tables["component_band"] == b].sum(axis=1) for b in range(len(bands))], axis=1)
+    np.testing.assert_allclose(per_band, none_flat - all_flat, atol=2e-4)
+    assert np.abs(per_band).max() > 0.05  # not a vacuous identity
+    np.testing.assert_array_equal(photometry, none_flat - none_flat.min(axis=1, keepdims=True) < PHOTOMETRY_DEPTH)
 
 
 def test_bands_whose_components_are_all_shaped_or_all_flat_run_and_differentiate():
