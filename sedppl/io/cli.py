@@ -184,12 +184,10 @@ def _cmd_check(args) -> int:
     from .catalog import read_catalog
     from .partitions import check_dataset, is_partitioned
 
-    if is_partitioned(args.catalog):
-        found = check_dataset(args.catalog, bands=args.bands)
+    if is_partitioned(args.catalog):  # flagged stars printed as found, the totals last: memory stays one chunk's
+        found = check_dataset(args.catalog, bands=args.bands, on_flag=lambda line: print("  " + line))
         print(f"{args.catalog}: {found.files} partition(s), {found.stars} stars, bands {', '.join(found.bands)}")
         print(f"usable: {found.usable}, flagged: {found.stars - found.usable}")
-        for line in found.flag_report:
-            print("  " + line)
         return 0
     catalog = read_catalog(args.catalog, bands=args.bands)
     print(f"{args.catalog}: {len(catalog)} stars, bands {', '.join(catalog.bands)}")

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,14 +215,17 @@ class DatasetCheck:
     bands: tuple[str, ...]
     stars: int
     usable: int
-    flag_report: list[str]
+    flag_report: list[str]  # empty when the lines went to ``check_dataset``'s on_flag
 
 
-def check_dataset(source, bands=None, chunk: int = 100_000) -> DatasetCheck:
+def check_dataset(source, bands=None, chunk: int = 100_000, on_flag: Callable[[str], None] | None = None
+                  ) -> DatasetCheck:
     """``read_catalog``'s checks over a partitioned dataset (``sedppl check`` on a folder), one chunk of
     ``chunk`` rows at a time so that a catalogue beyond memory can be checked: every partition has the
     same band columns, ids are unique across them, and each flagged star is reported as
-    ``"<partition>: star 'id': why"``. A problem with a whole partition raises ``CatalogError`` naming it."""
+    ``"<partition>: star 'id': why"``: to ``on_flag`` as it is found (the result then keeps none, so that
+    memory stays one chunk's however many stars are flagged) or, by default, in the result's
+    ``flag_report``. A problem with a whole partition raises ``CatalogError`` naming it."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     files = partition_files(source)
@@ -231,12 +235,14 @@ def check_dataset(source, bands=None, chunk: int = 100_000) -> DatasetCheck:
         check_hats_rows(source, units)
     check_unique_ids(files)
     stars = usable = 0
-    report = []
+    report: list[str] = []
+    on_flag = report.append if on_flag is None else on_flag
     for unit in units:
         catalog = read_unit(unit, bands)
         stars += len(catalog)
         usable += int(catalog.usable.sum())
-        report += [f"{Path(unit.path).name}: {line}" for line in catalog.flag_report()]
+        for line in catalog.flag_report():
+            on_flag(f"{Path(unit.path).name}: {line}")
     return DatasetCheck(len(files), bands, stars, usable, report)
 
 

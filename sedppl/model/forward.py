@@ -346,7 +346,7 @@ def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
     faster and in bounded memory for large n. ``log10_theta_mas``: one per star, or one for all. Shapes are
     checked, and a non-finite input, a teff <= 0 K or an A_V or R_V outside ``forward.extinction_domain()``
     is refused naming its star (row) and column: call it outside jit (``vmap_in_blocks`` is the traceable
-    part)."""
+    part). The inputs are checked on the device in the same call; only a refused batch is read back."""
     params = jnp.asarray(params, jnp.result_type(float))
     if params.ndim != 2 or params.shape[1] != len(PARAMS):
         raise ValueError(f"params must have shape (n, {len(PARAMS)}) with columns {PARAMS}, got {params.shape}")
@@ -355,30 +355,46 @@ def many_magnitudes(forward: ForwardModel, params: Float[ArrayLike, "n 5"],
         raise ValueError(f"log10_theta_mas must be one number or one per star ({params.shape[0]},), "
                          f"got shape {log10_theta_mas.shape}")
     log10_theta_mas = jnp.broadcast_to(log10_theta_mas, params.shape[:1])
-    columns = np.column_stack([np.asarray(params), np.asarray(log10_theta_mas)])
+    magnitudes, valid = _many_magnitudes(forward, params, log10_theta_mas, block, one_vmap_max)
+    if not bool(valid):
+        _refuse_invalid(forward, np.column_stack([np.asarray(params), np.asarray(log10_theta_mas)]))
+    return magnitudes
+
+
+def _outside(forward: ForwardModel, columns):
+    """Per row and checked column (teff, av, rv): outside the model's domain (numpy or jax arrays alike)."""
+    domain = forward.extinction_domain()
+    outside = {}
+    for name in ("teff", "av", "rv"):
+        value = columns[:, PARAMS.index(name)]
+        lo, hi = domain.get(name, (-np.inf, np.inf))
+        inside = (value >= lo) & (value <= hi)
+        outside[name] = ~(inside & (value > 0)) if name in ("teff", "rv") else ~inside
+    return outside
+
+
+def _refuse_invalid(forward: ForwardModel, columns: np.ndarray) -> None:
+    """Raise for the inputs ``many_magnitudes`` found invalid, naming the first rows and columns."""
     names = PARAMS + ("log10_theta_mas",)
     bad = np.argwhere(~np.isfinite(columns))
     if bad.size:
         where = ", ".join(f"row {i} {names[j]}" for i, j in bad[:5])
         raise ValueError(f"{len(bad)} non-finite input value(s): {where}{' ...' if len(bad) > 5 else ''}")
-    domain = forward.extinction_domain()
-    outside = []
-    for name in ("teff", "av", "rv"):
-        value = columns[:, PARAMS.index(name)]
-        lo, hi = domain.get(name, (-np.inf, np.inf))
-        inside = (value >= lo) & (value <= hi) & ((value > 0) if name in ("teff", "rv") else True)
-        outside += [(i, name, value[i]) for i in np.flatnonzero(~inside)]
-    if outside:
-        ranges = ", ".join(f"{name} in [{lo:g}, {hi:g}]" for name, (lo, hi) in domain.items())
-        where = ", ".join(f"row {i} {name}={value:g}" for i, name, value in sorted(outside)[:5])
-        raise ValueError(f"{len(outside)} value(s) outside the forward model's domain (teff > 0 K, rv > 0, {ranges}): "
-                         f"{where}{' ...' if len(outside) > 5 else ''}")
-    return _many_magnitudes(forward, params, log10_theta_mas, block, one_vmap_max)
+    outside = sorted((i, name, columns[i, PARAMS.index(name)])
+                     for name, rows in _outside(forward, columns).items() for i in np.flatnonzero(rows))
+    ranges = ", ".join(f"{name} in [{lo:g}, {hi:g}]" for name, (lo, hi) in forward.extinction_domain().items())
+    where = ", ".join(f"row {i} {name}={value:g}" for i, name, value in outside[:5])
+    raise ValueError(f"{len(outside)} value(s) outside the forward model's domain (teff > 0 K, rv > 0, {ranges}): "
+                     f"{where}{' ...' if len(outside) > 5 else ''}")
 
 
 @eqx.filter_jit
 def _many_magnitudes(forward: ForwardModel, params, log10_theta_mas, block, one_vmap_max):
-    return vmap_in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, one_vmap_max)
+    magnitudes = vmap_in_blocks(lambda star: forward.magnitudes(*star), (params, log10_theta_mas), block, one_vmap_max)
+    valid = jnp.isfinite(params).all() & jnp.isfinite(log10_theta_mas).all()
+    for rows in _outside(forward, params).values():
+        valid &= ~rows.any()
+    return magnitudes, valid
 
 
 PATHS = ("fast", "spectral", "multilinear")

@@ -144,6 +144,9 @@ def test_a_dataset_is_checked_chunk_by_chunk_like_one_catalogue(stars, tmp_path,
     expected = [f"{'part-000000' if k < 6 else 'part-000001'}.parquet: {line}"
                 for k, line in zip(np.flatnonzero(~one.usable), one.flag_report())]
     assert found.flag_report == expected and len(expected) >= 1
+    streamed = []
+    assert check_dataset(tmp_path / "parts", chunk=4, on_flag=streamed.append).flag_report == []  # none kept
+    assert streamed == expected
     assert main(["check", str(tmp_path / "parts")]) == 0
     out = capsys.readouterr().out
     assert "2 partition(s), 10 stars" in out and f"flagged: {10 - found.usable}" in out
