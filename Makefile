@@ -68,6 +68,7 @@ docs-clean:
 	rm -rf docs/_build docs/api docs/tutorials docs/validation
 
 # Wheels of the pure-Python dependencies a bare GPU machine lacks (see benchmarks/gpu.sh); needs pip's index.
+# Slimmed so that they and the tree fit in the 64 MiB a device machine takes.
 GPU_WHEELS := flowjax paramax pyphot blackjax arviz arviz-base arviz-plots arviz-stats xarray-einstats speclite h5netcdf \
   numpyro equinox jaxtyping wadler-lindig optax lineax astropy pyerfa astropy-iers-data
 wheels: $(VENV)/.installed
@@ -75,6 +76,7 @@ wheels: $(VENV)/.installed
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 	  $$($(BIN)/python -m pip list --format=freeze | grep -iE "^($$(echo $(GPU_WHEELS) | tr ' ' '|' | sed 's/-/[-_]/g'))==")
+	$(BIN)/python benchmarks/slim_wheels.py .whl
 
 clean:
 	rm -rf $(VENV) sedppl-demo
