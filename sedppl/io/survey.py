@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from ..model.checks import is_real, is_whole
 from ..model.files import read_toml
 from ..model.passbands import REGISTRY, SURVEY_BANDS
 
@@ -114,10 +115,10 @@ def _check_band(path, band: str, cols: BandColumns) -> None:
         value = getattr(cols, name)
         if not (isinstance(value, str) or (name == "flag" and value is None)):
             raise MappingError(f"{where}: {name} must be a column name (text), got {value!r}")
-    if not isinstance(cols.flag_index, int) or isinstance(cols.flag_index, bool) or cols.flag_index < 0:
+    if not is_whole(cols.flag_index, 0):
         raise MappingError(f"{where}: flag_index must be a whole number >= 0 (a character position), "
                            f"got {cols.flag_index!r}")
-    if isinstance(cols.max_err, bool) or not isinstance(cols.max_err, (int, float)) or not cols.max_err > 0:
+    if not is_real(cols.max_err) or not cols.max_err > 0:
         raise MappingError(f"{where}: max_err must be a number > 0 (mag), got {cols.max_err!r}")
     if cols.err == cols.mag:
         raise MappingError(f"{where}: err and mag both name column {cols.mag!r}")

@@ -30,6 +30,7 @@ from numpyro import handlers
 from numpyro.infer import Predictive
 
 from .astrometry import GAIA_DR3_PARALLAX_ZERO_POINT, AstrometricPrior, sample_mass_and_distance_prior, size_and_distance
+from .checks import is_whole
 from .corrections import correction_name
 from .forward import PARAMS, dilution_mag, vmap_in_blocks
 from .generative import SEDModel, stack_params
@@ -47,7 +48,7 @@ class NoiseModel:
     min_bands: int = 3
 
     def __post_init__(self):
-        if isinstance(self.min_bands, bool) or not isinstance(self.min_bands, (int, np.integer)) or self.min_bands < 1:
+        if not is_whole(int(self.min_bands) if isinstance(self.min_bands, np.integer) else self.min_bands, 1):
             raise ValueError(f"min_bands must be a whole number >= 1, got {self.min_bands!r}")
         if not (np.isfinite(self.err_min) and np.isfinite(self.err_max)):
             raise ValueError(f"err_min and err_max must be finite, got {self.err_min}, {self.err_max}")
@@ -171,7 +172,8 @@ def simulate_catalog(key: jax.Array, n: int, model: SEDModel, noise: NoiseModel 
     ``noise``: ``surveys.SurveyNoise`` (the default, as the default NPE model was trained: errors,
     detection and footprint from the star's magnitudes) or ``NoiseModel`` (idealised: errors and
     missing bands drawn blind to the star)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+    n = int(n) if isinstance(n, np.integer) else n
+    if not is_whole(n):
         raise TypeError(f"n must be a whole number of stars, got {n!r}")
     if n < 1:
         raise ValueError(f"need at least one star, got n={n}")

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from .checks import is_real, is_whole
 from .passbands import check_bands
 
 SNR5_ERROR = 2.5 / np.log(10.0) / 5.0  # magnitude error at signal-to-noise 5
@@ -143,14 +144,13 @@ class SurveyNoise:
     kind = "survey"
 
     def __post_init__(self):
-        if isinstance(self.min_bands, bool) or not isinstance(self.min_bands, int) or self.min_bands < 1:
+        if not is_whole(self.min_bands, 1):
             raise ValueError(f"min_bands must be a whole number >= 1, got {self.min_bands!r}")
-        if isinstance(self.edge_mag, bool) or not isinstance(self.edge_mag, (int, float)) or not self.edge_mag > 0:
+        if not is_real(self.edge_mag) or not self.edge_mag > 0:
             raise ValueError(f"edge_mag must be a positive number of magnitudes, got {self.edge_mag!r}")
-        if (isinstance(self.error_scatter, bool) or not isinstance(self.error_scatter, (int, float))
-                or not 0 <= self.error_scatter <= 2):
+        if not is_real(self.error_scatter) or not 0 <= self.error_scatter <= 2:
             raise ValueError(f"error_scatter must be a ln-sd between 0 and 2, got {self.error_scatter!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if not is_real(self.dropout) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
 
     def to_dict(self) -> dict:

@@ -47,6 +47,7 @@ from flowjax.flows import coupling_flow, masked_autoregressive_flow
 from jaxtyping import Array, Float, PRNGKeyArray
 from jax.scipy.special import logit
 
+from ...model.checks import is_real, is_whole
 from ...model.forward import PARAMS
 from .encoder import SetEncoder
 from .simulations import centre
@@ -82,9 +83,9 @@ class Architecture:
         for name, low in (("width", 1), ("depth", 0), ("heads", 1), ("summary_dim", 1), ("flow_layers", 1),
                           ("flow_width", 1), ("flow_depth", 0), ("knots", 2)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_whole(value, low):
                 raise ValueError(f"architecture: {name} must be a whole number >= {low}, got {value!r}")
-        if isinstance(self.interval, bool) or not isinstance(self.interval, (int, float)) or not 0 < self.interval < math.inf:
+        if not is_real(self.interval) or not 0 < self.interval < math.inf:
             raise ValueError(f"architecture: interval must be a finite number > 0, got {self.interval!r}")
         if not isinstance(self.conditional_affine, bool):
             raise ValueError(f"architecture: conditional_affine must be true or false, got {self.conditional_affine!r}")

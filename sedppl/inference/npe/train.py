@@ -37,6 +37,7 @@ import optax
 import paramax
 from tqdm.auto import tqdm
 
+from ...model.checks import is_real, is_whole
 from ...model.corrections import correction_name
 from ...model.files import read_toml
 from ...model.generative import sed_model
@@ -76,12 +77,12 @@ class TrainConfig:
         for name, low in (("seed", 0), ("batch_size", 1), ("steps_per_epoch", 1), ("max_epochs", 1),
                           ("warmup_steps", 0), ("patience", 1), ("val_size", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_whole(value, low):
                 raise ValueError(f"training config: [train] {name} must be a whole number >= {low}, got {value!r}")
         rate, budget = self.learning_rate, self.max_minutes
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
+        if not is_real(rate) or not 0 < rate < math.inf:
             raise ValueError(f"training config: [train] learning_rate must be a finite number > 0, got {rate!r}")
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget >= 0:  # 0: one epoch
+        if not is_real(budget) or not budget >= 0:  # 0: one epoch
             raise ValueError(f"training config: [train] max_minutes must be a number >= 0, got {budget!r}")
 
     @classmethod
