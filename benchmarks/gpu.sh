@@ -30,6 +30,7 @@ start=$SECONDS
 section() {  # name, time limit [s], extra arguments
     local name=$1 limit=$2; shift 2
     [[ " ${SECTIONS:-env forward npe npe-is nuts smc} " == *" $name "* ]] || return 0
+    rm -f "$out/gpu_$name.json"  # a section stopped before its figure must not leave an earlier run's to be read
     timeout "$limit" $py benchmarks/bench_gpu.py "$name" --out "$out" --budget $((limit - 20)) "$@" 2>"$out/gpu_$name.err"
     local rc=$?
     [ $rc -eq 0 ] || { echo "$name: FAILED (exit $rc; last lines of $out/gpu_$name.err follow)"; tail -n 5 "$out/gpu_$name.err"; }

@@ -37,6 +37,8 @@ def slim(wheel: Path, pattern: str) -> int:
 
 
 def main(folder: str) -> None:
+    if not Path(folder).is_dir():
+        raise SystemExit(f"slim_wheels: no folder {folder!r} (run 'make wheels', which downloads the wheels first)")
     for name, pattern in UNUSED.items():
         for wheel in sorted(Path(folder).glob(f"{name}-*.whl")):
             print(f"{wheel.name}: {slim(wheel, pattern) / 1e6:.1f} MB dropped")
