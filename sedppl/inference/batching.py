@@ -4,9 +4,11 @@ split over devices, and the angular diameter drawn exactly afterwards."""
 from __future__ import annotations
 
 import dataclasses
-
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,9 @@ from tqdm.auto import tqdm
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel, sample_log10_theta
 from .coordinates import sampler_coordinates
+
+STEPS_PER_REPORT = 50  # sampler steps between two reports of a running call (``report_steps``)
+_LISTENERS: list = []  # ``listen_to_steps``
 
 
 def scale_marginal_potential(model: SEDModel, av_map: str = "logit"):
@@ -80,7 +85,12 @@ def over_stars(one, batch: str):
     for every catalogue size -- costs only its real stars; "vmap" runs them side by side, padding included.
     """
     if batch == "vmap":
-        return jax.vmap(lambda valid, *x: one(*x))
+        side_by_side = jax.vmap(lambda valid, *x: one(*x))
+
+        def call_of_stars(valid, *block):  # named: compile logs and timings say which program this is
+            return side_by_side(valid, *block)
+
+        return call_of_stars
     one = jax.jit(one)  # traced once: the shape of the padding branch comes from the same trace
 
     def star(x):
@@ -91,7 +101,10 @@ def over_stars(one, batch: str):
 
         return jax.lax.cond(valid, lambda: one(*args), skip)
 
-    return lambda valid, *a: jax.lax.map(star, (valid, *a))
+    def call_of_stars(valid, *block):
+        return jax.lax.map(star, (valid, *block))
+
+    return call_of_stars
 
 
 def chunks(n: int, size: int, parts: int = 1):
@@ -128,6 +141,7 @@ def compile_over_stars(run_one, batch: str = "auto"):
     run = jax.jit(over_stars(run_one, resolve_batch(batch)))
     devices = jax.local_devices()
     if len(devices) == 1:
+        run.ahead = lambda *args: run.lower(*args).compile()
         return run
 
     def over_devices(*args, on=devices):
@@ -145,33 +159,111 @@ def compile_over_stars(run_one, batch: str = "auto"):
             parts = list(pool.map(part, range(len(on))))
         return jax.tree.map(lambda *x: np.concatenate([np.asarray(v) for v in x]), *parts)
 
+    def ahead(*args):
+        """Compile, without running, each device's program for these arguments."""
+        size = len(args[0]) // len(devices)
+        for i, device in enumerate(devices):
+            block = jax.tree.map(lambda a: a[i * size:(i + 1) * size], list(args))
+            run.lower(*jax.device_put(block, device)).compile()
+
+    over_devices.ahead = ahead
     return over_devices
 
 
+def _prepared(key, err, mask, mag, per_star):
+    """The rows as every call takes them: a key per row, absent bands filled in, NumPy arrays."""
+    err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
+    mask = mask.astype(bool)
+    per_star = [None if a is None else np.asarray(a) for a in per_star]
+    return row_keys(key, len(mag)), np.where(mask, err, 1.0), mask, np.where(mask, mag, 0.0), per_star
+
+
+def _call(prepared, slots, valid):
+    """One call's arguments: the rows in ``slots``."""
+    keys, err, mask, mag, per_star = prepared
+    return (valid, keys[slots], err[slots], mask[slots], mag[slots],
+            *(None if a is None else a[slots] for a in per_star))
+
+
 def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: str, progress: bool = True,
-                     *per_star, batch: str = "auto"):
+                     *per_star, batch: str = "auto", steps: int | None = None):
     """Every row through ``compiled(valid, keys, err, mask, mag, *per_star)`` in chunks of
     ``stars_per_call`` per device, every chunk padded to that size (``chunks``: one compilation for any
     catalogue; padding costs nothing under ``lax.map``): outputs stacked over rows, and each row's share
     of the wall time. A star's numbers do not depend on which stars or devices share its call.
+
+    ``steps``: the length of the loop each star runs, when it calls ``report_steps``: the progress bar
+    then moves during a call too (a call of thousands of stars on a GPU takes minutes), by the share of
+    steps reported.
     """
-    err, mask, mag = (np.asarray(a) for a in (err, mask, mag))
-    per_star = [None if a is None else np.asarray(a) for a in per_star]
-    mask = mask.astype(bool)
-    err, mag = np.where(mask, err, 1.0), np.where(mask, mag, 0.0)
-    n = len(mag)
+    prepared = _prepared(key, err, mask, mag, per_star)
+    n = len(prepared[3])
     devices = len(jax.local_devices())
-    keys = row_keys(key, n)
     outputs, seconds = [], np.zeros(n)
     with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
         for rows, slots, valid, positions in chunks(n, stars_per_call * devices, devices):
+            # reports per call: one per batch and device (vmap), one per real star (map: padding is skipped)
+            reports = (steps or 0) // STEPS_PER_REPORT * (devices if resolve_batch(batch) == "vmap" else len(rows))
             t0 = time.perf_counter()
-            out = jax.block_until_ready(compiled(valid, keys[slots], err[slots], mask[slots], mag[slots],
-                                                 *(None if a is None else a[slots] for a in per_star)))
+            with _moving(bar, len(rows), reports) if progress and reports else nullcontext():
+                out = jax.block_until_ready(compiled(*_call(prepared, slots, valid)))
             seconds[rows] = (time.perf_counter() - t0) / len(rows)
             outputs.append(jax.tree.map(lambda a: np.asarray(a)[positions], out))
             bar.update(len(rows))
     return jax.tree.map(lambda *a: np.concatenate(a), *outputs), seconds
+
+
+def compile_ahead(compiled, key, err, mask, mag, stars_per_call: int, *per_star) -> float:
+    """Compile, without running, the program ``sample_in_chunks`` would run on these rows (its calls all
+    share one shape); seconds taken. ``compiled``: from ``compile_over_stars``. A first call otherwise
+    compiles and samples a whole padded call in one, which cannot be timed apart."""
+    prepared = _prepared(key, err, mask, mag, per_star)
+    devices = len(jax.local_devices())
+    _, slots, valid, _ = next(chunks(len(prepared[3]), stars_per_call * devices, devices))
+    t0 = time.perf_counter()
+    compiled.ahead(*_call(prepared, slots, valid))
+    return time.perf_counter() - t0
+
+
+def report_steps(step, every: int = STEPS_PER_REPORT) -> None:
+    """Inside one star's loop over sampler steps: after every ``every`` steps, tell the host
+    (``listen_to_steps``). ``step`` must be the loop's own counter, the same for every star, so that
+    under ``vmap`` one report stands for the whole batch (a counter that differs by star would make one
+    report per star). Nothing the sampler computes depends on it."""
+    jax.lax.cond((step + 1) % every == 0, lambda: jax.debug.callback(partial(_heard, every)), lambda: None)
+
+
+def _heard(steps: int) -> None:
+    for listener in tuple(_LISTENERS):
+        listener(steps)
+
+
+@contextmanager
+def listen_to_steps(listener):
+    """Within the block, ``listener(steps)`` is called (from JAX's threads) each time a running call
+    reports ``steps`` more steps done (``report_steps``). Calls running at once in one process are heard
+    together."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
+
+
+@contextmanager
+def _moving(bar, stars: int, reports: int):
+    """Moves ``bar`` through ``stars`` by the share of ``reports`` heard during the block (never past it)."""
+    start, heard, lock = bar.n, [0], threading.Lock()
+
+    def listener(_):
+        with lock:
+            heard[0] += 1
+            bar.update(max(int(stars * min(heard[0] / reports, 1.0)) - (bar.n - start), 0))
+
+    with listen_to_steps(listener):
+        yield
+    with lock:
+        bar.update(start - bar.n)  # back to where the call began: the caller counts its stars
 
 
 def exact_theta(key, model: SEDModel, params: dict, err, mask, mag, astrometry=None) -> dict:

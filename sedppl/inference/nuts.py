@@ -27,7 +27,11 @@ trajectories do not end on the staircase of missing models. Stars are batched:
   a slow star does not hold back the others. On the 2-core development
   machine it beat ``vmap`` (see BENCHMARKS.md, "NUTS batching").
 - chunked ``vmap`` on GPU, where lockstep is the price of using the device's
-  width (not yet measured here: no GPU was lent to this task).
+  width: every step of a call lasts as long as the longest trajectory among all
+  its chains (``benchmarks/bench_lockstep.py`` measures what that adds).
+
+The running program reports every ``batching.STEPS_PER_REPORT`` steps, which
+moves the progress bar within a call; ``compile`` builds a call's program ahead.
 
 When JAX sees several local devices (GPUs, or CPU cores exposed as devices with
 ``jax.config.update("jax_num_cpu_devices", n)``, which the CLI does), each call's
@@ -54,7 +58,8 @@ from numpyro.infer.util import unconstrain_fn
 
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel, log_joint
-from .batching import compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
+from .batching import (compile_ahead, compile_over_stars, exact_theta, report_steps, sample_in_chunks,
+                       scale_marginal_potential)
 from .modes import mode_weights, resample_chains
 from .warmup import schedule, window_adaptation
 
@@ -87,6 +92,7 @@ class StarDraws:
     params: dict[str, np.ndarray]  # name -> (star, chain, draw), constrained; includes theta_mas
     diverging: np.ndarray  # (star, chain, draw) bool
     tree_depth: np.ndarray  # (star, chain, draw) int
+    n_steps: np.ndarray  # (star, chain, draw) leapfrog steps (gradient evaluations) behind each draw
     acceptance: np.ndarray  # (star, chain, draw)
     logdensity: np.ndarray  # (star, chain, draw) of the sampled (unconstrained) position
     step_size: np.ndarray  # (star, chain)
@@ -100,8 +106,8 @@ class StarDraws:
 
     def sample_stats(self) -> dict[str, np.ndarray]:
         """The per-draw sampler statistics under ArviZ's names: name -> (star, chain, draw)."""
-        return {"diverging": self.diverging, "tree_depth": self.tree_depth, "acceptance_rate": self.acceptance,
-                "lp": self.logdensity}
+        return {"diverging": self.diverging, "tree_depth": self.tree_depth, "n_steps": self.n_steps,
+                "acceptance_rate": self.acceptance, "lp": self.logdensity}
 
     def pooled(self, i: int, n_out: int | None = None) -> dict[str, np.ndarray]:
         """Star ``i``'s draws pooled over chains with their modes' masses: name -> (n_out,) equal weight
@@ -187,6 +193,7 @@ class NUTSSampler:
         def step(carry, x):
             state, adapt, tuned, restarted = carry
             i, key, stage, window_end = x
+            report_steps(i)  # the progress bar moves within a call
             state, info = jax.vmap(lambda k, s, e, m: kernel(k, s, logdensity, e, m,
                                                              max_num_doublings=cfg.max_tree_depth))(
                 key, state, tuned["step_size"], tuned["inverse_mass_matrix"])
@@ -194,21 +201,22 @@ class NUTSSampler:
                 i < cfg.warmup, adapt_step, lambda i, st, w, s, a, acc: (s, tuned, jnp.int32(0), a),
                 i, stage, window_end, state, adapt, info.acceptance_rate)
             return (state, adapt, tuned, restarted + moved), (
-                state.position, info.is_divergent, info.num_trajectory_expansions, info.acceptance_rate,
-                state.logdensity)
+                state.position, info.is_divergent, info.num_trajectory_expansions, info.num_integration_steps,
+                info.acceptance_rate, state.logdensity)
 
         steps = jnp.arange(cfg.warmup + cfg.draws)
         (_, _, tuned, restarted), out = jax.lax.scan(step, (state, adapt, tuned, jnp.int32(0)),
                                                      (steps, keys, stages[:, 0], stages[:, 1] == 1))
         # keep the draws: (chain, draw, ...)
-        z, div, depth, acc, logp = jax.tree.map(lambda a: jnp.swapaxes(a[cfg.warmup:], 0, 1), out)
+        z, div, depth, n_steps, acc, logp = jax.tree.map(lambda a: jnp.swapaxes(a[cfg.warmup:], 0, 1), out)
         params = jax.vmap(jax.vmap(self._constrain(err, mask, mag, astrometry)))(z)
         flat = jax.vmap(jax.vmap(lambda v: ravel_pytree(v)[0]))(z)  # (chain, draw, 5)
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0, 0], z))[1]
         modes = mode_weights(k_modes, lambda y: logdensity(unravel(y)), flat, cfg.mode_draws)
-        return {"params": params, "diverging": div, "tree_depth": depth, "acceptance": acc, "logdensity": logp,
-                "step_size": tuned["step_size"], "restarted": restarted, "chain_weight": modes.chain_weight,
-                "mode": modes.mode, "n_modes": modes.n_modes, "mode_khat": modes.khat, "mode_ess": modes.ess}
+        return {"params": params, "diverging": div, "tree_depth": depth, "n_steps": n_steps, "acceptance": acc,
+                "logdensity": logp, "step_size": tuned["step_size"], "restarted": restarted,
+                "chain_weight": modes.chain_weight, "mode": modes.mode, "n_modes": modes.n_modes,
+                "mode_khat": modes.khat, "mode_ess": modes.ess}
 
     def _run_one(self, key, err, mask, mag, astrometry, init) -> dict:
         """One star's ``StarDraws`` fields (all but ``seconds``), theta_mas drawn from its exact conditional."""
@@ -228,13 +236,25 @@ class NUTSSampler:
         which come from where the posterior's mass is); NaN rows, and points of zero density,
         start from the prior candidates instead.
         """
-        n, chains = len(np.asarray(mag)), self.config.chains
+        init = self._init(len(np.asarray(mag)), init)
+        cfg = self.config
+        out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, cfg.stars_per_call, "NUTS",
+                                        progress, astrometry, init, batch=cfg.batch, steps=cfg.warmup + cfg.draws)
+        return StarDraws(**out | {"diverging": out["diverging"].astype(bool)}, seconds=seconds)
+
+    def compile(self, err, mask, mag, astrometry=None) -> float:
+        """Compile the program ``sample`` runs on these stars, without running it; seconds taken. (A first
+        ``sample`` compiles and then samples a whole padded call: a benchmark times the two apart.)"""
+        return compile_ahead(self._compiled, jax.random.key(0), err, mask, mag, self.config.stars_per_call,
+                             astrometry, self._init(len(np.asarray(mag)), None))
+
+    def _init(self, n: int, init) -> np.ndarray:
+        """``init`` checked, or NaN (every chain from the prior candidates): (star, chain, 5)."""
+        chains = self.config.chains
         init = np.full((n, chains, len(PARAMS)), np.nan) if init is None else np.asarray(init, float)
         if init.shape != (n, chains, len(PARAMS)):
             raise ValueError(f"init must have shape (stars, chains, 5) = {(n, chains, len(PARAMS))}, got {init.shape}")
-        out, seconds = sample_in_chunks(self._compiled, key, err, mask, mag, self.config.stars_per_call, "NUTS",
-                                        progress, astrometry, init, batch=self.config.batch)
-        return StarDraws(**out | {"diverging": out["diverging"].astype(bool)}, seconds=seconds)
+        return init
 
     def with_config(self, **changes) -> NUTSSampler:
         return NUTSSampler(self.model, replace(self.config, **changes))

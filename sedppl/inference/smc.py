@@ -53,7 +53,7 @@ from numpyro.infer.util import initialize_model, unconstrain_fn
 
 from ..model.forward import PARAMS
 from ..model.generative import SEDModel
-from .batching import compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
+from .batching import compile_ahead, compile_over_stars, exact_theta, sample_in_chunks, scale_marginal_potential
 
 TARGET_ACCEPT = 0.65  # HMC acceptance the step size is steered towards
 
@@ -232,6 +232,11 @@ class SMCSampler:
         params = out.pop("params")
         stats = {name: v.astype(int if name == "n_steps" else float) for name, v in out.items()}
         return SMCDraws(params, **stats, seconds=seconds, config=self.config)
+
+    def compile(self, err, mask, mag, astrometry=None) -> float:
+        """Compile the program ``sample`` runs on these stars, without running it; seconds taken."""
+        return compile_ahead(self._compiled, jax.random.key(0), err, mask, mag, self.config.stars_per_call,
+                             astrometry)
 
     def with_config(self, **changes) -> SMCSampler:
         return SMCSampler(self.model, replace(self.config, **changes))

@@ -742,8 +742,8 @@ def _diagnose(draws: StarDraws, i: int, config: NUTSConfig, criteria) -> Verdict
 def _replace_star(draws: StarDraws, i: int, other: StarDraws, j: int) -> None:
     for p in draws.params:
         draws.params[p][i] = other.params[p][j]
-    for name in ("diverging", "tree_depth", "acceptance", "logdensity", "step_size", "restarted", "chain_weight",
-                 "mode", "n_modes", "mode_khat", "mode_ess"):
+    for name in ("diverging", "tree_depth", "n_steps", "acceptance", "logdensity", "step_size", "restarted",
+                 "chain_weight", "mode", "n_modes", "mode_khat", "mode_ess"):
         getattr(draws, name)[i] = getattr(other, name)[j]
     draws.seconds[i] += other.seconds[j]
 

@@ -122,3 +122,77 @@ def test_potential_is_numpyros_own_without_its_start_search():
                                    ravel_pytree(jax.grad(info.potential_fn(*data))(theirs))[0], rtol=1e-5, atol=1e-6)
         for name, value in postprocess(*data)(ours).items():
             np.testing.assert_allclose(value, info.postprocess_fn(*data)(theirs)[name], rtol=1e-6)
+
+
+def _stepping(steps: int, reports: bool):
+    """One star's loop of ``steps`` steps (``report_steps`` in it or not)."""
+    from sedppl.inference.batching import report_steps
+
+    def one(key, err, mask, mag):
+        def step(x, i):
+            if reports:
+                report_steps(i, every=5)
+            return 0.9 * x + jnp.sum(jnp.where(mask, mag, 0.0)) + jax.random.normal(jax.random.fold_in(key, i)), None
+
+        return jax.lax.scan(step, jnp.sum(err), jnp.arange(steps))[0]
+
+    return one
+
+
+@pytest.mark.parametrize("batch", ["map", "vmap"])
+def test_running_calls_report_their_steps_once_per_batch_and_change_nothing(batch):
+    """A loop of 23 steps reports every 5: 4 reports per real star under ``lax.map`` (padding is skipped),
+    4 per call under ``vmap`` (the step counter is shared, so one report stands for the batch); the values
+    are those of the loop without reports (to the last bits, which XLA may fuse differently around them)."""
+    from sedppl.inference.batching import listen_to_steps
+
+    rng = np.random.default_rng(1)
+    mag, err, mask = rng.normal(10, 1, (5, 3)), np.full((5, 3), 0.1), np.ones((5, 3), bool)
+    heard = []
+    with listen_to_steps(heard.append):
+        out, _ = sample_in_chunks(jax.jit(over_stars(_stepping(23, True), batch)), jax.random.key(0), err, mask,
+                                  mag, 4, "", False, batch=batch)
+    quiet, _ = sample_in_chunks(jax.jit(over_stars(_stepping(23, False), batch)), jax.random.key(0), err, mask,
+                                mag, 4, "", False, batch=batch)
+    assert heard == [5] * (4 * 5 if batch == "map" else 4 * 2)  # 5 stars; or 2 calls of 4 slots
+    np.testing.assert_allclose(out, quiet, rtol=1e-6)
+
+
+def test_progress_bar_moves_within_a_call_by_the_steps_reported():
+    import io
+
+    from tqdm import tqdm
+
+    from sedppl.inference.batching import _heard, _moving
+
+    bar = tqdm(total=10, file=io.StringIO())
+    bar.update(2)
+    seen = []
+    with _moving(bar, 8, reports=4):
+        for _ in range(6):  # two more than expected: the bar stops at the call's end
+            _heard(50)
+            seen.append(bar.n)
+    assert seen == [4, 6, 8, 10, 10, 10]
+    assert bar.n == 2  # back where the call began: the caller then counts its 8 stars
+
+
+def test_compiled_ahead_a_call_compiles_nothing_more():
+    """``compile_ahead`` compiles the very program ``sample_in_chunks`` then runs, on rows of any number:
+    no backend compilation happens during the calls."""
+    from sedppl.inference.batching import compile_ahead, compile_over_stars
+
+    rng = np.random.default_rng(2)
+    mag, err, mask = rng.normal(10, 1, (6, 3)), np.full((6, 3), 0.1), np.ones((6, 3), bool)
+    mask[0, 1] = False
+    compiled = compile_over_stars(_stepping(7, True), "map")
+    compiles = []
+    listener = lambda event, seconds, fun_name="", **_: compiles.append((event.split("/")[-1], fun_name))  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        assert compile_ahead(compiled, jax.random.key(0), err[:1], mask[:1], mag[:1], 4) > 0
+        assert ("backend_compile_duration", "jit(call_of_stars)") in compiles, compiles
+        compiles.clear()
+        sample_in_chunks(compiled, jax.random.key(0), err, mask, mag, 4, "", False, batch="map")
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert [name for event, name in compiles if "call_of_stars" in name] == [], compiles

@@ -96,6 +96,8 @@ def test_fit_outputs(simulated_fit):
     chains = tree["nuts_chains"]
     assert chains["teff"].dims == ("star", "chain", "draw") and chains.sizes["chain"] == 2
     assert "diverging" in chains and np.isfinite(chains["lp"]).all()
+    depth, leapfrogs = chains["tree_depth"].values, chains["n_steps"].values  # d doublings: 2^(d-1) to 2^d - 1 steps
+    assert np.all(depth >= 1) and np.all((2 ** (depth - 1) <= leapfrogs) & (leapfrogs <= 2 ** depth - 1))
     np.testing.assert_allclose(chains["chain_weight"].values.sum(axis=1), 1.0, rtol=1e-5)
     assert np.all(fitted["n_modes"] >= 1)
     one_mode = fitted["n_modes"] == 1  # then all the mass is that mode's
@@ -186,3 +188,28 @@ def test_npe_starts_come_from_the_pretrained_model_or_warn():
     with pytest.warns(UserWarning, match="chains start from prior draws"):
         assert Fitter(catalog, "nuts", library="kurucz", nuts_init="npe")._npe_starts(
             catalog, np.arange(3), keys, False) is None
+
+
+def test_compiled_ahead_then_each_star_reports_its_steps_while_it_runs():
+    """``compile`` builds the program ``sample`` runs (nothing is compiled during the sample), and the running
+    program reports every 50 of a star's steps: what moves the progress bar within a call and lets the GPU
+    benchmark time a call it cannot wait for (``benchmarks/bench_gpu.py``)."""
+    from sedppl.inference.batching import STEPS_PER_REPORT, listen_to_steps
+
+    model = sed_model()
+    table = simulate_catalog(jax.random.key(5), 1, model, NoiseModel(p_missing=0.3))
+    cat = read_catalog(table)
+    sampler = NUTSSampler(model, SHORT)  # the program of the other tests here: compiled once per CI run
+    compiles, heard = [], []
+    listener = lambda event, seconds, fun_name="", **_: compiles.append(fun_name)  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        assert sampler.compile(cat.err, cat.mask, cat.mag) > 0
+        assert "jit(call_of_stars)" in compiles
+        compiles.clear()
+        with listen_to_steps(heard.append):
+            sampler.sample(jax.random.key(0), cat.err, cat.mask, cat.mag, progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert "jit(call_of_stars)" not in compiles
+    assert heard == [STEPS_PER_REPORT] * ((SHORT.warmup + SHORT.draws) // STEPS_PER_REPORT)  # one star, lax.map

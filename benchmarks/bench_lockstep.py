@@ -1,0 +1,62 @@
+"""What lockstep costs NUTS: stars side by side (``vmap``, the GPU's batching) wait at every step for the
+longest trajectory among all their chains.
+
+    python benchmarks/bench_lockstep.py [--stars 32]
+
+Fits simulated stars at the defaults one after another (``lax.map``, no lockstep) and reads the leapfrog
+steps behind every draw (``StarDraws.n_steps``). For groups of stars drawn from them, a vmapped call's
+step costs the longest of its chains' trajectories: the ratio of that to the mean trajectory is the work
+lockstep adds. The same ratio for whole chains (each chain's total over its draws, the longest against
+the mean) is what a sampler whose chains advance independently would still pay. Draws only: the
+warm-up's steps are not kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from datetime import date
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+def lockstep_factor(n_steps: np.ndarray, stars: int, rng, repeats: int = 50) -> float:
+    """Mean over steps of the longest trajectory among ``stars`` stars' chains, over the mean trajectory.
+    ``n_steps``: (star, chain, draw)."""
+    longest = [n_steps[rng.choice(len(n_steps), stars, replace=False)].max(axis=(0, 1)).mean() for _ in range(repeats)]
+    return float(np.mean(longest) / n_steps.mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stars", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lockstep.json")
+    args = parser.parse_args()
+    from sedppl.inference.nuts import NUTSConfig, NUTSSampler
+    from sedppl.io.catalog import read_catalog
+    from sedppl.model.generative import sed_model
+    from sedppl.model.simulate import simulate_catalog
+
+    model = sed_model()
+    catalog = read_catalog(simulate_catalog(jax.random.key(7), args.stars, model))
+    config = NUTSConfig(batch="map", retry=False, stars_per_call=min(args.stars, 16))
+    draws = NUTSSampler(model, config).sample(jax.random.key(0), catalog.err, catalog.mask, catalog.mag)
+    n_steps = np.asarray(draws.n_steps, float)  # (star, chain, draw)
+    rng = np.random.default_rng(0)
+    groups = [s for s in (1, 4, 8, 16, 32, 64) if s <= args.stars]
+    totals = n_steps.sum(axis=2).ravel()
+    result = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+              "stars": args.stars, "chains": config.chains, "draws": config.draws, "warmup": config.warmup,
+              "mean_steps_per_draw": float(n_steps.mean()), "p99_steps_per_draw": float(np.percentile(n_steps, 99)),
+              "lockstep_factor": {str(s * config.chains): lockstep_factor(n_steps, s, rng) for s in groups},
+              "independent_chains_factor": float(totals.max() / totals.mean())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
