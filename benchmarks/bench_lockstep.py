@@ -51,6 +51,7 @@ def main() -> None:
     result = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
               "stars": args.stars, "chains": config.chains, "draws": config.draws, "warmup": config.warmup,
               "mean_steps_per_draw": float(n_steps.mean()), "p99_steps_per_draw": float(np.percentile(n_steps, 99)),
+              "max_steps_per_draw": float(n_steps.max()),
               "lockstep_factor": {str(s * config.chains): lockstep_factor(n_steps, s, rng) for s in groups},
               "independent_chains_factor": float(totals.max() / totals.mean())}
     args.out.parent.mkdir(parents=True, exist_ok=True)

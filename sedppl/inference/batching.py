@@ -160,11 +160,15 @@ def compile_over_stars(run_one, batch: str = "auto"):
         return jax.tree.map(lambda *x: np.concatenate([np.asarray(v) for v in x]), *parts)
 
     def ahead(*args):
-        """Compile, without running, each device's program for these arguments."""
+        """Compile, without running, each device's program for these arguments (at once, as calls run)."""
         size = len(args[0]) // len(devices)
-        for i, device in enumerate(devices):
+
+        def part(i):
             block = jax.tree.map(lambda a: a[i * size:(i + 1) * size], list(args))
-            run.lower(*jax.device_put(block, device)).compile()
+            run.lower(*jax.device_put(block, devices[i])).compile()
+
+        with ThreadPoolExecutor(len(devices)) as pool:
+            list(pool.map(part, range(len(devices))))
 
     over_devices.ahead = ahead
     return over_devices
@@ -194,7 +198,7 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
 
     ``steps``: the length of the loop each star runs, when it calls ``report_steps``: the progress bar
     then moves during a call too (a call of thousands of stars on a GPU takes minutes), by the share of
-    steps reported.
+    reports heard.
     """
     prepared = _prepared(key, err, mask, mag, per_star)
     n = len(prepared[3])
@@ -203,7 +207,7 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
     with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
         for rows, slots, valid, positions in chunks(n, stars_per_call * devices, devices):
             # reports per call: one per batch and device (vmap), one per real star (map: padding is skipped)
-            reports = (steps or 0) // STEPS_PER_REPORT * (devices if resolve_batch(batch) == "vmap" else len(rows))
+            reports = reports_in(steps or 0) * (devices if resolve_batch(batch) == "vmap" else len(rows))
             t0 = time.perf_counter()
             with _moving(bar, len(rows), reports) if progress and reports else nullcontext():
                 out = jax.block_until_ready(compiled(*_call(prepared, slots, valid)))
@@ -226,11 +230,17 @@ def compile_ahead(compiled, key, err, mask, mag, stars_per_call: int, *per_star)
 
 
 def report_steps(step, every: int = STEPS_PER_REPORT) -> None:
-    """Inside one star's loop over sampler steps: after every ``every`` steps, tell the host
-    (``listen_to_steps``). ``step`` must be the loop's own counter, the same for every star, so that
-    under ``vmap`` one report stands for the whole batch (a counter that differs by star would make one
-    report per star). Nothing the sampler computes depends on it."""
-    jax.lax.cond((step + 1) % every == 0, lambda: jax.debug.callback(partial(_heard, every)), lambda: None)
+    """Inside one star's loop over sampler steps, at the top of a step: when ``every`` more steps are done,
+    tell the host (``listen_to_steps``). ``step`` must be the loop's own counter, the same for every star, so
+    that under ``vmap`` one report stands for the whole batch (a counter that differs by star would make one
+    report per star). A loop of ``n`` steps reports ``reports_in(n)`` times; nothing it computes changes."""
+    jax.lax.cond((step > 0) & (step % every == 0), lambda: jax.debug.callback(partial(_heard, every)), lambda: None)
+
+
+def reports_in(steps: int, every: int = STEPS_PER_REPORT) -> int:
+    """How many reports a loop of ``steps`` steps makes (``report_steps``): the k-th says that k × ``every``
+    steps are done (it comes at the top of the next step, so the loop's last block is never reported)."""
+    return max(steps - 1, 0) // every
 
 
 def _heard(steps: int) -> None:

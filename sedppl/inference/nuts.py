@@ -244,7 +244,8 @@ class NUTSSampler:
 
     def compile(self, err, mask, mag, astrometry=None) -> float:
         """Compile the program ``sample`` runs on these stars, without running it; seconds taken. (A first
-        ``sample`` compiles and then samples a whole padded call: a benchmark times the two apart.)"""
+        ``sample`` compiles and then samples a whole padded call: a benchmark times the two apart.) It is the
+        program of typed keys (``jax.random.key``), no ``init`` or any, and ``astrometry`` given or not as here."""
         return compile_ahead(self._compiled, jax.random.key(0), err, mask, mag, self.config.stars_per_call,
                              astrometry, self._init(len(np.asarray(mag)), None))
 

@@ -234,7 +234,8 @@ class SMCSampler:
         return SMCDraws(params, **stats, seconds=seconds, config=self.config)
 
     def compile(self, err, mask, mag, astrometry=None) -> float:
-        """Compile the program ``sample`` runs on these stars, without running it; seconds taken."""
+        """Compile the program ``sample`` runs on these stars (typed keys, ``astrometry`` given or not as
+        here), without running it; seconds taken."""
         return compile_ahead(self._compiled, jax.random.key(0), err, mask, mag, self.config.stars_per_call,
                              astrometry)
 

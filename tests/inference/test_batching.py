@@ -54,7 +54,7 @@ def test_any_catalogue_size_runs_the_same_compiled_program():
 SHARDED_RUN = """
 import json, jax, numpy as np
 jax.config.update("jax_num_cpu_devices", 2)
-from sedppl.inference.batching import compile_over_stars, exact_theta, sample_in_chunks
+from sedppl.inference.batching import compile_ahead, compile_over_stars, exact_theta, sample_in_chunks
 from sedppl.io.catalog import read_catalog
 from sedppl.model.forward import PARAMS
 from sedppl.model.generative import sed_model
@@ -72,9 +72,30 @@ def one(key, err, mask, mag, params):  # 60 exact draws of theta at the star's t
 split = compile_over_stars(one)
 run = lambda compiled: sample_in_chunks(compiled, jax.random.key(0), cat.err, cat.mask, cat.mag, 3, "", False,
                                         truth)[0]
+compiles = []
+jax.monitoring.register_event_duration_secs_listener(lambda e, s, fun_name="", **_: compiles.append((e, fun_name)))
+compile_ahead(split, jax.random.key(0), cat.err, cat.mask, cat.mag, 3, truth)
+program = ("/jax/core/compile/backend_compile_duration", "jit(call_of_stars)")
+ahead = compiles.count(program)
+compiles.clear()
 out = run(split)
+in_the_call = compiles.count(program)
 one_device = run(lambda *a: split(*a, on=[jax.local_devices()[0]] * 2))  # the same parts, all on device 0
+from sedppl.inference import batching  # a vmapped loop that reports, on both devices: the bar waits for what comes
+from sedppl.inference.batching import listen_to_steps, over_stars, report_steps
+def stepping(key, err, mask, mag):
+    def step(x, i):
+        report_steps(i)
+        return 0.5 * x + jax.random.normal(jax.random.fold_in(key, i)), None
+    return jax.lax.scan(step, jax.numpy.sum(mag), jax.numpy.arange(150))[0]
+expected, heard, moving = [], [], batching._moving
+batching._moving = lambda bar, stars, reports: (expected.append(reports), moving(bar, stars, reports))[1]
+with listen_to_steps(heard.append):
+    sample_in_chunks(compile_over_stars(stepping, "vmap"), jax.random.key(0), cat.err, cat.mask, cat.mag, 1, "", True,
+                     batch="vmap", steps=150)
 print(json.dumps({"devices": len(jax.local_devices()), "shape": list(out.shape),
+                  "reports_expected": expected, "reports_heard": len(heard),
+                  "compiled_ahead": ahead, "compiled_in_the_call": in_the_call,
                   "same_on_one_device": bool(np.array_equal(out, one_device)),
                   "log10_theta": np.median(np.log10(out), axis=1).tolist(),
                   "truth": np.asarray(table["true_log10_theta"], float).tolist()}))
@@ -86,6 +107,8 @@ def test_stars_split_over_cpu_devices_keep_their_rows():
     row, and are bitwise those of the same program run on one device. The engines (NUTS, SMC) run their
     stars through these same functions; a star's answer once depended on the device count (shard_map).
 
+    ``compile_ahead`` compiled each device's program before the call, which then compiled none; a vmapped
+    loop reports once per call and device, as the progress bar expects.
     The three true angular diameters differ by >= 0.6 dex and 8 bands pin each to ~0.01 dex.
     """
     import json
@@ -96,6 +119,8 @@ def test_stars_split_over_cpu_devices_keep_their_rows():
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["devices"] == 2 and result["shape"] == [3, 60]
+    assert result["compiled_ahead"] == 2 and result["compiled_in_the_call"] == 0  # one program per device, ahead
+    assert result["reports_expected"] == [4, 4] and result["reports_heard"] == 8  # 2 calls, each on 2 devices
     assert result["same_on_one_device"]  # a star's draws do not depend on the device that ran it
     truth = np.array(result["truth"])
     for row, median in enumerate(result["log10_theta"]):
@@ -131,7 +156,7 @@ def _stepping(steps: int, reports: bool):
     def one(key, err, mask, mag):
         def step(x, i):
             if reports:
-                report_steps(i, every=5)
+                report_steps(i)  # each 50 steps done
             return 0.9 * x + jnp.sum(jnp.where(mask, mag, 0.0)) + jax.random.normal(jax.random.fold_in(key, i)), None
 
         return jax.lax.scan(step, jnp.sum(err), jnp.arange(steps))[0]
@@ -140,21 +165,34 @@ def _stepping(steps: int, reports: bool):
 
 
 @pytest.mark.parametrize("batch", ["map", "vmap"])
-def test_running_calls_report_their_steps_once_per_batch_and_change_nothing(batch):
-    """A loop of 23 steps reports every 5: 4 reports per real star under ``lax.map`` (padding is skipped),
-    4 per call under ``vmap`` (the step counter is shared, so one report stands for the batch); the values
-    are those of the loop without reports (to the last bits, which XLA may fuse differently around them)."""
-    from sedppl.inference.batching import listen_to_steps
+def test_running_calls_report_their_steps_once_per_batch_and_change_nothing(batch, monkeypatch):
+    """A loop of 150 steps reports each 50 done, at the top of steps 50 and 100 (the last 50 are done when
+    the call returns): 2 reports per real star under ``lax.map`` (padding is skipped), 2 per call under
+    ``vmap`` (the step counter is shared, so one report stands for the batch), as many as the progress bar
+    of each call waits for. The values are those of the loop without reports (to the last bits, which XLA
+    may fuse differently around them)."""
+    from sedppl.inference import batching
+    from sedppl.inference.batching import listen_to_steps, reports_in
 
+    expected = []  # what the progress bar of each call waits for
+
+    def moving(bar, stars, reports):
+        expected.append(reports)
+        return moving_bar(bar, stars, reports)
+
+    moving_bar = batching._moving
+    monkeypatch.setattr(batching, "_moving", moving)
     rng = np.random.default_rng(1)
     mag, err, mask = rng.normal(10, 1, (5, 3)), np.full((5, 3), 0.1), np.ones((5, 3), bool)
     heard = []
     with listen_to_steps(heard.append):
-        out, _ = sample_in_chunks(jax.jit(over_stars(_stepping(23, True), batch)), jax.random.key(0), err, mask,
-                                  mag, 4, "", False, batch=batch)
-    quiet, _ = sample_in_chunks(jax.jit(over_stars(_stepping(23, False), batch)), jax.random.key(0), err, mask,
+        out, _ = sample_in_chunks(jax.jit(over_stars(_stepping(150, True), batch)), jax.random.key(0), err, mask,
+                                  mag, 4, "", True, batch=batch, steps=150)
+    quiet, _ = sample_in_chunks(jax.jit(over_stars(_stepping(150, False), batch)), jax.random.key(0), err, mask,
                                 mag, 4, "", False, batch=batch)
-    assert heard == [5] * (4 * 5 if batch == "map" else 4 * 2)  # 5 stars; or 2 calls of 4 slots
+    assert reports_in(150) == 2
+    assert heard == [50] * (2 * 5 if batch == "map" else 2 * 2)  # 5 stars; or 2 calls of 4 slots
+    assert expected == ([2 * 4, 2 * 1] if batch == "map" else [2, 2])  # the bar waits for what comes
     np.testing.assert_allclose(out, quiet, rtol=1e-6)
 
 

@@ -194,7 +194,7 @@ def test_compiled_ahead_then_each_star_reports_its_steps_while_it_runs():
     """``compile`` builds the program ``sample`` runs (nothing is compiled during the sample), and the running
     program reports every 50 of a star's steps: what moves the progress bar within a call and lets the GPU
     benchmark time a call it cannot wait for (``benchmarks/bench_gpu.py``)."""
-    from sedppl.inference.batching import STEPS_PER_REPORT, listen_to_steps
+    from sedppl.inference.batching import STEPS_PER_REPORT, listen_to_steps, reports_in
 
     model = sed_model()
     table = simulate_catalog(jax.random.key(5), 1, model, NoiseModel(p_missing=0.3))
@@ -212,4 +212,4 @@ def test_compiled_ahead_then_each_star_reports_its_steps_while_it_runs():
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert "jit(call_of_stars)" not in compiles
-    assert heard == [STEPS_PER_REPORT] * ((SHORT.warmup + SHORT.draws) // STEPS_PER_REPORT)  # one star, lax.map
+    assert heard == [STEPS_PER_REPORT] * reports_in(SHORT.warmup + SHORT.draws) == [50] * 11  # one star, lax.map
