@@ -20,6 +20,7 @@ from ..model.generative import SEDModel, sample_log10_theta
 from .coordinates import sampler_coordinates
 
 STEPS_PER_REPORT = 50  # sampler steps between two reports of a running call (``report_steps``)
+THETA_BATCH = 250  # draws whose angular diameters are drawn side by side (``exact_theta``): bounds the memory
 _LISTENERS: list = []  # ``listen_to_steps``
 
 
@@ -278,7 +279,10 @@ def _moving(bar, stars: int, reports: int):
 
 def exact_theta(key, model: SEDModel, params: dict, err, mask, mag, astrometry=None) -> dict:
     """{"theta_mas": ...} for every draw of the five parameters (any shape), from its exact conditional;
-    with ``astrometry``, radius_rsun, distance_pc and mass_msun too (NaN for a star without a parallax)."""
+    with ``astrometry``, radius_rsun, distance_pc and mass_msun too (NaN for a star without a parallax).
+
+    ``THETA_BATCH`` draws at a time: each holds ~10 kB of forward-model work, and all of a NUTS star's 4000
+    at once made a vmapped call of 4096 stars ask for 46.5 GB (BENCHMARKS.md, "NUTS in lockstep")."""
     shape = params[PARAMS[0]].shape
     flat = jnp.stack([params[n].reshape(-1) for n in PARAMS], axis=-1)
     keys = jax.random.split(key, flat.shape[0])
@@ -286,4 +290,5 @@ def exact_theta(key, model: SEDModel, params: dict, err, mask, mag, astrometry=N
         draw = lambda k, p: {"theta_mas": 10.0 ** sample_log10_theta(k, model, p, err, mask, mag)}  # noqa: E731
     else:
         draw = lambda k, p: model.sample_size_and_distance(k, p, err, mask, mag, astrometry)  # noqa: E731
-    return {name: v.reshape(shape) for name, v in jax.vmap(draw)(keys, flat).items()}
+    drawn = jax.lax.map(lambda a: draw(*a), (keys, flat), batch_size=min(THETA_BATCH, flat.shape[0]))
+    return {name: v.reshape(shape) for name, v in drawn.items()}
