@@ -8,7 +8,7 @@ steps behind every draw (``StarDraws.n_steps``). For groups of stars drawn from 
 step costs the longest of its chains' trajectories: the ratio of that to the mean trajectory is the work
 lockstep adds. The same ratio for whole chains (each chain's total over its draws, the longest against
 the mean) is what a sampler whose chains advance independently would still pay. Draws only: the
-warm-up's steps are not kept.
+warm-up's steps are not kept. Each call's counts are saved as it ends; a rerun resumes after them.
 """
 
 from __future__ import annotations
@@ -43,8 +43,17 @@ def main() -> None:
     model = sed_model()
     catalog = read_catalog(simulate_catalog(jax.random.key(7), args.stars, model))
     config = NUTSConfig(batch="map", retry=False, stars_per_call=min(args.stars, 16))
-    draws = NUTSSampler(model, config).sample(jax.random.key(0), catalog.err, catalog.mask, catalog.mag)
-    n_steps = np.asarray(draws.n_steps, float)  # (star, chain, draw)
+    sampler = NUTSSampler(model, config)
+    keys = jax.random.split(jax.random.key(0), args.stars)  # a star's draws do not depend on its call
+    # each call's counts are kept as it ends: a run stopped half-way resumes where it was
+    kept = args.out.with_suffix(f".{args.stars}.n_steps.npy")
+    n_steps = np.load(kept) if kept.exists() else np.zeros((0, config.chains, config.draws))
+    for start in range(len(n_steps), args.stars, config.stars_per_call):
+        rows = slice(start, start + config.stars_per_call)
+        draws = sampler.sample(keys[rows], catalog.err[rows], catalog.mask[rows], catalog.mag[rows])
+        n_steps = np.concatenate([n_steps, np.asarray(draws.n_steps, float)])  # (star, chain, draw)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        np.save(kept, n_steps)
     rng = np.random.default_rng(0)
     groups = [s for s in (1, 4, 8, 16, 32, 64) if s <= args.stars]
     totals = n_steps.sum(axis=2).ravel()

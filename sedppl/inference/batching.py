@@ -145,16 +145,19 @@ def compile_over_stars(run_one, batch: str = "auto"):
         run.ahead = lambda *args: run.lower(*args).compile()
         return run
 
-    def over_devices(*args, on=devices):
-        """``on``: the device of each part (tests put every part on one device to compare)."""
+    def part_of(args, i: int, on) -> list:
+        """Device ``i``'s equal part of a block's arguments, placed on it."""
         n = len(args[0])
         if n % len(on):
             raise ValueError(f"a block of {n} stars does not split evenly over {len(on)} devices")
         size = n // len(on)
+        return jax.device_put(jax.tree.map(lambda a: a[i * size:(i + 1) * size], list(args)), on[i])
+
+    def over_devices(*args, on=devices):
+        """``on``: the device of each part (tests put every part on one device to compare)."""
 
         def part(i):  # one thread per device: a compiled call releases the GIL while it runs
-            block = jax.tree.map(lambda a: a[i * size:(i + 1) * size], list(args))
-            return jax.block_until_ready(run(*jax.device_put(block, on[i])))
+            return jax.block_until_ready(run(*part_of(args, i, on)))
 
         with ThreadPoolExecutor(len(on)) as pool:
             parts = list(pool.map(part, range(len(on))))
@@ -162,14 +165,8 @@ def compile_over_stars(run_one, batch: str = "auto"):
 
     def ahead(*args):
         """Compile, without running, each device's program for these arguments (at once, as calls run)."""
-        size = len(args[0]) // len(devices)
-
-        def part(i):
-            block = jax.tree.map(lambda a: a[i * size:(i + 1) * size], list(args))
-            run.lower(*jax.device_put(block, devices[i])).compile()
-
         with ThreadPoolExecutor(len(devices)) as pool:
-            list(pool.map(part, range(len(devices))))
+            list(pool.map(lambda i: run.lower(*part_of(args, i, devices)).compile(), range(len(devices))))
 
     over_devices.ahead = ahead
     return over_devices
@@ -204,11 +201,12 @@ def sample_in_chunks(compiled, key, err, mask, mag, stars_per_call: int, desc: s
     prepared = _prepared(key, err, mask, mag, per_star)
     n = len(prepared[3])
     devices = len(jax.local_devices())
+    side_by_side = resolve_batch(batch) == "vmap"
     outputs, seconds = [], np.zeros(n)
     with tqdm(total=n, desc=desc, unit="star", disable=not progress) as bar:
         for rows, slots, valid, positions in chunks(n, stars_per_call * devices, devices):
             # reports per call: one per batch and device (vmap), one per real star (map: padding is skipped)
-            reports = reports_in(steps or 0) * (devices if resolve_batch(batch) == "vmap" else len(rows))
+            reports = reports_in(steps or 0) * (devices if side_by_side else len(rows))
             t0 = time.perf_counter()
             with _moving(bar, len(rows), reports) if progress and reports else nullcontext():
                 out = jax.block_until_ready(compiled(*_call(prepared, slots, valid)))
@@ -223,6 +221,8 @@ def compile_ahead(compiled, key, err, mask, mag, stars_per_call: int, *per_star)
     share one shape); seconds taken. ``compiled``: from ``compile_over_stars``. A first call otherwise
     compiles and samples a whole padded call in one, which cannot be timed apart."""
     prepared = _prepared(key, err, mask, mag, per_star)
+    if len(prepared[3]) == 0:
+        raise ValueError("compiling a call needs at least one star (its rows give the call's shapes)")
     devices = len(jax.local_devices())
     _, slots, valid, _ = next(chunks(len(prepared[3]), stars_per_call * devices, devices))
     t0 = time.perf_counter()

@@ -234,6 +234,8 @@ def test_compiled_ahead_a_call_compiles_nothing_more():
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert [name for event, name in compiles if "call_of_stars" in name] == [], compiles
+    with pytest.raises(ValueError, match="at least one star"):
+        compile_ahead(compiled, jax.random.key(0), err[:0], mask[:0], mag[:0], 4)
 
 
 def test_exact_theta_memory_does_not_grow_with_the_draws():
